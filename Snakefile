@@ -1,0 +1,27 @@
+# llmbench: fetch weights -> build artifacts -> benchmark artifact x engine variant x scenario -> tables.
+# Run: snakemake --cores 1 --resources gpu=1     (see README.md)
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/artifacts.smk"
+include: "workflow/rules/benchmarks.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        "results/tables/latency.md",
+        "results/tables/latency.parquet",
+        "results/tables/requests.parquet",
+    default_target: True

@@ -1,0 +1,41 @@
+"""Artifact builders: ``llmbench/artifacts/<method>.py`` defines ``build`` — see registry.py.
+
+A builder gets (model_dir, model_manifest, params, out_dir) and returns manifest fields: at least
+``library`` (what made it) and ``library_versions``. :func:`build` adds hashes, timing and memory.
+Builders never import engines.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import manifest, memory, registry
+
+PACKAGE = "llmbench.artifacts"
+
+
+def methods() -> list[str]:
+    return registry.builtin_names(PACKAGE)
+
+
+def module(method: str):
+    return registry.module(PACKAGE, "artifact method", method)
+
+
+def env(method: str) -> str:
+    return registry.env_of(module(method), method)
+
+
+def build(method: str, model_dir: Path, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    builder = module(method).build
+    model_manifest = manifest.verify(model_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    fields = builder(model_dir, model_manifest, params, out_dir)
+    return manifest.write(
+        out_dir, "artifact", method=method, params=params,
+        input_model_dir=str(model_dir), input_model_hash=model_manifest["content_hash"],
+        synthetic=model_manifest.get("synthetic") or None,
+        build_time_s=round(time.perf_counter() - t, 3), peak_rss_bytes=memory.peak_rss_bytes(), **fields)

@@ -1,0 +1,34 @@
+"""The unquantized model in a chosen dtype: the baseline every other artifact is compared with."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..provenance import versions
+
+ENV = "hf"
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "tokenizer.model", "generation_config.json")
+
+
+def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    dtype = params.get("dtype", "float32")
+    libs = versions("torch", "transformers", "safetensors")
+    if model_manifest.get("synthetic"):
+        # Random weights are drawn at load time from the seed; the artifact is the shape, seed and dtype.
+        for name in ["config.json", "synthetic.json", *TOKENIZER_FILES]:
+            if (model_dir / name).exists():
+                shutil.copy(model_dir / name, out_dir / name)
+        return {"library": "llmbench (synthetic: weights drawn at load)", "library_versions": libs}
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"loading {model_dir} and saving it as {dtype} ...", flush=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
+    return {"library": "transformers", "library_versions": libs, "dtype": dtype}

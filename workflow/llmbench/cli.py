@@ -1,0 +1,82 @@
+"""Command line of the harness; the workflow's rules call these subcommands, users call ``inspect``/``verify``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _spec(text: str) -> dict:
+    return json.loads(text)
+
+
+def cmd_fetch_model(a):
+    from . import atomic, models
+    spec = _spec(a.spec)
+    with atomic.directory(a.out) as tmp:
+        models.fetch(spec["name"], spec["config"], tmp)
+
+
+def cmd_build_artifact(a):
+    from . import artifacts, atomic
+    spec = _spec(a.spec)
+    with atomic.directory(a.out) as tmp:
+        artifacts.build(spec["method"], Path(spec["model_dir"]), spec.get("params", {}), tmp)
+
+
+def cmd_bench(a):
+    from . import bench
+    bench.run_job(_spec(a.spec), Path(a.out), log=lambda m: print(m, flush=True))
+
+
+def cmd_merge(a):
+    from . import tables
+    tables.merge(a.inputs, Path(a.out_dir))
+
+
+def cmd_verify(a):
+    from . import manifest
+    bad = 0
+    for p in a.paths:
+        found = manifest.problems(Path(p))
+        print(f"{p}: {'OK' if not found else 'STALE'}")
+        for f in found:
+            print(f"  - {f}")
+        bad += bool(found)
+    return 1 if bad else 0
+
+
+def cmd_inspect(a):
+    from . import inspect
+    print(inspect.describe(Path(a.path), verify=not a.no_verify))
+    return 0
+
+
+def cmd_schema_doc(a):
+    from . import rows
+    text = rows.markdown_doc()
+    if a.out:
+        Path(a.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="llmbench", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("fetch-model"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True, type=Path); s.set_defaults(fn=cmd_fetch_model)
+    s = sub.add_parser("build-artifact"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True, type=Path); s.set_defaults(fn=cmd_build_artifact)
+    s = sub.add_parser("bench"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.set_defaults(fn=cmd_bench)
+    s = sub.add_parser("merge"); s.add_argument("--out-dir", required=True); s.add_argument("inputs", nargs="*"); s.set_defaults(fn=cmd_merge)
+    s = sub.add_parser("verify", help="check directories against their manifests"); s.add_argument("paths", nargs="+"); s.set_defaults(fn=cmd_verify)
+    s = sub.add_parser("inspect", help="what is this model/artifact directory and how was it made")
+    s.add_argument("path"); s.add_argument("--no-verify", action="store_true"); s.set_defaults(fn=cmd_inspect)
+    s = sub.add_parser("schema-doc", help="print the per-request row schema as markdown"); s.add_argument("--out"); s.set_defaults(fn=cmd_schema_doc)
+    a = p.parse_args(argv)
+    return a.fn(a) or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

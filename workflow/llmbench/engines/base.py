@@ -1,0 +1,48 @@
+"""The one small interface every engine adapter implements.
+
+An adapter only loads and executes (optimum-benchmark's backend/scenario split); timing, token accounting
+and rows belong to the scenario. ``generate`` must yield each new token id as soon as the engine has it, so
+the harness timestamps tokens the same way for every engine: ``generate`` calls ``on_token(id)`` the moment the engine hands a new
+token to the host, and returns the engine's own list of output ids. It must produce exactly
+``max_new_tokens`` tokens (EOS ignored); the scenario checks both counts and fails the job otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+
+@dataclass
+class Loaded:
+    """What actually ran, read back from the engine after loading (not what was asked for)."""
+
+    engine_version: str
+    device: str                      # e.g. "cpu", "cuda:0"
+    device_name: str                 # e.g. "NVIDIA H100 80GB HBM3" or the CPU model
+    runtime: dict[str, Any] = field(default_factory=dict)  # dtype, attention backend, compile, cache, kernels
+    library_versions: dict[str, str | None] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    name: str
+
+    def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]) -> Loaded:
+        """Load the artifact with the variant's options; return what actually ran."""
+
+    def encode(self, prompt: str) -> list[int]:
+        """Prompt text -> input token ids (chat template applied when the tokenizer has one)."""
+
+    def decode(self, token_ids: list[int]) -> str:
+        ...
+
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+        """Greedy. Call on_token for each new token as it arrives; return the engine's output ids."""
+
+    def reset_peak_memory(self) -> None:
+        ...
+
+    def peak_memory(self) -> tuple[int, str] | None:
+        """(bytes, what was measured) for device memory, e.g. GPU max allocated; None: the harness measures
+        the process's peak RSS instead."""

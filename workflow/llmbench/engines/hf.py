@@ -1,0 +1,168 @@
+"""HF transformers adapter: ``model.generate`` with a streamer that hands each token to the harness.
+
+Options (a variant in config names a set of them):
+  device               auto | cpu | cuda
+  dtype                auto (as stored in the artifact) | float32 | float16 | bfloat16
+  attn_implementation  eager | sdpa | flash_attention_2
+  cache_implementation dynamic | static   (static lets generate() auto-compile the forward on GPU)
+  torch_compile        bool: false passes disable_compile; true with a dynamic cache compiles model.forward
+  num_threads          CPU threads for torch (null: torch's default)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+class _TokenStreamer:
+    """transformers BaseStreamer protocol: ``put`` gets the prompt first, then each new token."""
+
+    def __init__(self, on_token: Callable[[int], None]):
+        self.on_token = on_token
+        self.prompt_seen = False
+
+    def put(self, value):
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for tok in value.reshape(-1).tolist():  # .tolist() waits for the device: the token really exists now
+            self.on_token(tok)
+
+    def end(self):
+        pass
+
+
+class HFEngine:
+    name = "hf"
+    # option -> allowed values (a tuple) or a type; checked before any job runs
+    OPTIONS: dict[str, Any] = {
+        "device": ("auto", "cpu", "cuda"),
+        "dtype": DTYPES,
+        "attn_implementation": ("eager", "sdpa", "flash_attention_2"),
+        "cache_implementation": ("dynamic", "static"),
+        "torch_compile": bool,
+        "num_threads": (int, type(None)),
+    }
+
+    def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
+        import torch
+        import transformers
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        from ..engines.base import Loaded
+        from ..provenance import cpu_name, versions
+
+        self.torch = torch
+        if options.get("num_threads"):
+            torch.set_num_threads(int(options["num_threads"]))
+        device = options.get("device", "auto")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("variant asks for device=cuda but torch sees no CUDA device here")
+        dtype_name = options.get("dtype", "auto")
+        if dtype_name not in DTYPES:
+            raise ValueError(f"dtype {dtype_name!r}; allowed: {DTYPES}")
+        dtype = "auto" if dtype_name == "auto" else getattr(torch, dtype_name)
+        attn = options.get("attn_implementation", "sdpa")
+        self.cache_implementation = options.get("cache_implementation", "dynamic")
+        self.torch_compile = bool(options.get("torch_compile", False))
+
+        synthetic = manifest.get("synthetic")
+        if synthetic:
+            config = AutoConfig.from_pretrained(artifact_dir)
+            if dtype == "auto":
+                dtype = getattr(torch, manifest.get("params", {}).get("dtype", "float16"))
+            torch.manual_seed(int(synthetic["seed"]))
+            with torch.device(device):
+                model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(artifact_dir, dtype=dtype, attn_implementation=attn)
+            model.to(device)
+        model.eval()
+        self.vocab_size = model.config.vocab_size
+        self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
+        self.model = model
+        self.device = torch.device(device)
+
+        self.compiled_by_generate: bool | None = None
+        if self.torch_compile and self.cache_implementation == "dynamic":
+            model.forward = torch.compile(model.forward)
+        original = model._valid_auto_compile_criteria
+
+        def spy(*args, **kwargs):  # record whether generate() really compiled, not whether we asked
+            self.compiled_by_generate = original(*args, **kwargs)
+            return self.compiled_by_generate
+
+        model._valid_auto_compile_criteria = spy
+
+        gen = model.generation_config
+        gen.do_sample, gen.temperature, gen.top_p, gen.top_k = False, None, None, None
+        if gen.pad_token_id is None:
+            gen.pad_token_id = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
+
+        p = next(model.parameters())
+        linear_kinds = sorted({type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__})
+        qcfg = getattr(model.config, "quantization_config", None)
+        self.runtime = {
+            "dtype": str(p.dtype).removeprefix("torch."),
+            "attn_implementation": model.config._attn_implementation,
+            "cache_implementation": self.cache_implementation,
+            "torch_compile_requested": self.torch_compile,
+            "linear_modules": linear_kinds,
+            "quantization": (qcfg.to_dict() if hasattr(qcfg, "to_dict") else qcfg) if qcfg else None,
+            "torch_threads": torch.get_num_threads(),
+            "synthetic_weights": bool(synthetic),
+        }
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_name()
+        return Loaded(
+            engine_version=transformers.__version__,
+            device=str(self.device),
+            device_name=name,
+            runtime=self.runtime,
+            library_versions=versions("torch", "transformers", "accelerate", "safetensors"),
+        )
+
+    def encode(self, prompt: str) -> list[int]:
+        tok = self.tokenizer
+        if tok.chat_template:
+            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                          tokenize=True, return_dict=False)
+        else:
+            ids = tok(prompt)["input_ids"]
+        return [i % self.vocab_size for i in ids]  # identity unless a synthetic shape has a smaller vocab
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+        torch = self.torch
+        ids = torch.tensor([input_ids], device=self.device)
+        kwargs: dict[str, Any] = {}
+        if self.cache_implementation == "static":
+            kwargs["cache_implementation"] = "static"
+        if not self.torch_compile:
+            kwargs["disable_compile"] = True
+        with torch.inference_mode():
+            out = self.model.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                min_new_tokens=max_new_tokens, do_sample=False, streamer=_TokenStreamer(on_token), **kwargs)
+        self.runtime["compiled"] = bool(self.compiled_by_generate) or (
+            self.torch_compile and self.cache_implementation == "dynamic")
+        return out[0, len(input_ids):].tolist()
+
+    def reset_peak_memory(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_memory(self) -> tuple[int, str] | None:
+        if self.device.type == "cuda":
+            return self.torch.cuda.max_memory_allocated(self.device), "cuda_max_allocated"
+        return None
+ADAPTER = HFEngine

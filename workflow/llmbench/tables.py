@@ -1,0 +1,109 @@
+"""Merge per-job Parquet files into the final tables.
+
+results/tables/requests.parquet  every request row (row schema in rows.py), warm-ups flagged
+results/tables/latency.parquet   one line per model × artifact × variant × scenario, warm-ups excluded
+results/tables/latency.md        the same as a markdown table, like the latency study's
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import rows
+
+GROUP = ["model", "artifact", "engine", "variant", "scenario"]
+
+SUMMARY_COLUMNS = {  # name -> (unit, meaning); the aggregate table's schema
+    "requests": ("", "measured requests (warm-ups excluded), successful or not"),
+    "failed": ("", "requests that failed; they are counted here, never dropped silently"),
+    "avg_latency_s": ("s", "mean end-to-end latency of successful requests"),
+    "avg_output_tokens": ("tokens", "mean new tokens per successful request"),
+    "tokens_per_s": ("tokens/s", "sum of output tokens / sum of latencies (the study's tokens/s)"),
+    "ttft_p50_s": ("s", "median time to first token"),
+    "ttft_p90_s": ("s", "90th percentile time to first token"),
+    "tpot_p50_s": ("s", "median time per output token after the first"),
+    "tpot_p90_s": ("s", "90th percentile time per output token"),
+    "peak_memory_bytes": ("bytes", "largest per-request peak (see memory_kind)"),
+}
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def load_requests(inputs: list[str | Path]) -> pd.DataFrame:
+    tables = [pq.read_table(p) for p in inputs]
+    for p, t in zip(inputs, tables):
+        if t.schema.metadata.get(b"llmbench_schema_version") != str(rows.SCHEMA_VERSION).encode():
+            raise ValueError(f"{p}: row schema version {t.schema.metadata.get(b'llmbench_schema_version')} "
+                             f"!= {rows.SCHEMA_VERSION}; rerun that job")
+    if not tables:
+        return rows.SCHEMA.empty_table().to_pandas()
+    return pa.concat_tables(tables).to_pandas()
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    measured = df[~df["warmup"]]
+    out = []
+    for key, g in measured.groupby(GROUP, sort=True):
+        ok = g[g["success"]]
+        first = g.iloc[0]
+        out.append({
+            **dict(zip(GROUP, key)),
+            "status": first["status"],
+            "device_name": first["device_name"],
+            "synthetic_weights": bool(first["synthetic_weights"]),
+            "requests": len(g),
+            "failed": int((~g["success"]).sum()),
+            "avg_latency_s": ok["latency_s"].mean(),
+            "avg_output_tokens": ok["output_tokens"].mean(),
+            "tokens_per_s": ok["output_tokens"].sum() / ok["latency_s"].sum() if len(ok) else float("nan"),
+            "ttft_p50_s": ok["ttft_s"].quantile(0.5),
+            "ttft_p90_s": ok["ttft_s"].quantile(0.9),
+            "tpot_p50_s": ok["tpot_s"].quantile(0.5),
+            "tpot_p90_s": ok["tpot_s"].quantile(0.9),
+            "peak_memory_bytes": int(g["peak_memory_bytes"].max()),
+            "memory_kind": first["memory_kind"],
+            "runtime": first["runtime"],
+            "artifact_hash": first["artifact_hash"],
+            "git_commit": first["git_commit"],
+        })
+    return pd.DataFrame(out)
+
+
+def to_markdown(summary: pd.DataFrame) -> str:
+    if summary.empty:
+        return "No benchmark rows.\n"
+    view = pd.DataFrame({
+        "artifact": summary["artifact"],
+        "engine / variant": summary["engine"] + " / " + summary["variant"],
+        "scenario": summary["scenario"],
+        "avg time (s)": summary["avg_latency_s"].round(2),
+        "avg output tokens": summary["avg_output_tokens"].round(1),
+        "tokens/s": summary["tokens_per_s"].round(1),
+        "TTFT p50 / p90 (ms)": [f"{a * 1e3:.0f} / {b * 1e3:.0f}" for a, b in zip(summary["ttft_p50_s"], summary["ttft_p90_s"])],
+        "TPOT p50 / p90 (ms)": [f"{a * 1e3:.1f} / {b * 1e3:.1f}" for a, b in zip(summary["tpot_p50_s"], summary["tpot_p90_s"])],
+        "peak mem (MB)": (summary["peak_memory_bytes"] / 2**20).round(0).astype(int),
+        "requests (failed)": [f"{r} ({f})" for r, f in zip(summary["requests"], summary["failed"])],
+        "status": summary["status"] + summary["synthetic_weights"].map({True: ", synthetic", False: ""}),
+        "device": summary["device_name"],
+    })
+    notes = ("\nWarm-up requests are excluded. tokens/s = output tokens / end-to-end time (TTFT included). "
+             "Every engine generated exactly the requested number of tokens (jobs fail otherwise).\n")
+    return view.to_markdown(index=False) + "\n" + notes
+
+
+def merge(inputs: list[str | Path], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df = load_requests(inputs)
+    _write_parquet(pa.Table.from_pandas(df, schema=rows.SCHEMA, preserve_index=False), out_dir / "requests.parquet")
+    summary = summarize(df)
+    _write_parquet(pa.Table.from_pandas(summary, preserve_index=False), out_dir / "latency.parquet")
+    (out_dir / "latency.md").write_text(to_markdown(summary))

@@ -1,0 +1,129 @@
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from llmbench import artifacts, engines, manifest
+from llmbench import config as llmbench_config
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+llmbench_config.check(config, Path(workflow.basedir))
+
+
+wildcard_constraints:
+    model="[^/]+",
+    artifact="[^/]+",
+    variant="[^/]+",
+    scenario="[^/]+",
+
+
+# The interpreter that runs the harness: the driver's own, unless a software-deployment method (conda)
+# provides one per rule, in which case `python` on the job's PATH is that env's.
+PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
+
+
+def jobs():
+    """Every (model, artifact, variant, scenario) the `benchmarks` section asks for, once each."""
+    seen = []
+    for b in config["benchmarks"]:
+        for m in b["models"]:
+            for a in b["artifacts"]:
+                for v in b["variants"]:
+                    for s in b["scenarios"]:
+                        if (m, a, v, s) not in seen:
+                            seen.append((m, a, v, s))
+    return seen
+
+
+def run_files():
+    return [f"results/runs/{m}/{a}/{v}/{s}.parquet" for m, a, v, s in jobs()]
+
+
+def quoted(obj):
+    """A JSON spec as one shell word; it is also the rule's params, so a change to it reruns the job."""
+    return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+def model_spec(wildcards):
+    return quoted({"name": wildcards.model, "config": config["models"][wildcards.model]})
+
+
+def artifact_spec(wildcards):
+    a = config["artifacts"][wildcards.artifact]
+    return quoted(
+        {
+            "method": a["method"],
+            "params": a.get("params", {}),
+            "model_dir": f"resources/models/{wildcards.model}",
+        }
+    )
+
+
+def bench_spec(wildcards):
+    return quoted(
+        {
+            "model": wildcards.model,
+            "artifact": wildcards.artifact,
+            "variant_name": wildcards.variant,
+            "scenario_name": wildcards.scenario,
+            "model_dir": f"resources/models/{wildcards.model}",
+            "artifact_dir": f"resources/artifacts/{wildcards.model}/{wildcards.artifact}",
+            "model_config": config["models"][wildcards.model],
+            "artifact_config": config["artifacts"][wildcards.artifact],
+            "variant": config["variants"][wildcards.variant],
+            "scenario": config["scenarios"][wildcards.scenario],
+            "workdir": workflow.basedir,
+        }
+    )
+
+
+def scenario_prompts(wildcards):
+    return config["scenarios"][wildcards.scenario]["prompts"]
+
+
+def gpus(wildcards):
+    """GPUs a job claims; CPU-only jobs claim none."""
+    options = config["variants"][wildcards.variant].get("options", {})
+    return 1 if options.get("device") in ("cuda", "auto") else 0
+
+
+def env_file(name):
+    return str(Path(workflow.basedir) / "envs" / f"{name}.yaml")
+
+
+def engine_env(wildcards):
+    return env_file(engines.env(config["variants"][wildcards.variant]["engine"]))
+
+
+def artifact_env(wildcards):
+    return env_file(artifacts.env(config["artifacts"][wildcards.artifact]["method"]))
+
+
+def stale_directories():
+    """Model/artifact directories that exist but no longer match their manifest (quick stat check, then
+    sha256 of the files whose size or mtime changed). Checked before any job: a stale artifact is never
+    measured, and never silently rebuilt from under a result either."""
+    dirs = {f"resources/models/{m}" for m, _, _, _ in jobs()}
+    dirs |= {f"resources/artifacts/{m}/{a}" for m, a, _, _ in jobs()}
+    found = {}
+    for d in sorted(dirs):
+        if Path(d).exists():
+            problems = manifest.problems(Path(d), quick=True)
+            if problems:
+                found[d] = problems
+    return found
+
+
+_stale = stale_directories()
+if _stale:
+    lines = [f"{d}:\n    - " + "\n    - ".join(p) for d, p in _stale.items()]
+    raise WorkflowError(
+        "these directories no longer match their manifest.json, so nothing built from them will be measured:\n  "
+        + "\n  ".join(lines)
+        + "\nRebuild them: delete each directory (rm -r "
+        + " ".join(_stale)
+        + ") and run the same snakemake command again."
+    )
