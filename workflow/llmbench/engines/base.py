@@ -40,6 +40,10 @@ class Engine(Protocol):
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
         """Greedy. Call on_token for each new token as it arrives; return the engine's output ids."""
 
+    # Optional, for the quality figures: teacher-forced scoring of a token sequence.
+    # def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+    #     """For positions 1..n-1: log-prob of token_ids[i] given token_ids[:i], and the argmax prediction."""
+
     def reset_peak_memory(self) -> None:
         ...
 
