@@ -54,3 +54,10 @@ def write_yaml(path: Path, obj) -> Path:
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Quick tests first, then the ones that build things or run whole workflows."""
+    def tier(item):
+        return 2 if item.get_closest_marker("workflow") else 1 if item.get_closest_marker("slow") else 0
+    items.sort(key=tier)

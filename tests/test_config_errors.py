@@ -1,0 +1,82 @@
+"""Bad config stops the run before any job, naming the key, the value and what is allowed."""
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, snakemake, write_yaml
+
+DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("wf"))
+
+
+def plan_with(workdir, mutate):
+    cfg = copy.deepcopy(DEFAULT)
+    mutate(cfg)
+    write_yaml(workdir / "config/config.yaml", cfg)
+    proc = snakemake(workdir, "-n", check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_default_config_plans(workdir):
+    rc, out = plan_with(workdir, lambda c: None)
+    assert rc == 0, out
+    assert "benchmark" in out and "fetch_model" in out
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["variants"]["hf-sdpa"].update(engine="nosuch"),
+         ["variants.hf-sdpa.engine = 'nosuch'", "allowed engines are", "hf"]),
+        (lambda c: c["variants"]["hf-sdpa"]["options"].update(attn_implementation="flash"),
+         ["variants.hf-sdpa.options.attn_implementation = 'flash'", "eager, sdpa, flash_attention_2"]),
+        (lambda c: c["variants"]["hf-sdpa"]["options"].update(dtpye="float16"),
+         ["variants.hf-sdpa.options.dtpye: unknown option", "allowed options are", "dtype"]),
+        (lambda c: c["variants"]["hf-sdpa"]["options"].update(num_threads="two"),
+         ["variants.hf-sdpa.options.num_threads = 'two'", "expected int or null"]),
+        (lambda c: c["artifacts"]["reference-fp32"].update(method="gptqq"),
+         ["artifacts.reference-fp32.method = 'gptqq'", "allowed methods are", "reference"]),
+        (lambda c: c["benchmarks"][0]["variants"].append("hf-typo"),
+         ["benchmarks[0].variants: 'hf-typo' is not defined", "hf-sdpa"]),
+        (lambda c: c["models"]["smollm2-135m"].update(source="ftp:somewhere"),
+         ["ftp:somewhere", "pypi|hf|path|synthetic"]),
+        (lambda c: c["models"]["smollm2-135m"].update(source="synthetic:llama-9"),
+         ["synthetic presets are", "llama-2-7b"]),
+        (lambda c: c["models"]["smollm2-135m"].update(source="hf:org/model"),
+         ["pin a revision"]),
+        (lambda c: c["scenarios"]["latency"].update(max_new_tokens=0),
+         ["max_new_tokens", "0", "minimum"]),
+        (lambda c: c["scenarios"]["latency"].update(repeats="three"),
+         ["repeats", "three", "integer"]),
+        (lambda c: c["scenarios"]["latency"].update(prompts="config/prompts/missing.jsonl"),
+         ["scenarios.latency.prompts = 'config/prompts/missing.jsonl': file not found"]),
+        (lambda c: c["scenarios"]["latency"].update(max_tokens=10),
+         ["max_tokens", "Additional properties"]),
+        (lambda c: c.pop("benchmarks"), ["benchmarks", "required"]),
+    ],
+    ids=["engine", "option-value", "option-name", "option-type", "method", "undefined-ref", "scheme",
+         "preset", "hf-revision", "number", "type", "prompts-file", "typo-key", "missing-key"],
+)
+def test_bad_config_stops_before_any_job(workdir, mutate, expected):
+    rc, out = plan_with(workdir, mutate)
+    assert rc != 0
+    for text in expected:
+        assert text in out, f"{text!r} not in:\n{out[-3000:]}"
+    assert "Job stats" not in out and "rule fetch_model" not in out
+
+
+def test_hf_source_fails_fast_without_network(tmp_path):
+    import time
+
+    from llmbench import sources
+
+    t = time.perf_counter()
+    with pytest.raises(sources.SourceError, match="could not download from the Hugging Face hub"):
+        sources.fetch("hf:HuggingFaceTB/SmolLM2-135M-Instruct@main", tmp_path / "m", {"timeout_s": 5})
+    assert time.perf_counter() - t < 120

@@ -1,0 +1,147 @@
+"""Real Snakemake runs of the default workflow on the embedded model, with few new tokens.
+
+One module-scoped workdir: the first test runs everything; later tests change one thing and check that
+exactly the jobs that depend on it are planned (dry runs), or that bad states stop the run.
+"""
+
+import copy
+import re
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, read_json, snakemake, write_yaml
+
+pytestmark = pytest.mark.workflow
+
+NEW_TOKENS = 4
+
+
+def small_config():
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["scenarios"]["latency"]["max_new_tokens"] = NEW_TOKENS
+    cfg["variants"] = {k: cfg["variants"][k] for k in ("hf-sdpa", "hf-eager")}
+    cfg["benchmarks"][0]["variants"] = ["hf-sdpa", "hf-eager"]
+    if "software_envs" in cfg:
+        cfg["software_envs"]["backend"] = "none"  # envs are tested in test_envs.py
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    wd = copy_workflow(tmp_path_factory.mktemp("wf"))
+    write_yaml(wd / "config/config.yaml", small_config())
+    snakemake(wd)
+    return wd
+
+
+def planned(wd, cfg=None):
+    """Rule name -> job count of a dry run (after writing cfg, if given)."""
+    if cfg is not None:
+        write_yaml(wd / "config/config.yaml", cfg)
+    out = snakemake(wd, "-n").stdout
+    if "Nothing to be done" in out:
+        return {}
+    stats = out.split("Job stats:")[1].split("total")[0]
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def test_full_run_writes_tables_with_exact_token_counts_and_provenance(done):
+    req = pd.read_parquet(done / "results/tables/requests.parquet")
+    assert set(req["variant"]) == {"hf-sdpa", "hf-eager"}
+    assert (req["output_tokens"] == NEW_TOKENS).all() and (req["streamed_tokens"] == NEW_TOKENS).all()
+    assert req["success"].all()
+    # the first prompt is a flagged warm-up, then all 9 prompts are measured once
+    per_variant = req[req["variant"] == "hf-sdpa"].sort_values("request_index")
+    assert per_variant["warmup"].tolist() == [True] + [False] * 9
+    assert (per_variant["ttft_s"] > 0).all() and (per_variant["latency_s"] >= per_variant["ttft_s"]).all()
+    art = read_json(done / "resources/artifacts/smollm2-135m/reference-fp32/manifest.json")
+    model = read_json(done / "resources/models/smollm2-135m/manifest.json")
+    assert (req["artifact_hash"] == art["content_hash"]).all() and (req["model_hash"] == model["content_hash"]).all()
+    assert art["input_model_hash"] == model["content_hash"]
+    for col in ("engine_version", "device_name", "git_commit", "config_hash", "timestamp", "library_versions"):
+        assert req[col].str.len().gt(0).all(), col
+    runtime = pd.Series(req["runtime"]).map(yaml.safe_load)
+    assert {r["attn_implementation"] for r in runtime} == {"sdpa", "eager"}  # read back, not copied
+
+    summary = pd.read_parquet(done / "results/tables/latency.parquet")
+    assert len(summary) == 2 and (summary["requests"] == 9).all() and (summary["failed"] == 0).all()
+    assert (summary["avg_output_tokens"] == NEW_TOKENS).all()
+    md = (done / "results/tables/latency.md").read_text()
+    assert "hf / hf-sdpa" in md and "tokens/s" in md
+    for d in ("resources/models/smollm2-135m", "resources/artifacts/smollm2-135m/reference-fp32"):
+        assert (done / d / "manifest.json").exists()
+
+
+def test_second_run_does_nothing(done):
+    assert planned(done) == {}
+
+
+def test_changing_one_variant_reruns_only_its_jobs_and_the_merge(done):
+    cfg = small_config()
+    cfg["variants"]["hf-eager"]["options"]["num_threads"] = 1
+    try:
+        assert planned(done, cfg) == {"benchmark": 1, "merge_tables": 1, "all": 1}
+    finally:
+        write_yaml(done / "config/config.yaml", small_config())
+
+
+def test_changing_max_new_tokens_reruns_benchmarks_not_fetch_or_artifacts(done):
+    cfg = small_config()
+    cfg["scenarios"]["latency"]["max_new_tokens"] = NEW_TOKENS + 1
+    try:
+        assert planned(done, cfg) == {"benchmark": 2, "merge_tables": 1, "all": 1}
+    finally:
+        write_yaml(done / "config/config.yaml", small_config())
+
+
+def test_changing_the_artifact_dtype_rebuilds_it_and_downstream(done):
+    cfg = small_config()
+    cfg["artifacts"]["reference-fp32"]["params"]["dtype"] = "bfloat16"
+    try:
+        assert planned(done, cfg) == {"build_artifact": 1, "benchmark": 2, "merge_tables": 1, "all": 1}
+    finally:
+        write_yaml(done / "config/config.yaml", small_config())
+
+
+def test_edited_artifact_stops_the_run_with_a_clear_message(done, tmp_path):
+    wd = tmp_path / "copy"
+    shutil.copytree(done, wd, symlinks=True)
+    cfg_file = wd / "resources/artifacts/smollm2-135m/reference-fp32/config.json"
+    cfg_file.write_text(cfg_file.read_text().replace('"num_hidden_layers": 30', '"num_hidden_layers": 29'))
+    proc = snakemake(wd, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "resources/artifacts/smollm2-135m/reference-fp32" in out and "config.json: sha256" in out
+    assert "rm -r resources/artifacts/smollm2-135m/reference-fp32" in out
+    assert "rule benchmark" not in out  # stopped before any job
+
+    # following the message: delete, rerun -> rebuilt and remeasured, intact again
+    shutil.rmtree(wd / "resources/artifacts/smollm2-135m/reference-fp32")
+    assert planned(wd) == {"build_artifact": 1, "benchmark": 2, "merge_tables": 1, "all": 1}
+
+
+def test_deleted_model_file_is_detected(done, tmp_path):
+    wd = tmp_path / "copy"
+    shutil.copytree(done, wd, symlinks=True)
+    (wd / "resources/models/smollm2-135m/tokenizer.json").unlink()
+    proc = snakemake(wd, "-n", check=False)
+    assert proc.returncode != 0 and "tokenizer.json: deleted" in proc.stdout + proc.stderr
+
+
+def test_a_crashing_job_leaves_no_parquet_and_keeps_the_others(done, tmp_path):
+    wd = tmp_path / "copy"
+    shutil.copytree(done, wd, symlinks=True)
+    cfg = small_config()
+    cfg["variants"]["hf-broken"] = {"engine": "hf", "options": {"device": "cuda"}}  # no GPU here: load fails
+    cfg["benchmarks"][0]["variants"].append("hf-broken")
+    write_yaml(wd / "config/config.yaml", cfg)
+    proc = snakemake(wd, "--keep-going", check=False)
+    assert proc.returncode != 0
+    assert not list((wd / "results/runs").rglob("hf-broken/*.parquet"))
+    assert not list((wd / "results/runs").rglob("*.tmp"))
+    log = (wd / "logs/benchmark/smollm2-135m/reference-fp32/hf-broken/latency.log").read_text()
+    assert "device=cuda but torch sees no CUDA device" in log
+    assert (wd / "results/runs/smollm2-135m/reference-fp32/hf-sdpa/latency.parquet").exists()
