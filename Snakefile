@@ -13,6 +13,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/envs.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/artifacts.smk"
 include: "workflow/rules/benchmarks.smk"

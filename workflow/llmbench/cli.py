@@ -63,6 +63,11 @@ def cmd_schema_doc(a):
         sys.stdout.write(text)
 
 
+def cmd_build_env(a):
+    from . import envs
+    return envs.main_build(a.name, a.file, a.prefix, a.base_dir, a.installer)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="llmbench", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -73,6 +78,9 @@ def main(argv=None) -> int:
     s = sub.add_parser("verify", help="check directories against their manifests"); s.add_argument("paths", nargs="+"); s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("inspect", help="what is this model/artifact directory and how was it made")
     s.add_argument("path"); s.add_argument("--no-verify", action="store_true"); s.set_defaults(fn=cmd_inspect)
+    s = sub.add_parser("build-env", help="build the venv an envs/<env>.yaml file describes (no conda)")
+    s.add_argument("--name", required=True); s.add_argument("--file", required=True); s.add_argument("--prefix", required=True)
+    s.add_argument("--base-dir"); s.add_argument("--installer", choices=("pip", "uv", "auto")); s.set_defaults(fn=cmd_build_env)
     s = sub.add_parser("schema-doc", help="print the per-request row schema as markdown"); s.add_argument("--out"); s.set_defaults(fn=cmd_schema_doc)
     a = p.parse_args(argv)
     return a.fn(a) or 0

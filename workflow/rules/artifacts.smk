@@ -1,11 +1,13 @@
 rule build_artifact:
     input:
         model="resources/models/{model}",
+        env=env_info(artifact_env_name),
     output:
         directory("resources/artifacts/{model}/{artifact}"),
     params:
         spec=artifact_spec,
-        python=PYTHON,
+        python=env_python(artifact_env_name),
+        env_hash=env_hash(artifact_env_name),
     log:
         "logs/build_artifact/{model}/{artifact}.log",
     benchmark:
@@ -13,4 +15,4 @@ rule build_artifact:
     conda:
         artifact_env
     shell:
-        "{params.python} -m llmbench build-artifact --spec {params.spec} --out {output} > {log} 2>&1"
+        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench build-artifact --spec {params.spec} --out {output} > {log} 2>&1"

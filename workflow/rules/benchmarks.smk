@@ -3,11 +3,13 @@ rule benchmark:
         model="resources/models/{model}",
         artifact="resources/artifacts/{model}/{artifact}",
         prompts=scenario_prompts,
+        env=env_info(engine_env_name),
     output:
         "results/runs/{model}/{artifact}/{variant}/{scenario}.parquet",
     params:
         spec=bench_spec,
-        python=PYTHON,
+        python=env_python(engine_env_name),
+        env_hash=env_hash(engine_env_name),
     resources:
         gpu=gpus,
     log:
@@ -15,4 +17,4 @@ rule benchmark:
     conda:
         engine_env
     shell:
-        "{params.python} -m llmbench bench --spec {params.spec} --out {output} > {log} 2>&1"
+        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench bench --spec {params.spec} --out {output} > {log} 2>&1"

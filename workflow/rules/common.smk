@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from llmbench import artifacts, engines, manifest
+from llmbench import artifacts, engines, envs, manifest
 from llmbench import config as llmbench_config
 
 
@@ -94,12 +94,54 @@ def env_file(name):
     return str(Path(workflow.basedir) / "envs" / f"{name}.yaml")
 
 
+def engine_env_name(wildcards):
+    return engines.env(config["variants"][wildcards.variant]["engine"])
+
+
+def artifact_env_name(wildcards):
+    return artifacts.env(config["artifacts"][wildcards.artifact]["method"])
+
+
 def engine_env(wildcards):
-    return env_file(engines.env(config["variants"][wildcards.variant]["engine"]))
+    return env_file(engine_env_name(wildcards))
 
 
 def artifact_env(wildcards):
-    return env_file(artifacts.env(config["artifacts"][wildcards.artifact]["method"]))
+    return env_file(artifact_env_name(wildcards))
+
+
+# Software envs. With --sdm conda, conda builds each rule's `conda:` env file and `python` is that env's.
+# Otherwise `software_envs.backend` decides: `venv` builds the same env files as venvs in a DAG step
+# (rule build_env, envs.smk) and each harness rule depends on its env's env.json; `none` runs everything
+# in the driver's interpreter. Each harness rule takes `env_name` (a function of wildcards or a name).
+USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+ENV_BACKEND = "conda" if USE_CONDA else config.get("software_envs", {}).get("backend", "venv")
+DRIVER_PYTHON = sys.executable
+
+
+def _env_name(env_name, wildcards):
+    return env_name(wildcards) if callable(env_name) else env_name
+
+
+def env_info(env_name):
+    """Input function: the env.json the job's venv is complete with (nothing unless backend venv)."""
+    return lambda wildcards: [f"resources/envs/{_env_name(env_name, wildcards)}/env.json"] if ENV_BACKEND == "venv" else []
+
+
+def env_python(env_name):
+    """Params function: the interpreter that runs the harness in the job."""
+    def python(wildcards):
+        if ENV_BACKEND == "venv":
+            return f"resources/envs/{_env_name(env_name, wildcards)}/bin/python"
+        return "python" if ENV_BACKEND == "conda" else DRIVER_PYTHON
+
+    return python
+
+
+def env_hash(env_name):
+    """Params function: the requirements hash of the job's env file, exported as LLMBENCH_ENV_HASH (rows
+    record it as env_hash); empty when the driver's interpreter runs the job."""
+    return lambda wildcards: "" if ENV_BACKEND == "none" else envs.requirements_hash(env_file(_env_name(env_name, wildcards)))
 
 
 def stale_directories():

@@ -1,12 +1,15 @@
 rule fetch_model:
+    input:
+        env=env_info("hf"),
     output:
         directory("resources/models/{model}"),
     params:
         spec=model_spec,
-        python=PYTHON,
+        python=env_python("hf"),
+        env_hash=env_hash("hf"),
     log:
         "logs/fetch_model/{model}.log",
     conda:
         "../../envs/hf.yaml"
     shell:
-        "{params.python} -m llmbench fetch-model --spec {params.spec} --out {output} > {log} 2>&1"
+        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench fetch-model --spec {params.spec} --out {output} > {log} 2>&1"

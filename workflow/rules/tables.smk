@@ -1,6 +1,7 @@
 rule merge_tables:
     input:
-        run_files(),
+        runs=run_files(),
+        env=env_info("hf"),
     output:
         md=report(
             "results/tables/latency.md",
@@ -10,10 +11,11 @@ rule merge_tables:
         summary="results/tables/latency.parquet",
         requests="results/tables/requests.parquet",
     params:
-        python=PYTHON,
+        python=env_python("hf"),
+        env_hash=env_hash("hf"),
     log:
         "logs/merge_tables.log",
     conda:
         "../../envs/hf.yaml"
     shell:
-        "{params.python} -m llmbench merge --out-dir results/tables {input} > {log} 2>&1"
+        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench merge --out-dir results/tables {input.runs} > {log} 2>&1"

@@ -1,0 +1,376 @@
+"""Software envs without conda: build the env an ``envs/<env>.yaml`` file describes as a Python venv.
+
+The env file stays the single source of truth; conda users run ``snakemake --sdm conda`` and get it from
+conda. Here the same file is read for its
+
+- python version (``python=3.11`` among ``dependencies``),
+- pip requirement lines (the ``pip:`` list, options such as ``--extra-index-url`` included; a local
+  directory such as ``..`` - the harness checkout - is installed editable, relative paths are resolved
+  against the env file's directory, as conda does),
+- post-install commands, written as YAML comments so that conda ignores them::
+
+      # llmbench-post-install: pip uninstall -y torchvision torchaudio
+
+  They run in a shell whose PATH starts with the venv's ``bin/`` (so ``pip``/``python`` are the venv's).
+
+``requirements_hash`` is a sha256 over the normalized requirement lines, the post-install commands and the
+python version: comments and whitespace do not change it, a changed pin does. ``build`` creates the venv
+at its final path (venvs are not relocatable) and writes ``env.json`` last: a prefix without ``env.json``
+is an incomplete build, wiped and rebuilt by the next ``build``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import yaml
+
+INFO = "env.json"
+POST_INSTALL = re.compile(r"^\s*#\s*llmbench-post-install:\s*(?P<cmd>.+?)\s*$")
+# pip options whose argument is a path (resolved against the env file's directory) or a URL
+PATH_OPTIONS = {"-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-f", "--find-links"}
+INDEX_OPTIONS = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links"}
+
+
+class EnvError(RuntimeError):
+    pass
+
+
+@dataclass
+class EnvSpec:
+    path: Path
+    name: str | None
+    python: str | None  # "3.11", from python=3.11; None when the file does not say
+    requirements: list[str]  # the pip lines as written (whitespace collapsed)
+    post_install: list[str]
+    conda_only: list[str] = field(default_factory=list)  # conda packages a venv cannot provide
+    variables: dict = field(default_factory=dict)  # conda `variables:`, not applied by the venv backend
+
+
+def _collapse(line: str) -> str:
+    return " ".join(str(line).split())
+
+
+def parse(env_yaml: str | Path) -> EnvSpec:
+    path = Path(env_yaml)
+    text = path.read_text()
+    doc = yaml.safe_load(text) or {}
+    if not isinstance(doc, dict):
+        raise EnvError(f"{path}: not a conda env file (expected a mapping)")
+    python, conda_only, requirements = None, [], []
+    for dep in doc.get("dependencies") or []:
+        if isinstance(dep, dict):
+            for key, value in dep.items():
+                if key != "pip":
+                    raise EnvError(f"{path}: unsupported dependency section {key!r}")
+                requirements += [_collapse(x) for x in value or [] if _collapse(x)]
+            continue
+        dep = _collapse(dep)
+        m = re.fullmatch(r"python\s*(?:=|==|\s)\s*([0-9][0-9.]*)(?:\.\*)?", dep)
+        if m:
+            python = m.group(1)
+        elif dep == "python":
+            pass
+        elif re.fullmatch(r"pip(\s*[=<>!].*)?", dep):
+            pass  # the venv has its own pip
+        else:
+            conda_only.append(dep)
+    post = [m.group("cmd") for m in map(POST_INSTALL.match, text.splitlines()) if m]
+    return EnvSpec(path=path, name=doc.get("name"), python=python, requirements=requirements,
+                   post_install=post, conda_only=conda_only, variables=dict(doc.get("variables") or {}))
+
+
+def _normalize_requirement(line: str) -> str:
+    """One canonical spelling per requirement: `Torch == 2.13.0` and `torch==2.13.0` hash the same."""
+    if line.startswith("-") or "/" in line or line.startswith("."):
+        return line
+    try:
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+    except ImportError:  # pragma: no cover - packaging ships with pip/setuptools
+        return line.replace(" ", "")
+    try:
+        req = Requirement(line)
+    except Exception:
+        return line
+    req.name = canonicalize_name(req.name)
+    return str(req)
+
+
+def hash_lines(spec: EnvSpec) -> list[str]:
+    """The lines the requirements hash is taken over, in order."""
+    lines = [f"python {spec.python or ''}"]
+    lines += [f"conda {d}" for d in spec.conda_only]
+    lines += [f"pip {_normalize_requirement(r)}" for r in spec.requirements]
+    lines += [f"post-install {_collapse(c)}" for c in spec.post_install]
+    return lines
+
+
+def requirements_hash(env_yaml: str | Path | EnvSpec) -> str:
+    spec = env_yaml if isinstance(env_yaml, EnvSpec) else parse(env_yaml)
+    return hashlib.sha256("\n".join(hash_lines(spec)).encode()).hexdigest()
+
+
+def read_info(prefix: str | Path) -> dict | None:
+    p = Path(prefix) / INFO
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+def _is_url(s: str) -> bool:
+    return "://" in s or s.startswith("file:")
+
+
+def _local_dir(token: str, base: Path) -> Path | None:
+    if _is_url(token) or not (token.startswith((".", "/", "~"))):
+        return None
+    p = (base / Path(token).expanduser()).resolve()
+    return p if p.is_dir() else None
+
+
+def _resolve_paths(line: str, base: Path) -> str:
+    """Make the paths in one pip line absolute; a bare local directory becomes `-e <dir>` (editable)."""
+    if not line.startswith((".", "/", "~", "-")):
+        return line  # a requirement specifier (markers may hold quotes): as written
+    words = shlex.split(line)
+    if not words:
+        return line
+    if not words[0].startswith("-"):
+        d = _local_dir(words[0], base)
+        if d is not None:
+            return shlex.join(["-e", str(d)] + words[1:])
+        if len(words) == 1 and words[0].startswith((".", "~")):  # a local file (wheel, sdist)
+            return str((base / Path(words[0]).expanduser()).resolve())
+        return line
+    opt, _, inline = words[0].partition("=")
+    args = ([inline] if inline else []) + words[1:]
+    if opt in PATH_OPTIONS and args and not _is_url(args[0]):
+        args[0] = str((base / Path(args[0]).expanduser()).resolve())
+    return shlex.join([opt] + args)
+
+
+def _unreachable_index(line: str, timeout: float = 3.0) -> str | None:
+    """The host of an index/find-links URL on this line that does not resolve, else None. pip would only
+    warn about such an index after retrying every package on it (about 8 s each); skipping it up front
+    installs the same packages."""
+    words = shlex.split(line)
+    if not words:
+        return None
+    opt, _, inline = words[0].partition("=")
+    if opt not in INDEX_OPTIONS:
+        return None
+    url = inline or (words[1] if len(words) > 1 else "")
+    host = urlparse(url).hostname
+    if not host:
+        return None
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        socket.getaddrinfo(host, 443)
+        return None
+    except OSError:
+        return host
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _base_python(wanted: str | None, log) -> str:
+    """The interpreter the venv is made from: pythonX.Y if the env asks for a version other than the
+    driver's and one is on PATH, else the driver's own (with a warning when it is not the wanted one)."""
+    mine = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if not wanted or wanted == mine or mine.startswith(wanted + "."):
+        return sys.executable
+    found = shutil.which(f"python{wanted}")
+    if found:
+        return found
+    log(f"WARNING: the env asks for python {wanted}; none on PATH, using {mine} ({sys.executable})")
+    return sys.executable
+
+
+def _pip_config() -> dict[str, list[str]]:
+    """find-links / extra-index-url / constraint from pip's configuration (files and PIP_* variables), for
+    installers that do not read it (uv)."""
+    out = {"find-links": [], "extra-index-url": [], "index-url": [], "constraint": []}
+    try:
+        text = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                              text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        name = key.rsplit(".", 1)[-1]
+        if name in out:
+            for v in shlex.split(value.strip().strip("'\"")):
+                if v not in out[name]:
+                    out[name].append(v)
+    return out
+
+
+def _installer(py: str, choice: str) -> list[str]:
+    """The command that installs into the venv whose interpreter is ``py``: uv when asked for (or, with
+    ``auto``, when it is on PATH), else the venv's own pip."""
+    uv = shutil.which("uv")
+    if choice == "uv" and not uv:
+        raise EnvError("installer uv requested but `uv` is not on PATH")
+    if uv and choice in ("uv", "auto"):
+        cmd = [uv, "pip", "install", "--python", py]
+        cfg = _pip_config()
+        for link in cfg["find-links"]:
+            cmd += ["--find-links", link]
+        for url in cfg["index-url"]:
+            cmd += ["--index-url", url]
+        for url in cfg["extra-index-url"]:
+            cmd += ["--extra-index-url", url]
+        for c in cfg["constraint"]:
+            cmd += ["--constraint", c]
+        return cmd + ["--index-strategy", "unsafe-best-match"]
+    return [py, "-m", "pip", "install", "--progress-bar", "off"]
+
+
+def _run(cmd, log, env=None, shell=False) -> None:
+    shown = cmd if isinstance(cmd, str) else shlex.join(cmd)
+    log(f"$ {shown}")
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, executable="/bin/bash" if shell else None)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        log("  " + line.rstrip("\n"))
+    if proc.wait() != 0:
+        raise EnvError(f"command failed ({proc.returncode}) after {time.perf_counter() - t:.1f} s: {shown}")
+    log(f"  ({time.perf_counter() - t:.1f} s)")
+
+
+@contextmanager
+def _lock(prefix: Path):
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with open(prefix.parent / f".{prefix.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def build(env_name: str, env_yaml: str | Path, prefix: str | Path, base_dir: str | Path | None = None,
+          log: Callable[[str], None] = print, installer: str | None = None) -> dict:
+    """Build (or find up to date) the venv ``prefix`` for ``env_yaml``; returns the env.json content.
+
+    ``base_dir``: where relative paths in the pip lines are resolved (default: the env file's directory, as
+    conda does; so ``..`` in ``envs/hf.yaml`` is the checkout). ``installer``: ``pip``, ``uv`` or ``auto``
+    (default: $LLMBENCH_INSTALLER, else ``auto``: uv if it is on PATH, else pip)."""
+    env_yaml = Path(env_yaml).resolve()
+    spec = parse(env_yaml)
+    digest = requirements_hash(spec)
+    prefix = Path(prefix).absolute()
+    base = Path(base_dir).resolve() if base_dir else env_yaml.parent
+    installer = installer or os.environ.get("LLMBENCH_INSTALLER", "auto")
+    with _lock(prefix):
+        info = read_info(prefix)
+        if info and info.get("requirements_hash") == digest and (prefix / "bin" / "python").exists():
+            log(f"env {env_name} at {prefix} is up to date ({digest[:12]})")
+            return info
+        if prefix.exists():
+            why = "incomplete (no env.json)" if info is None else f"built for {info.get('requirements_hash', '?')[:12]}"
+            log(f"removing {prefix}: {why}")
+            shutil.rmtree(prefix)
+        t0 = time.perf_counter()
+        log(f"building env {env_name} from {env_yaml} into {prefix} (requirements {digest[:12]})")
+        for d in spec.conda_only:
+            log(f"WARNING: conda package {d!r} has no pip equivalent here; the venv backend skips it")
+        if spec.variables:
+            log(f"WARNING: conda `variables` {sorted(spec.variables)} are not set by the venv backend")
+        try:
+            base_python = _base_python(spec.python, log)
+            _run([base_python, "-m", "venv", str(prefix)], log)
+            py = str(prefix / "bin" / "python")
+            lines, skipped = [], []
+            for r in spec.requirements:
+                host = _unreachable_index(r)
+                if host:
+                    log(f"WARNING: skipping `{r}`: {host} does not resolve from this machine")
+                    skipped.append(r)
+                else:
+                    lines.append(_resolve_paths(r, base))
+            used = "pip"
+            if lines:
+                cmd = _installer(py, installer)
+                used = "uv" if "uv" in Path(cmd[0]).name else "pip"
+                with tempfile.NamedTemporaryFile("w", suffix=".requirements.txt", delete=False) as fh:
+                    fh.write("\n".join(lines) + "\n")
+                    req_file = fh.name
+                log("requirements:\n" + "\n".join("  " + x for x in lines))
+                try:
+                    _run(cmd + ["-r", req_file], log)
+                finally:
+                    os.unlink(req_file)
+            venv_env = dict(os.environ, VIRTUAL_ENV=str(prefix), PATH=f"{prefix / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+            venv_env.pop("PYTHONHOME", None)
+            for c in spec.post_install:
+                _run(c, log, env=venv_env, shell=True)
+            freeze = subprocess.run([py, "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True).stdout
+            version = subprocess.run([py, "-c", "import platform; print(platform.python_version())"],
+                                     capture_output=True, text=True, check=True).stdout.strip()
+            info = {
+                "env": env_name,
+                "env_file": str(env_yaml),
+                "requirements_hash": digest,
+                "python_wanted": spec.python,
+                "python": version,
+                "requirements": spec.requirements,
+                "post_install": spec.post_install,
+                "skipped": {"unreachable_indexes": skipped, "conda_only": spec.conda_only,
+                            "variables": sorted(spec.variables)},
+                "installer": used,
+                "pip_freeze": freeze.splitlines(),
+                "build_time_s": round(time.perf_counter() - t0, 1),
+                "size_bytes": _du(prefix),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "host": platform.node(),
+            }
+            tmp = prefix / f".{INFO}.tmp"
+            tmp.write_text(json.dumps(info, indent=1) + "\n")
+            os.replace(tmp, prefix / INFO)
+        except BaseException:
+            log(f"build failed; {prefix} has no {INFO} and will be rebuilt next time")
+            raise
+    log(f"env {env_name} built in {info['build_time_s']} s, {info['size_bytes'] / 1e6:.0f} MB, "
+        f"{len(info['pip_freeze'])} packages")
+    return info
+
+
+def main_build(name: str, file: str, prefix: str, base_dir: str | None = None, installer: str | None = None) -> int:
+    build(name, file, prefix, base_dir=base_dir, installer=installer, log=lambda m: print(m, flush=True))
+    return 0

@@ -1,0 +1,23 @@
+# Software envs without conda (software_envs.backend: venv): the venv an envs/<env>.yaml file describes.
+# The params entry is the env file's requirements hash, so a changed pin (not a comment) rebuilds exactly
+# that env, and the jobs that run in it (their input env.json is renewed). The env file itself is ancient():
+# its mtime alone rebuilds nothing. The build runs in the driver's interpreter (llmbench.envs.build).
+
+
+rule build_env:
+    input:
+        env_file=ancient(lambda wildcards: env_file(wildcards.env)),
+    output:
+        "resources/envs/{env}/env.json",
+    params:
+        requirements_hash=lambda wildcards: envs.requirements_hash(env_file(wildcards.env)),
+        prefix=lambda wildcards, output: str(Path(output[0]).parent),
+    log:
+        "logs/build_env/{env}.log",
+    wildcard_constraints:
+        env="[^/]+",
+    run:
+        shell(
+            "{DRIVER_PYTHON} -m llmbench build-env --name {wildcards.env} --file {input.env_file}"
+            " --prefix {params.prefix} > {log} 2>&1"
+        )
