@@ -6,6 +6,10 @@ Options (a variant in config names a set of them):
   attn_implementation  eager | sdpa | flash_attention_2
   cache_implementation dynamic | static   (static lets generate() auto-compile the forward on GPU)
   torch_compile        bool: false passes disable_compile; true with a dynamic cache compiles model.forward
+  max_cache_len        static cache only: its size in tokens (null: transformers sizes it to each request's
+                       prompt + max_new_tokens and GROWS it when a longer request comes, which recompiles the
+                       forward inside that measured request, 40 s seen on an H200). Set it to at least the
+                       longest prompt + max_new_tokens so one compiled graph serves every request.
   num_threads          CPU threads for torch (null: torch's default)
 """
 
@@ -45,6 +49,7 @@ class HFEngine:
         "cache_implementation": ("dynamic", "static"),
         "torch_compile": bool,
         "num_threads": (int, type(None)),
+        "max_cache_len": (int, type(None)),
     }
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
@@ -70,6 +75,9 @@ class HFEngine:
         attn = options.get("attn_implementation", "sdpa")
         self.cache_implementation = options.get("cache_implementation", "dynamic")
         self.torch_compile = bool(options.get("torch_compile", False))
+        self.max_cache_len = options.get("max_cache_len")
+        if self.max_cache_len is not None and self.cache_implementation != "static":
+            raise ValueError("option max_cache_len applies to cache_implementation: static only")
 
         synthetic = manifest.get("synthetic")
         if synthetic:
@@ -147,6 +155,8 @@ class HFEngine:
         kwargs: dict[str, Any] = {}
         if self.cache_implementation == "static":
             kwargs["cache_implementation"] = "static"
+            if self.max_cache_len is not None:
+                kwargs["max_cache_len"] = int(self.max_cache_len)
         if not self.torch_compile:
             kwargs["disable_compile"] = True
         with torch.inference_mode():
@@ -155,6 +165,8 @@ class HFEngine:
                 min_new_tokens=max_new_tokens, do_sample=False, streamer=_TokenStreamer(on_token), **kwargs)
         self.runtime["compiled"] = bool(self.compiled_by_generate) or (
             self.torch_compile and self.cache_implementation == "dynamic")
+        if self.cache_implementation == "static":  # the size generate() really gave the cache (largest so far)
+            self.runtime["static_cache_len"] = getattr(self.model, "_previous_max_cache_length", None)
         return out[0, len(input_ids):].tolist()
 
     def reset_peak_memory(self) -> None:
