@@ -326,7 +326,9 @@ def build(env_name: str, env_yaml: str | Path, prefix: str | Path, base_dir: str
                     lines.append(_resolve_paths(r, base))
             used = "pip"
             if lines:
-                cmd = _installer(py, installer)
+                # uv reads no per-requirement options (`pkg==1 --config-settings=...`): pip does those
+                per_req = any(not x.startswith("-") and " -" in x for x in lines)
+                cmd = _installer(py, "pip" if per_req and installer == "auto" else installer)
                 used = "uv" if "uv" in Path(cmd[0]).name else "pip"
                 with tempfile.NamedTemporaryFile("w", suffix=".requirements.txt", delete=False) as fh:
                     fh.write("\n".join(lines) + "\n")
