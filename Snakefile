@@ -17,6 +17,7 @@ include: "workflow/rules/envs.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/artifacts.smk"
 include: "workflow/rules/benchmarks.smk"
+include: "workflow/rules/quality.smk"
 include: "workflow/rules/tables.smk"
 
 

@@ -41,6 +41,7 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
         "variant_options": json.dumps(variant.get("options", {}), sort_keys=True),
         "runtime": "",  # filled after the run: some facts (compile) are known only then
         "model_hash": model_manifest["content_hash"], "artifact_hash": art["content_hash"],
+        "artifact_bytes": art["total_bytes"],
         "engine_version": loaded.engine_version,
         "library_versions": json.dumps(loaded.library_versions, sort_keys=True),
         "device": loaded.device, "device_name": loaded.device_name,

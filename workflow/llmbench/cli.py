@@ -31,9 +31,14 @@ def cmd_bench(a):
     bench.run_job(_spec(a.spec), Path(a.out), log=lambda m: print(m, flush=True))
 
 
+def cmd_quality(a):
+    from . import quality
+    quality.run_job(_spec(a.spec), Path(a.out), log=lambda m: print(m, flush=True))
+
+
 def cmd_merge(a):
     from . import tables
-    tables.merge(a.inputs, Path(a.out_dir))
+    tables.merge(a.runs, Path(a.out_dir), quality_files=a.quality, quality_spec=_spec(a.quality_spec))
 
 
 def cmd_verify(a):
@@ -74,7 +79,9 @@ def main(argv=None) -> int:
     s = sub.add_parser("fetch-model"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True, type=Path); s.set_defaults(fn=cmd_fetch_model)
     s = sub.add_parser("build-artifact"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True, type=Path); s.set_defaults(fn=cmd_build_artifact)
     s = sub.add_parser("bench"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.set_defaults(fn=cmd_bench)
-    s = sub.add_parser("merge"); s.add_argument("--out-dir", required=True); s.add_argument("inputs", nargs="*"); s.set_defaults(fn=cmd_merge)
+    s = sub.add_parser("quality"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.set_defaults(fn=cmd_quality)
+    s = sub.add_parser("merge"); s.add_argument("--out-dir", required=True); s.add_argument("--runs", nargs="*", default=[])
+    s.add_argument("--quality", nargs="*", default=[]); s.add_argument("--quality-spec", default="{}"); s.set_defaults(fn=cmd_merge)
     s = sub.add_parser("verify", help="check directories against their manifests"); s.add_argument("paths", nargs="+"); s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("inspect", help="what is this model/artifact directory and how was it made")
     s.add_argument("path"); s.add_argument("--no-verify", action="store_true"); s.set_defaults(fn=cmd_inspect)

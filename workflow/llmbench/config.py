@@ -63,6 +63,15 @@ def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
                 if key not in config[section]:
                     out.append(f"benchmarks[{i}].{section}: {key!r} is not defined; defined {section}: "
                                f"{', '.join(config[section]) or 'none'}")
+    q = config.get("quality")
+    if q:
+        ran = {(a, v) for b in config["benchmarks"] for a in b["artifacts"] for v in b["variants"]}
+        if q["reference_artifact"] not in config["artifacts"]:
+            out.append(f"quality.reference_artifact = {q['reference_artifact']!r}: not defined; defined artifacts: "
+                       f"{', '.join(config['artifacts'])}")
+        elif (q["reference_artifact"], q["reference_variant"]) not in ran:
+            out.append(f"quality.reference_variant = {q['reference_variant']!r}: no benchmark runs artifact "
+                       f"{q['reference_artifact']!r} with this variant; add it to `benchmarks`")
     return out
 
 

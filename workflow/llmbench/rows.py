@@ -43,6 +43,7 @@ COLUMNS: list[Column] = [
     Column("peak_memory_bytes", pa.int64(), "bytes", "peak memory during the request, of the kind in memory_kind"),
     Column("memory_kind", pa.string(), "", "cuda_max_allocated (GPU) or process_peak_rss (CPU: VmHWM reset per request)"),
     Column("output_text", pa.string(), "", "decoded new tokens"),
+    Column("output_ids", pa.list_(pa.int32()), "token ids", "the new token ids the engine returned (for agreement)"),
     # what ran
     Column("model", pa.string(), "", "model key in config"),
     Column("artifact", pa.string(), "", "artifact key in config"),
@@ -56,6 +57,7 @@ COLUMNS: list[Column] = [
     # provenance
     Column("model_hash", pa.string(), "sha256", "content hash of the model directory's manifest"),
     Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),
+    Column("artifact_bytes", pa.int64(), "bytes", "size of the artifact's files on disk (from its manifest)"),
     Column("engine_version", pa.string(), "", "version of the engine library"),
     Column("library_versions", pa.string(), "json", "versions of the libraries in the job's env"),
     Column("device", pa.string(), "", "device string the engine used (cpu, cuda:0)"),

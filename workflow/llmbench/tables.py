@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import rows
+from . import quality, rows
 
 GROUP = ["model", "artifact", "engine", "variant", "scenario"]
 
@@ -29,6 +29,11 @@ SUMMARY_COLUMNS = {  # name -> (unit, meaning); the aggregate table's schema
     "tpot_p50_s": ("s", "median time per output token after the first"),
     "tpot_p90_s": ("s", "90th percentile time per output token"),
     "peak_memory_bytes": ("bytes", "largest per-request peak (see memory_kind)"),
+    "artifact_bytes": ("bytes", "artifact size on disk"),
+    "perplexity": ("", "perplexity of the artifact on the held-out text (quality.py); per artifact"),
+    "teacher_forced_agreement": ("share", "argmax agreement with the reference artifact on the held-out text"),
+    "greedy_agreement": ("share", "mean over prompts of identical tokens among the first K, vs the reference"),
+    "first_divergence_p50": ("tokens", "median first position where the output differs from the reference's"),
 }
 
 
@@ -70,12 +75,46 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "tpot_p50_s": ok["tpot_s"].quantile(0.5),
             "tpot_p90_s": ok["tpot_s"].quantile(0.9),
             "peak_memory_bytes": int(g["peak_memory_bytes"].max()),
+            "artifact_bytes": int(first["artifact_bytes"]),
             "memory_kind": first["memory_kind"],
             "runtime": first["runtime"],
             "artifact_hash": first["artifact_hash"],
             "git_commit": first["git_commit"],
         })
     return pd.DataFrame(out)
+
+
+def add_quality(summary: pd.DataFrame, df: pd.DataFrame, quality_files: list, spec: dict) -> pd.DataFrame:
+    """Join per-artifact quality and per-variant greedy agreement onto the summary lines."""
+    for col in ("perplexity", "teacher_forced_agreement", "greedy_agreement", "first_divergence_p50"):
+        summary[col] = float("nan")
+    summary["quality_by"] = ""
+    if not spec or summary.empty:
+        return summary
+    if quality_files:
+        q = pd.concat([pd.read_parquet(f) for f in quality_files])
+        q = q.set_index(["model", "artifact"])
+        for i, line in summary.iterrows():
+            key = (line["model"], line["artifact"])
+            if key in q.index:
+                summary.loc[i, "perplexity"] = q.loc[key, "perplexity"]
+                summary.loc[i, "teacher_forced_agreement"] = q.loc[key, "teacher_forced_agreement"]
+                summary.loc[i, "quality_by"] = q.loc[key, "variant"]
+    k = int(spec.get("agreement_tokens", 32))
+    measured = df[~df["warmup"] & df["success"] & (df["repeat"] == 0)]
+    ref = measured[(measured["artifact"] == spec["reference_artifact"]) & (measured["variant"] == spec["reference_variant"])]
+    for i, line in summary.iterrows():
+        if line["synthetic_weights"]:
+            continue
+        ref_ids = ref[(ref["model"] == line["model"]) & (ref["scenario"] == line["scenario"])]
+        ref_ids = dict(zip(ref_ids["prompt_id"], ref_ids["output_ids"]))
+        mine = measured[(measured[GROUP] == line[GROUP]).all(axis=1)]
+        pairs = [quality.greedy_agreement(list(ids), list(ref_ids[p]), k)
+                 for p, ids in zip(mine["prompt_id"], mine["output_ids"]) if p in ref_ids]
+        if pairs:
+            summary.loc[i, "greedy_agreement"] = sum(a for a, _ in pairs) / len(pairs)
+            summary.loc[i, "first_divergence_p50"] = pd.Series([f for _, f in pairs]).median()
+    return summary
 
 
 def to_markdown(summary: pd.DataFrame) -> str:
@@ -90,20 +129,29 @@ def to_markdown(summary: pd.DataFrame) -> str:
         "tokens/s": summary["tokens_per_s"].round(1),
         "TTFT p50 / p90 (ms)": [f"{a * 1e3:.0f} / {b * 1e3:.0f}" for a, b in zip(summary["ttft_p50_s"], summary["ttft_p90_s"])],
         "TPOT p50 / p90 (ms)": [f"{a * 1e3:.1f} / {b * 1e3:.1f}" for a, b in zip(summary["tpot_p50_s"], summary["tpot_p90_s"])],
-        "peak mem (MB)": (summary["peak_memory_bytes"] / 2**20).round(0).astype(int),
+        "peak mem (MiB)": (summary["peak_memory_bytes"] / 2**20).round(0).astype(int),
+        "size (MiB)": (summary["artifact_bytes"] / 2**20).round(0).astype(int),
+        "perplexity": summary["perplexity"].round(2),
+        "TF agree": summary["teacher_forced_agreement"].round(3),
+        "greedy agree@K": summary["greedy_agreement"].round(3),
+        "1st diff p50": summary["first_divergence_p50"],
         "requests (failed)": [f"{r} ({f})" for r, f in zip(summary["requests"], summary["failed"])],
         "status": summary["status"] + summary["synthetic_weights"].map({True: ", synthetic", False: ""}),
         "device": summary["device_name"],
     })
     notes = ("\nWarm-up requests are excluded. tokens/s = output tokens / end-to-end time (TTFT included). "
-             "Every engine generated exactly the requested number of tokens (jobs fail otherwise).\n")
+             "Every engine generated exactly the requested number of tokens (jobs fail otherwise). "
+             "perplexity: held-out text, per artifact; TF agree: teacher-forced argmax agreement with the "
+             "reference artifact; greedy agree@K / 1st diff: generated tokens vs the reference variant's "
+             "(empty: no quality figure, e.g. synthetic weights).\n")
     return view.to_markdown(index=False) + "\n" + notes
 
 
-def merge(inputs: list[str | Path], out_dir: Path) -> None:
+def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = None,
+          quality_spec: dict | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     df = load_requests(inputs)
     _write_parquet(pa.Table.from_pandas(df, schema=rows.SCHEMA, preserve_index=False), out_dir / "requests.parquet")
-    summary = summarize(df)
+    summary = add_quality(summarize(df), df, quality_files or [], quality_spec or {})
     _write_parquet(pa.Table.from_pandas(summary, preserve_index=False), out_dir / "latency.parquet")
     (out_dir / "latency.md").write_text(to_markdown(summary))

@@ -1,6 +1,7 @@
 rule merge_tables:
     input:
         runs=run_files(),
+        quality=quality_files(),
         env=env_info("hf"),
     output:
         md=report(
@@ -11,6 +12,7 @@ rule merge_tables:
         summary="results/tables/latency.parquet",
         requests="results/tables/requests.parquet",
     params:
+        spec=quoted(config.get("quality", {})),
         python=env_python("hf"),
         env_hash=env_hash("hf"),
     log:
@@ -18,4 +20,4 @@ rule merge_tables:
     conda:
         "../../envs/hf.yaml"
     shell:
-        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench merge --out-dir results/tables {input.runs} > {log} 2>&1"
+        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench merge --out-dir results/tables --quality-spec {params.spec} --quality {input.quality} --runs {input.runs} > {log} 2>&1"

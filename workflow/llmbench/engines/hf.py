@@ -146,8 +146,21 @@ class HFEngine:
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
 
+    def tokenize_plain(self, text: str) -> list[int]:
+        """Text -> ids without chat template or special tokens (re-tokenized counts, perplexity text)."""
+        return [i % self.vocab_size for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.tokenize_plain(text))
+
+    def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+        """Teacher forced: log-prob of each token given the ones before it, and the argmax prediction."""
+        torch = self.torch
+        ids = torch.tensor([token_ids], device=self.device)
+        with torch.inference_mode():
+            logits = self.model(ids).logits[0, :-1].float()
+        logprobs = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
+        return logprobs.tolist(), logits.argmax(dim=-1).tolist()
 
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
         torch = self.torch

@@ -57,6 +57,7 @@ def measure(engine, input_ids: list[int], max_new_tokens: int) -> dict[str, Any]
         "peak_memory_bytes": device_peak[0],
         "memory_kind": device_peak[1],
         "output_text": text,
+        "output_ids": list(out_ids),
         "_streamed_ids": streamed,
         "_out_ids": out_ids,
     }
