@@ -15,8 +15,16 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from . import engines, manifest, provenance, rows
+from . import engines, manifest, provenance, roofline, rows
 from .scenarios import KINDS as SCENARIOS
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
 
 
 def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
@@ -28,6 +36,9 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
             f"{artifact_dir} was built from model {art.get('input_model_hash', '?')[:12]}… but "
             f"{spec['model_dir']} is now {model_manifest['content_hash'][:12]}…; rebuild the artifact")
     variant = spec["variant"]
+    device = variant.get("options", {}).get("device", "cpu")
+    bandwidth, bandwidth_method = roofline.read_bandwidth("cuda" if device in ("cuda", "auto") and _has_cuda() else "cpu")
+    log(f"read bandwidth {bandwidth / 1e9:.1f} GB/s ({bandwidth_method})")
     engine = engines.create(variant["engine"])
     log(f"loading {artifact_dir} with {variant['engine']} ({spec['variant_name']}) options {variant.get('options', {})}")
     t = time.perf_counter()
@@ -52,6 +63,9 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
         "run_id": uuid.uuid4().hex[:16],
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "schema_version": rows.SCHEMA_VERSION,
+        "weight_bytes": int(loaded.runtime.get("weight_bytes") or art["total_bytes"]),
+        "read_bandwidth_bytes_per_s": bandwidth,
+        "bandwidth_method": bandwidth_method,
     }
     scenario = importlib.import_module(SCENARIOS[spec["scenario"]["kind"]])
     result = scenario.run(engine, spec, base, log=log)

@@ -54,6 +54,9 @@ COLUMNS: list[Column] = [
     Column("synthetic_weights", pa.bool_(), "", "random weights of a real shape: speed only, no quality figure"),
     Column("variant_options", pa.string(), "json", "options the variant asked for"),
     Column("runtime", pa.string(), "json", "what actually ran, read back from the engine (dtype, attention, compile, kernels)"),
+    Column("weight_bytes", pa.int64(), "bytes", "bytes of weights read per decoded token (the engine's loaded weights, else the artifact's files)"),
+    Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "memory read bandwidth measured in this job on its device, before loading (roofline.py)"),
+    Column("bandwidth_method", pa.string(), "", "how read_bandwidth_bytes_per_s was measured"),
     # provenance
     Column("model_hash", pa.string(), "sha256", "content hash of the model directory's manifest"),
     Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),

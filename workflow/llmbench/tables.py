@@ -30,6 +30,9 @@ SUMMARY_COLUMNS = {  # name -> (unit, meaning); the aggregate table's schema
     "tpot_p90_s": ("s", "90th percentile time per output token"),
     "peak_memory_bytes": ("bytes", "largest per-request peak (see memory_kind)"),
     "artifact_bytes": ("bytes", "artifact size on disk"),
+    "decode_tokens_per_s": ("tokens/s", "1 / median TPOT"),
+    "roofline_tokens_per_s": ("tokens/s", "read bandwidth measured in the job / weight bytes: the memory limit at batch 1"),
+    "mbu": ("share", "model bandwidth utilization: weight bytes × decode tok/s / measured read bandwidth"),
     "perplexity": ("", "perplexity of the artifact on the held-out text (quality.py); per artifact"),
     "teacher_forced_agreement": ("share", "argmax agreement with the reference artifact on the held-out text"),
     "greedy_agreement": ("share", "mean over prompts of identical tokens among the first K, vs the reference"),
@@ -76,6 +79,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "tpot_p90_s": ok["tpot_s"].quantile(0.9),
             "peak_memory_bytes": int(g["peak_memory_bytes"].max()),
             "artifact_bytes": int(first["artifact_bytes"]),
+            "decode_tokens_per_s": 1 / ok["tpot_s"].median() if len(ok) else float("nan"),
+            "roofline_tokens_per_s": first["read_bandwidth_bytes_per_s"] / first["weight_bytes"],
+            "mbu": first["weight_bytes"] / ok["tpot_s"].median() / first["read_bandwidth_bytes_per_s"] if len(ok) else float("nan"),
             "memory_kind": first["memory_kind"],
             "runtime": first["runtime"],
             "artifact_hash": first["artifact_hash"],
@@ -129,6 +135,8 @@ def to_markdown(summary: pd.DataFrame) -> str:
         "tokens/s": summary["tokens_per_s"].round(1),
         "TTFT p50 / p90 (ms)": [f"{a * 1e3:.0f} / {b * 1e3:.0f}" for a, b in zip(summary["ttft_p50_s"], summary["ttft_p90_s"])],
         "TPOT p50 / p90 (ms)": [f"{a * 1e3:.1f} / {b * 1e3:.1f}" for a, b in zip(summary["tpot_p50_s"], summary["tpot_p90_s"])],
+        "decode tok/s (limit)": [f"{a:.1f} ({b:.0f})" for a, b in zip(summary["decode_tokens_per_s"], summary["roofline_tokens_per_s"])],
+        "MBU": [f"{m:.0%}" for m in summary["mbu"]],
         "peak mem (MiB)": (summary["peak_memory_bytes"] / 2**20).round(0).astype(int),
         "size (MiB)": (summary["artifact_bytes"] / 2**20).round(0).astype(int),
         "perplexity": summary["perplexity"].round(2),
@@ -143,7 +151,8 @@ def to_markdown(summary: pd.DataFrame) -> str:
              "Every engine generated exactly the requested number of tokens (jobs fail otherwise). "
              "perplexity: held-out text, per artifact; TF agree: teacher-forced argmax agreement with the "
              "reference artifact; greedy agree@K / 1st diff: generated tokens vs the reference variant's "
-             "(empty: no quality figure, e.g. synthetic weights).\n")
+             "(empty: no quality figure, e.g. synthetic weights). decode tok/s = 1 / median TPOT; limit = read bandwidth "
+             "measured in the same job / weight bytes; MBU = decode tok/s / limit.\n")
     return view.to_markdown(index=False) + "\n" + notes
 
 

@@ -124,6 +124,7 @@ class HFEngine:
             "quantization": (qcfg.to_dict() if hasattr(qcfg, "to_dict") else qcfg) if qcfg else None,
             "torch_threads": torch.get_num_threads(),
             "synthetic_weights": bool(synthetic),
+            "weight_bytes": sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]),
         }
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_name()
         return Loaded(
