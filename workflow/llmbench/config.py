@@ -47,7 +47,10 @@ def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
         if v["engine"] not in engines.names():
             out.append(f"variants.{name}.engine = {v['engine']!r}: allowed engines are {', '.join(engines.names())}")
             continue
-        allowed = getattr(engines.adapter_class(v["engine"]), "OPTIONS", {})
+        mod = engines.module(v["engine"])
+        allowed = getattr(mod.ADAPTER, "OPTIONS", {})
+        if hasattr(mod, "option_problems"):
+            out += [f"variants.{name}.options: {p}" for p in mod.option_problems(v.get("options", {}))]
         for key, value in v.get("options", {}).items():
             if key not in allowed:
                 out.append(f"variants.{name}.options.{key}: unknown option of engine {v['engine']}; "

@@ -41,7 +41,7 @@ COLUMNS: list[Column] = [
     Column("tokens_per_s", pa.float64(), "tokens/s", "output_tokens / latency_s (the latency study's figure)"),
     Column("itl_s", pa.list_(pa.float64()), "s", "inter-token latencies, one per token after the first"),
     Column("peak_memory_bytes", pa.int64(), "bytes", "peak memory during the request, of the kind in memory_kind"),
-    Column("memory_kind", pa.string(), "", "cuda_max_allocated (GPU) or process_peak_rss (CPU: VmHWM reset per request)"),
+    Column("memory_kind", pa.string(), "", "cuda_max_allocated (GPU), cuda_max_allocated_sum_of_tp_workers, process_peak_rss (CPU: VmHWM reset per request) or process_tree_peak_rss (engine workers in child processes included)"),
     Column("output_text", pa.string(), "", "decoded new tokens"),
     Column("output_ids", pa.list_(pa.int32()), "token ids", "the new token ids the engine returned (for agreement)"),
     # what ran

@@ -85,9 +85,9 @@ def scenario_prompts(wildcards):
 
 
 def gpus(wildcards):
-    """GPUs a job claims; CPU-only jobs claim none."""
-    options = config["variants"][wildcards.variant].get("options", {})
-    return 1 if options.get("device") in ("cuda", "auto") else 0
+    """GPUs a job claims (the engine decides, e.g. vLLM's tensor_parallel_size); CPU-only jobs claim none."""
+    v = config["variants"][wildcards.variant]
+    return engines.gpus(v["engine"], v.get("options", {}))
 
 
 def env_file(name):
@@ -95,7 +95,8 @@ def env_file(name):
 
 
 def engine_env_name(wildcards):
-    return engines.env(config["variants"][wildcards.variant]["engine"])
+    v = config["variants"][wildcards.variant]
+    return engines.env(v["engine"], v.get("options", {}))
 
 
 def artifact_env_name(wildcards):

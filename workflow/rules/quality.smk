@@ -24,7 +24,8 @@ def quality_reference(wildcards):
 
 
 def quality_variant_env(wildcards):
-    return engines.env(config["variants"][scoring_variant(wildcards.model, wildcards.artifact)]["engine"])
+    v = config["variants"][scoring_variant(wildcards.model, wildcards.artifact)]
+    return engines.env(v["engine"], v.get("options", {}))
 
 
 def quality_spec(wildcards):
