@@ -1,0 +1,86 @@
+"""CTranslate2 model: the HF model directory converted by CTranslate2's ``TransformersConverter``.
+
+Params:
+  quantization   weight type written to model.bin: int8 | int8_float32 | int8_float16 | int8_bfloat16 | int16 |
+                 float16 | bfloat16 | float32 (default int8). The engine's ``compute_type`` decides what runs;
+                 CTranslate2 converts the weights at load time when the two differ.
+
+The artifact directory holds CTranslate2's own files (model.bin, config.json, vocabulary.json) plus the HF
+tokenizer files, so the engine tokenizes with the same tokenizer and chat template as the HF engine.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..provenance import versions
+
+ENV = "ct2"
+
+# ctranslate2 4.8.5 ``specs.model_spec.ACCEPTED_MODEL_TYPES``; build() checks against the installed library too.
+QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
+PARAMS: dict[str, Any] = {"quantization": QUANTIZATIONS}
+DEFAULTS = {"quantization": "int8"}
+
+# Copied next to the converted model (config.json is not: CTranslate2 writes its own).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "tokenizer.model", "generation_config.json")
+
+
+def check_params(params: dict[str, Any], accepted: tuple[str, ...] = QUANTIZATIONS) -> dict[str, Any]:
+    """Params with defaults filled in; raises ValueError naming the key, the value and what is allowed."""
+    unknown = sorted(set(params) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"ct2 artifact: unknown params {unknown}; allowed params: {', '.join(PARAMS)}")
+    p = {**DEFAULTS, **params}
+    if p["quantization"] not in accepted:
+        raise ValueError(f"ct2 artifact: quantization = {p['quantization']!r}; allowed values are {', '.join(accepted)}")
+    return p
+
+
+def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    p = check_params(params)
+    if model_manifest.get("synthetic"):
+        raise NotImplementedError(
+            "ct2 artifact: the model is synthetic (its weights are drawn at load time by the HF engine), so there "
+            "is nothing for CTranslate2's converter to convert; use a real model")
+
+    import ctranslate2
+    from ctranslate2.converters import TransformersConverter
+    from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES
+
+    check_params(params, tuple(ACCEPTED_MODEL_TYPES))  # the installed library may accept fewer
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise RuntimeError(f"ct2 artifact: {out_dir} is not empty; the converter replaces the whole directory")
+    tokenizer_files = [f for f in TOKENIZER_FILES if (model_dir / f).exists()]
+    if not {"tokenizer.json", "tokenizer.model"} & set(tokenizer_files):
+        raise FileNotFoundError(f"ct2 artifact: {model_dir} has no tokenizer.json or tokenizer.model")
+
+    init = {"model_name_or_path": str(model_dir)}
+    convert = {"output_dir": "<artifact dir>", "quantization": p["quantization"], "force": True}
+    print(f"converting {model_dir} with ctranslate2 {ctranslate2.__version__} TransformersConverter, "
+          f"quantization={p['quantization']} ...", flush=True)
+    # force=True: the converter replaces out_dir, which is the (empty) temporary directory of this build.
+    TransformersConverter(**init).convert(str(out_dir), quantization=p["quantization"], force=True)
+    for name in tokenizer_files:
+        shutil.copy(model_dir / name, out_dir / name)
+
+    ct2_config = json.loads((out_dir / "config.json").read_text()) if (out_dir / "config.json").exists() else None
+    return {
+        "library": "ctranslate2",
+        "library_versions": versions("ctranslate2", "transformers", "torch", "safetensors", "numpy"),
+        "quantization": p["quantization"],
+        "converter": {
+            "api": "ctranslate2.converters.TransformersConverter",
+            "init": init,
+            "convert": convert,
+            "cli_equivalent": f"ct2-transformers-converter --model {model_dir} --output_dir <artifact dir> "
+                              f"--quantization {p['quantization']} --force",
+        },
+        "tokenizer_files": tokenizer_files,
+        "ct2_config": ct2_config,
+    }
