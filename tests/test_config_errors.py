@@ -42,6 +42,8 @@ def test_default_config_plans(workdir):
          ["variants.hf-sdpa.options.num_threads = 'two'", "expected int or null"]),
         (lambda c: c["artifacts"]["reference-fp32"].update(method="gptqq"),
          ["artifacts.reference-fp32.method = 'gptqq'", "allowed methods are", "reference"]),
+        (lambda c: c["artifacts"]["reference-fp32"]["params"].update(dtype="fp8"),
+         ["artifacts.reference-fp32.params.dtype = 'fp8'", "float32, float16, bfloat16"]),
         (lambda c: c["benchmarks"][0]["variants"].append("hf-typo"),
          ["benchmarks[0].variants: 'hf-typo' is not defined", "hf-sdpa"]),
         (lambda c: c["models"]["smollm2-135m"].update(source="ftp:somewhere"),
@@ -60,7 +62,7 @@ def test_default_config_plans(workdir):
          ["max_tokens", "Additional properties"]),
         (lambda c: c.pop("benchmarks"), ["benchmarks", "required"]),
     ],
-    ids=["engine", "option-value", "option-name", "option-type", "method", "undefined-ref", "scheme",
+    ids=["engine", "option-value", "option-name", "option-type", "method", "artifact-param", "undefined-ref", "scheme",
          "preset", "hf-revision", "number", "type", "prompts-file", "typo-key", "missing-key"],
 )
 def test_bad_config_stops_before_any_job(workdir, mutate, expected):

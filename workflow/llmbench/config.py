@@ -43,6 +43,14 @@ def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
     for name, a in config["artifacts"].items():
         if a["method"] not in artifacts.methods():
             out.append(f"artifacts.{name}.method = {a['method']!r}: allowed methods are {', '.join(artifacts.methods())}")
+            continue
+        allowed = getattr(artifacts.module(a["method"]), "PARAMS", None)
+        for key, value in (a.get("params") or {}).items() if allowed is not None else ():
+            if key not in allowed:
+                out.append(f"artifacts.{name}.params.{key}: unknown parameter of method {a['method']}; "
+                           f"allowed parameters are {', '.join(allowed)}")
+            elif (msg := _check_option(f"artifacts.{name}.params", key, value, allowed[key])):
+                out.append(msg)
     for name, v in config["variants"].items():
         if v["engine"] not in engines.names():
             out.append(f"variants.{name}.engine = {v['engine']!r}: allowed engines are {', '.join(engines.names())}")

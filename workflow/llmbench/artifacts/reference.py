@@ -9,6 +9,7 @@ from typing import Any
 from ..provenance import versions
 
 ENV = "hf"
+PARAMS = {"dtype": ("float32", "float16", "bfloat16")}
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "tokenizer.model", "generation_config.json")
