@@ -1,0 +1,233 @@
+"""llama.cpp through llama-cpp-python: a GGUF artifact (method ``gguf``), greedy, one token at a time.
+
+Options (a variant in config names a set of them):
+  n_threads        threads for decoding (null: llama-cpp-python's default, cpu_count // 2)
+  n_threads_batch  threads for prompt processing (null: same as n_threads; llama-cpp-python's own default
+                   would be cpu_count)
+  n_ctx            context size in tokens (default 2048); prompt + new tokens must fit
+  n_gpu_layers     layers offloaded to a GPU (default 0; -1: all). A non-zero value claims one GPU (gpus_needed)
+                   and, on a build without a GPU backend, fails the job instead of silently running on the CPU.
+  flash_attn       bool (default false; llama-cpp-python maps false to "disabled", true to "enabled")
+
+Generation: ``Llama.generate(tokens, top_k=1, temp=0, repeat_penalty=1)`` builds llama.cpp's sampler chain
+with the greedy sampler and yields each token as soon as it is sampled; that generator has no EOS check (only
+``stopping_criteria``, which is not passed), so it is stopped after exactly ``max_new_tokens`` tokens and EOS
+never ends generation early. ``reset()`` before every request: llama-cpp-python otherwise reuses the KV cache
+of a matching prompt prefix (a repeated prompt would skip its prefill and TTFT would be meaningless).
+
+Tokenization: the HF tokenizer copied into the artifact (``tokenizer/``) with its chat template, exactly as the
+hf engine does, so both engines get identical input ids (and the same decode). llama.cpp's own tokenizer is
+never called: for the embedded SmolLM2 the converter writes an SPM-type ("llama") vocab (its tokenizer.json,
+rebuilt by transformers from a GGUF, is byte-level BPE with byte_fallback), and llama.cpp's SPM tokenizer
+aborts the whole process on it (std::out_of_range, uncatchable from Python). Generation only needs token ids.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+# llama-cpp-python release -> the llama.cpp commit it vendors (its CHANGELOG: "update llama.cpp to ...@<sha>").
+# The gguf builder reads this from the sdist; here it only labels the engine when the artifact was built
+# with another version.
+LLAMA_CPP_COMMITS = {"0.3.36": "0c1e57098"}
+FLASH_ATTN_TYPES = {-1: "auto", 0: "disabled", 1: "enabled"}
+LOAD_MODES = {-1: "auto", 0: "none", 1: "mmap", 2: "mlock", 3: "mmap+mlock", 4: "direct_io"}
+
+
+def option_problems(options: dict[str, Any]) -> list[str]:
+    """Range checks before any job (types are checked from OPTIONS)."""
+    out = []
+    for key in ("n_threads", "n_threads_batch"):
+        v = options.get(key)
+        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+            out.append(f"{key} = {v}: must be at least 1 (or null for the default)")
+    v = options.get("n_ctx")
+    if isinstance(v, int) and not isinstance(v, bool) and v < 16:
+        out.append(f"n_ctx = {v}: must be at least 16 (prompt + new tokens must fit)")
+    v = options.get("n_gpu_layers")
+    if isinstance(v, int) and not isinstance(v, bool) and v < -1:
+        out.append(f"n_gpu_layers = {v}: 0 (CPU), a layer count, or -1 (all layers)")
+    return out
+
+
+def gpus_needed(options: dict[str, Any]) -> int:
+    """A variant that offloads layers claims one GPU; the default (n_gpu_layers 0) claims none."""
+    return 1 if options.get("n_gpu_layers", 0) != 0 else 0
+
+
+class LlamaCppEngine:
+    name = "llamacpp"
+    OPTIONS: dict[str, Any] = {
+        "n_threads": (int, type(None)),
+        "n_threads_batch": (int, type(None)),
+        "n_ctx": int,
+        "n_gpu_layers": int,
+        "flash_attn": bool,
+    }
+
+    def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
+        import llama_cpp
+        from transformers import AutoTokenizer
+
+        from ..engines.base import Loaded
+        from ..provenance import cpu_name, versions
+        from ..artifacts.gguf import FTYPE_NAMES
+
+        unknown = sorted(set(options) - set(self.OPTIONS))
+        if unknown:
+            raise ValueError(f"llamacpp options {unknown} unknown; allowed: {', '.join(self.OPTIONS)}")
+        if option_problems(options):
+            raise ValueError("llamacpp options: " + "; ".join(option_problems(options)))
+        artifact_dir = Path(artifact_dir)
+        gguf_file = manifest.get("gguf_file")
+        if manifest.get("method") not in (None, "gguf") or not gguf_file:
+            raise ValueError(f"{artifact_dir}: the llamacpp engine runs GGUF artifacts (method gguf), "
+                             f"not method {manifest.get('method')!r}")
+        self.model_path = str(artifact_dir / gguf_file)
+        n_gpu_layers = int(options.get("n_gpu_layers", 0))
+        gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
+        if n_gpu_layers != 0 and not gpu_offload:
+            raise RuntimeError(f"variant asks for n_gpu_layers={n_gpu_layers} but this llama-cpp-python build "
+                               "has no GPU backend (llama_supports_gpu_offload() is false)")
+        self.kwargs = {
+            "model_path": self.model_path,
+            "n_ctx": int(options.get("n_ctx", 2048)),
+            "n_threads": options.get("n_threads"),
+            "n_threads_batch": options.get("n_threads_batch") or options.get("n_threads"),
+            "n_gpu_layers": n_gpu_layers,
+            "flash_attn": bool(options.get("flash_attn", False)),
+            "seed": 0,
+            "verbose": False,
+        }
+        self.llama_cpp = llama_cpp
+        self.llm = llama_cpp.Llama(logits_all=False, **self.kwargs)
+        self._scorer = None
+
+        tok_dir = artifact_dir / manifest.get("tokenizer_dir", "tokenizer")
+        self.tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        self.vocab_size = self.llm.n_vocab()
+
+        cp = self.llm.context_params
+        meta = self.llm.metadata
+        ftype = meta.get("general.file_type")
+        desc = ctypes.create_string_buffer(256)
+        llama_cpp.llama_model_desc(self.llm.model, desc, 256)
+        version = llama_cpp.__version__
+        self.runtime = {
+            "quant_type": FTYPE_NAMES.get(int(ftype), ftype) if ftype is not None else None,
+            "model_desc": desc.value.decode(errors="replace"),
+            "model_size_bytes": int(llama_cpp.llama_model_size(self.llm.model)),
+            "n_params": int(llama_cpp.llama_model_n_params(self.llm.model)),
+            "n_threads": int(cp.n_threads),
+            "n_threads_batch": int(cp.n_threads_batch),
+            "n_ctx": int(self.llm.n_ctx()),
+            "n_batch": int(cp.n_batch),
+            "n_ubatch": int(cp.n_ubatch),
+            "n_gpu_layers": int(self.llm.model_params.n_gpu_layers),
+            "gpu_offload_supported": gpu_offload,
+            "flash_attn": FLASH_ATTN_TYPES.get(int(cp.flash_attn_type), str(cp.flash_attn_type)),
+            "load_mode": LOAD_MODES.get(getattr(self.llm.model_params, "load_mode", None),
+                                        getattr(self.llm.model_params, "load_mode", None)),
+            "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "sampler": "llama.cpp sampler chain: penalties (repeat 1.0, i.e. none) + greedy",
+            "eos": "ignored: the generator is stopped after exactly max_new_tokens",
+            "kv_prefix_reuse": False,
+            "tokenizer": "hf (transformers AutoTokenizer from the artifact's tokenizer/, chat template applied)",
+            "gguf_tokenizer_model": meta.get("tokenizer.ggml.model"),
+            "llama_cpp_commit": LLAMA_CPP_COMMITS.get(version),
+            "artifact_built_with": (manifest.get("library_versions") or {}).get("llama-cpp-python"),
+        }
+        device = "cpu"
+        if gpu_offload and n_gpu_layers != 0:
+            device = "gpu"
+        return Loaded(
+            engine_version=version,
+            device=device,
+            device_name=cpu_name() if device == "cpu" else "gpu (llama.cpp backend)",
+            runtime=self.runtime,
+            library_versions={**versions("llama-cpp-python", "transformers", "tokenizers", "numpy"),
+                              "llama.cpp": LLAMA_CPP_COMMITS.get(version)},
+        )
+
+    # ------------------------------------------------------------------ tokens
+    def encode(self, prompt: str) -> list[int]:
+        tok = self.tokenizer
+        if tok.chat_template:
+            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                          tokenize=True, return_dict=False)
+        else:
+            ids = tok(prompt)["input_ids"]
+        ids = [int(i) for i in ids]
+        return ids
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def tokenize_plain(self, text: str) -> list[int]:
+        """Text -> ids without chat template or special tokens (re-tokenized counts, perplexity text)."""
+        return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize_plain(text))
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+        n_ctx = self.llm.n_ctx()
+        if len(input_ids) + max_new_tokens > n_ctx:
+            raise ValueError(f"prompt ({len(input_ids)}) + max_new_tokens ({max_new_tokens}) exceed n_ctx={n_ctx}; "
+                             "raise the variant's n_ctx option")
+        out: list[int] = []
+        if max_new_tokens <= 0:
+            return out
+        self.llm.reset()  # full prefill every request: no KV reuse from the previous prompt
+        gen = self.llm.generate(input_ids, top_k=1, top_p=1.0, min_p=0.0, typical_p=1.0, temp=0.0,
+                                repeat_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, reset=True)
+        try:
+            for tok in gen:
+                tok = int(tok)
+                out.append(tok)
+                on_token(tok)
+                if len(out) == max_new_tokens:
+                    break
+        finally:
+            gen.close()
+        return out
+
+    # ------------------------------------------------------------------ quality
+    def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+        """Teacher-forced: for positions 1..n-1 the log-prob of token_ids[i] and the argmax, from one batched
+        eval with logits for every position (a second context with logits_all=True, sized to the sequence)."""
+        import numpy as np
+
+        n = len(token_ids)
+        if n < 2:
+            return [], []
+        need = max(256, 1 << (n - 1).bit_length())
+        if self._scorer is None or self._scorer.n_ctx() < n:
+            if self._scorer is not None:
+                self._scorer.close()
+            kw = {**self.kwargs, "n_ctx": need, "n_batch": min(need, 512)}
+            self._scorer = self.llama_cpp.Llama(logits_all=True, **kw)
+        s = self._scorer
+        s.reset()
+        s.eval(list(token_ids))
+        logits = np.asarray(s.scores[: n - 1, :], dtype=np.float64)
+        mx = logits.max(axis=1, keepdims=True)
+        lse = (mx + np.log(np.exp(logits - mx).sum(axis=1, keepdims=True)))[:, 0]
+        targets = np.asarray(token_ids[1:])
+        logp = logits[np.arange(n - 1), targets] - lse
+        return logp.tolist(), logits.argmax(axis=1).astype(int).tolist()
+
+    # ------------------------------------------------------------------ memory
+    def reset_peak_memory(self) -> None:
+        pass
+
+    def peak_memory(self) -> tuple[int, str] | None:
+        return None  # CPU: the harness measures the process's peak RSS
+
+
+ADAPTER = LlamaCppEngine
