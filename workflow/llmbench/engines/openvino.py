@@ -1,0 +1,355 @@
+"""OpenVINO GenAI adapter: ``openvino_genai.LLMPipeline`` fed the harness's token ids, a ``StreamerBase`` that hands
+each new token id to the harness.
+
+Options (a variant in config names a set of them):
+  device                 cpu (OpenVINO's CPU plugin)
+  num_threads            INFERENCE_NUM_THREADS (null: the plugin's default, all cores)
+  performance_hint       LATENCY (default) | THROUGHPUT   (PERFORMANCE_HINT)
+  inference_precision    auto (the plugin's default: bf16 on a CPU with avx512-bf16 or AMX, else f32) | f32 | bf16 |
+                         f16   (INFERENCE_PRECISION_HINT: the precision activations and decompressed weights run in)
+  kv_cache_precision     auto (the plugin's default, u8 on CPU in 2026.4) | u8 | u4 | f16 | bf16 | f32
+                         (KV_CACHE_PRECISION)
+  dynamic_quantization_group_size  int (0: off) | null (the plugin's default, 32 in 2026.4): activations of
+                         compressed-weight MatMuls are quantized to int8 per group of this size at run time
+                         (DYNAMIC_QUANTIZATION_GROUP_SIZE)
+  attention_backend      PA (paged attention / continuous batching, GenAI's default on CPU) | SDPA (stateful model)
+  prefix_caching         bool, default false. GenAI turns it on by default for PA: a repeated prompt then reuses
+                         the KV cache of an earlier request (its TTFT drops, 190 -> 107 ms seen) and its output can
+                         differ; the harness repeats prompts, so it is off unless asked for.
+
+Exactly ``max_new_tokens``: the pipeline's own generation config (generation_config.json: the EOS id HF ``generate``
+masks) with ``min_new_tokens = max_new_tokens`` (EOS probability zero until then, as HF does),
+``ignore_eos = True`` and greedy decoding. What ran is read back from GenAI itself: with OPENVINO_LOG_LEVEL >= 2
+while the pipeline is built, GenAI prints each compiled model's properties (inference precision, KV cache
+precision, threads, ...) to stdout; ``load`` captures and parses that. The weight compression comes from the
+IR's rt_info (NNCF's record). Each request's own PerfMetrics (TTFT, TPOT) are kept in ``runtime``.
+
+``score`` (teacher forced, for the quality figures) runs the same IR through optimum-intel's
+``OVModelForCausalLM`` (the stateful model, compiled with the same properties) on first use, so benchmark jobs
+never load it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+ENV = "openvino"
+
+PRECISIONS = ("auto", "f32", "bf16", "f16")
+KV_PRECISIONS = ("auto", "u8", "u4", "f16", "bf16", "f32")
+# option -> OpenVINO property name
+PROPERTY = {"num_threads": "INFERENCE_NUM_THREADS", "performance_hint": "PERFORMANCE_HINT",
+            "inference_precision": "INFERENCE_PRECISION_HINT", "kv_cache_precision": "KV_CACHE_PRECISION",
+            "dynamic_quantization_group_size": "DYNAMIC_QUANTIZATION_GROUP_SIZE",
+            "attention_backend": "ATTENTION_BACKEND"}
+# compiled-model properties recorded under short names (the full set is kept too)
+READ_BACK = {"INFERENCE_PRECISION_HINT": "inference_precision", "KV_CACHE_PRECISION": "kv_cache_precision",
+             "KEY_CACHE_PRECISION": "key_cache_precision", "VALUE_CACHE_PRECISION": "value_cache_precision",
+             "INFERENCE_NUM_THREADS": "inference_num_threads", "NUM_STREAMS": "num_streams",
+             "PERFORMANCE_HINT": "performance_hint", "EXECUTION_MODE_HINT": "execution_mode",
+             "DYNAMIC_QUANTIZATION_GROUP_SIZE": "dynamic_quantization_group_size",
+             "ENABLE_HYPER_THREADING": "hyper_threading", "ENABLE_CPU_PINNING": "cpu_pinning",
+             "EXECUTION_DEVICES": "execution_devices"}
+
+
+def option_problems(options: dict[str, Any]) -> list[str]:
+    """Checks beyond value types (config.problems calls this before any job)."""
+    out = []
+    n = options.get("num_threads")
+    if isinstance(n, int) and not isinstance(n, bool) and n < 1:
+        out.append(f"num_threads = {n}: expected a positive int or null")
+    g = options.get("dynamic_quantization_group_size")
+    if isinstance(g, int) and not isinstance(g, bool) and g < 0:
+        out.append(f"dynamic_quantization_group_size = {g}: expected 0 (off), a positive int or null")
+    if options.get("prefix_caching") and options.get("attention_backend") == "SDPA":
+        out.append("prefix_caching applies to attention_backend PA only")
+    return out
+
+
+def ov_properties(options: dict[str, Any]) -> dict[str, Any]:
+    """The OpenVINO properties a variant's options ask for (the plugin's defaults stay where an option is auto/null)."""
+    props: dict[str, Any] = {}
+    for opt, prop in PROPERTY.items():
+        value = options.get(opt)
+        if opt == "performance_hint" and value is None:
+            value = "LATENCY"
+        if opt == "attention_backend" and value is None:
+            value = "PA"
+        if value is None or value == "auto":
+            continue
+        props[prop] = int(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    return props
+
+
+def parse_properties(text: str) -> dict[str, dict[str, Any]]:
+    """GenAI's printout (OPENVINO_LOG_LEVEL >= 2) -> {model title: {property: value}}, plus a ``SchedulerConfig``
+    entry when it printed one. Its format: 'Model: <title>' then '  NAME: value' lines, then
+    'EXECUTION_DEVICES:' and ' <device>: <full name>'."""
+    out: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    in_devices = False
+    for line in text.splitlines():
+        if line.startswith("Model: "):
+            current = out.setdefault(line[len("Model: "):].strip(), {})
+            in_devices = False
+        elif line.startswith("SchedulerConfig {"):
+            current = out.setdefault("SchedulerConfig", {})
+            in_devices = False
+        elif line.strip() == "}":
+            current = None
+        elif line.startswith("EXECUTION_DEVICES:") and current is not None:
+            in_devices = True
+        elif current is not None and (m := re.match(r"^\s+([A-Za-z_0-9]+):\s?(.*)$", line)):
+            key, value = m.group(1), m.group(2).strip()
+            if in_devices:
+                current.setdefault("DEVICE_FULL_NAMES", {})[key] = value
+            else:
+                current[key] = value
+    return out
+
+
+def _prop_str(value: Any) -> str:
+    """An OpenVINO property value as GenAI prints it (element types as 'bf16', not "<Type: 'bfloat16'>")."""
+    if hasattr(value, "get_type_name"):
+        return value.get_type_name()
+    if hasattr(value, "name") and not isinstance(value, (str, int, float)):
+        return value.name  # enums: ExecutionMode.PERFORMANCE -> PERFORMANCE
+    return str(value)
+
+
+def _capture_stdout(fn: Callable[[], Any]) -> tuple[Any, str]:
+    """Run ``fn`` with file descriptor 1 sent to a temporary file (GenAI prints from C++); return its result and
+    the text, which is also echoed to stderr so the job log keeps it."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        try:
+            os.dup2(tmp.fileno(), 1)
+            result = fn()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    if text:
+        os.write(2, text.encode())
+    return result, text
+
+
+def _streamer_class(base, running):
+    """A GenAI ``StreamerBase`` subclass: ``write`` gets each new token id (an int, or a list of ids) as the
+    pipeline samples it, on the host, and hands it to the harness."""
+
+    class TokenStreamer(base):
+        def __init__(self, on_token: Callable[[int], None]):
+            super().__init__()
+            self.on_token = on_token
+            self.count = 0
+
+        def write(self, token):
+            for t in (token if isinstance(token, (list, tuple)) else (token,)):
+                self.on_token(int(t))
+                self.count += 1
+            return running
+
+        def end(self):
+            pass
+
+    return TokenStreamer
+
+
+class OpenVINOEngine:
+    name = "openvino"
+    OPTIONS: dict[str, Any] = {
+        "device": ("cpu",),
+        "num_threads": (int, type(None)),
+        "performance_hint": ("LATENCY", "THROUGHPUT"),
+        "inference_precision": PRECISIONS,
+        "kv_cache_precision": KV_PRECISIONS,
+        "dynamic_quantization_group_size": (int, type(None)),
+        "attention_backend": ("PA", "SDPA"),
+        "prefix_caching": bool,
+    }
+
+    def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
+        import numpy as np
+        import openvino as ov
+        import openvino_genai
+        from transformers import AutoTokenizer
+
+        from ..artifacts.openvino import ir_facts
+        from ..engines.base import Loaded
+        from ..provenance import cpu_name, versions
+
+        artifact_dir = Path(artifact_dir)
+        if manifest.get("method") not in (None, "openvino"):
+            raise ValueError(f"{artifact_dir} was built by method {manifest.get('method')!r}; the openvino engine "
+                             "loads artifacts of method openvino (OpenVINO IR)")
+        for key, value in options.items():
+            allowed = self.OPTIONS.get(key)
+            if allowed is None:
+                raise ValueError(f"unknown option {key!r}; allowed: {', '.join(self.OPTIONS)}")
+            if isinstance(allowed, tuple) and not all(isinstance(a, type) for a in allowed) and value not in allowed:
+                raise ValueError(f"{key} = {value!r}; allowed: {allowed}")
+        problems = option_problems(options)
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.np, self.ov, self.genai = np, ov, openvino_genai
+        self.artifact_dir = artifact_dir
+        self.options = dict(options)
+        props = ov_properties(options)
+        self.props = props
+        backend = props.get("ATTENTION_BACKEND", "PA")
+        config: dict[str, Any] = dict(props)
+        scheduler = None
+        if backend == "PA":
+            # GenAI's own default for LLMPipeline on PA (unlimited tokens per step, so a prompt is prefilled in
+            # one step), except prefix caching; the Python SchedulerConfig() default would split prefill at 256
+            scheduler = openvino_genai.SchedulerConfig()
+            scheduler.max_num_batched_tokens = 2**64 - 1
+            scheduler.enable_prefix_caching = bool(options.get("prefix_caching", False))
+            config["scheduler_config"] = scheduler
+
+        previous = os.environ.get("OPENVINO_LOG_LEVEL")
+        os.environ["OPENVINO_LOG_LEVEL"] = "2"  # GenAI then prints each compiled model's properties
+        try:
+            self.pipe, log_text = _capture_stdout(
+                lambda: openvino_genai.LLMPipeline(str(artifact_dir), "CPU", **config))
+        finally:
+            if previous is None:
+                os.environ.pop("OPENVINO_LOG_LEVEL", None)
+            else:
+                os.environ["OPENVINO_LOG_LEVEL"] = previous
+        printed = parse_properties(log_text)
+        llm_title = next((t for t in printed if t not in ("OV Tokenizer", "OV Detokenizer", "SchedulerConfig")), None)
+        compiled = printed.get(llm_title, {}) if llm_title else {}
+
+        self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
+        self.gen_config = self.pipe.get_generation_config()  # generation_config.json: eos_token_id
+        self.gen_config.do_sample = False
+        self.gen_config.num_beams = 1
+        self.gen_config.ignore_eos = True
+        self.streamer_class = _streamer_class(openvino_genai.StreamerBase, openvino_genai.StreamingStatus.RUNNING)
+
+        facts = ir_facts(artifact_dir / "openvino_model.xml")
+        core = ov.Core()
+        self.runtime: dict[str, Any] = {
+            "openvino_version": ov.get_version(),
+            "pipeline_model": llm_title,  # e.g. "LLM with Paged Attention"
+            "attention_backend": backend if llm_title else None,
+            **{short: compiled.get(prop) for prop, short in READ_BACK.items()},
+            "compiled_properties": compiled or None,
+            "compiled_properties_source": "GenAI printout at load (OPENVINO_LOG_LEVEL=2)" if compiled else
+                                          "not printed by this GenAI version: nothing read back",
+            "scheduler_config": printed.get("SchedulerConfig"),
+            "prefix_caching": scheduler.enable_prefix_caching if scheduler is not None else None,
+            "requested_properties": props,
+            "plugin_defaults": {p: _prop_str(core.get_property("CPU", p))
+                                for p in ("INFERENCE_PRECISION_HINT", "KV_CACHE_PRECISION", "INFERENCE_NUM_THREADS")},
+            "weight_compression": facts["nncf_weight_compression"],
+            "weight_constants_by_type": facts["weight_constants_by_type"],
+            "weight_bytes": (artifact_dir / "openvino_model.bin").stat().st_size,
+            "eos_token_id_masked": int(self.gen_config.eos_token_id),
+            "stop_rule": "pipeline generation config + min_new_tokens = max_new_tokens, ignore_eos, greedy",
+            "input": "harness token ids as openvino_genai.TokenizedInputs (input_ids + attention_mask, int64)",
+            "perf_metrics": [],  # per generate(): GenAI's own TTFT/TPOT (ms)
+        }
+        if not compiled:
+            print("WARNING: GenAI printed no compiled-model properties; runtime records the requested ones only",
+                  file=sys.stderr)
+        return Loaded(
+            engine_version=openvino_genai.__version__,
+            device="cpu",
+            device_name=cpu_name(),
+            runtime=self.runtime,
+            library_versions=versions("openvino", "openvino-genai", "openvino-tokenizers", "transformers",
+                                      "tokenizers", "numpy"),
+        )
+
+    def encode(self, prompt: str) -> list[int]:
+        tok = self.tokenizer
+        if tok.chat_template:
+            return list(tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                tokenize=True, return_dict=False))
+        return tok(prompt)["input_ids"]
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def tokenize_plain(self, text: str) -> list[int]:
+        """Text -> ids without chat template or special tokens (re-tokenized counts, perplexity text)."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize_plain(text))
+
+    def _inputs(self, input_ids: list[int]):
+        np, ov = self.np, self.ov
+        ids = np.asarray([input_ids], dtype=np.int64)
+        return self.genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
+
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+        cfg = self.gen_config
+        cfg.max_new_tokens = max_new_tokens
+        cfg.min_new_tokens = max_new_tokens
+        streamer = self.streamer_class(on_token)
+        result = self.pipe.generate(self._inputs(input_ids), cfg, streamer)
+        out = [int(t) for t in result.tokens[0]]
+        pm = result.perf_metrics
+        self.runtime["perf_metrics"].append({
+            "input_tokens": int(pm.get_num_input_tokens()), "generated_tokens": int(pm.get_num_generated_tokens()),
+            "streamed_tokens": streamer.count,
+            "ttft_ms": round(float(pm.get_ttft().mean), 3), "tpot_ms": round(float(pm.get_tpot().mean), 3),
+            "generate_ms": round(float(pm.get_generate_duration().mean), 3),
+            "inference_ms": round(float(pm.get_inference_duration().mean), 3)})
+        return out
+
+    def _scorer(self):
+        """optimum-intel's OVModelForCausalLM on the same IR and properties (loaded on first score)."""
+        if getattr(self, "_ov_scorer", None) is None:
+            from optimum.intel import OVModelForCausalLM
+
+            ov_config = {k: v for k, v in self.props.items() if k != "ATTENTION_BACKEND"}
+            model = OVModelForCausalLM.from_pretrained(str(self.artifact_dir), device="CPU", ov_config=ov_config,
+                                                       compile=True)
+            compiled = model.request.get_compiled_model()
+            self.runtime["score_backend"] = {
+                "api": "optimum.intel.OVModelForCausalLM (stateful IR, SDPA) forward, logits of every position",
+                "ov_config": ov_config,
+                **{short: _prop_str(compiled.get_property(prop)) for prop, short in READ_BACK.items()
+                   if prop != "EXECUTION_DEVICES"},
+            }
+            self._ov_scorer = model
+        return self._ov_scorer
+
+    def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+        """Teacher forced: for positions 1..n-1, log p(token_ids[i] | token_ids[:i]) and the argmax prediction."""
+        import torch
+
+        if len(token_ids) < 2:
+            return [], []
+        model = self._scorer()
+        ids = torch.tensor([token_ids], dtype=torch.int64)
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, :-1].float()
+        if logits.shape[0] != len(token_ids) - 1:
+            raise RuntimeError(f"OVModelForCausalLM returned logits for {logits.shape[0]} positions, expected "
+                               f"{len(token_ids) - 1}")
+        logprobs = torch.log_softmax(logits, dim=-1)
+        actual = logprobs.gather(1, ids[0, 1:, None])[:, 0]
+        return actual.tolist(), logits.argmax(dim=-1).tolist()
+
+    def reset_peak_memory(self) -> None:
+        pass
+
+    def peak_memory(self) -> tuple[int, str] | None:
+        return None  # CPU: the harness measures the process's peak RSS
+
+
+ADAPTER = OpenVINOEngine
