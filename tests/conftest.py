@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,12 +39,60 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800,
+              env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--resources", "gpu=1", *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+NEW_TOKENS = 4
+
+
+def small_config() -> dict:
+    """The default config with 4 new tokens, two HF variants, jobs in the driver's interpreter."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["scenarios"]["latency"]["max_new_tokens"] = NEW_TOKENS
+    cfg["variants"] = {k: cfg["variants"][k] for k in ("hf-sdpa", "hf-eager")}
+    cfg["benchmarks"] = [{"models": ["smollm2-135m"], "artifacts": ["reference-fp32"],
+                          "variants": ["hf-sdpa", "hf-eager"], "scenarios": ["latency"]}]
+    cfg["quality"]["heldout_tokens"] = 256
+    cfg["software_envs"] = {"backend": "none"}  # envs are tested in test_envs.py
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def finished_workflow(tmp_path_factory) -> Path:
+    """A workdir in which the small default workflow ran to the end (real fetch, build, benchmarks)."""
+    wd = copy_workflow(tmp_path_factory.mktemp("wf"))
+    write_yaml(wd / "config/config.yaml", small_config())
+    snakemake(wd)
+    return wd
+
+
+def clone(wd: Path, dest: Path) -> Path:
+    """A copy of a workdir in which the files under resources/ (models, artifacts: big) are hard links.
+    Replace such a file (unlink, then write) instead of editing it in place, or the original changes too.
+    Everything else (Snakemake's metadata, results) is copied: Snakemake rewrites its files in place."""
+    def copy(src, dst):
+        return os.link(src, dst) if "/resources/" in src else shutil.copy2(src, dst)
+
+    shutil.copytree(wd, dest, symlinks=True, copy_function=copy)
+    return dest
+
+
+def planned(wd: Path, *args: str, env: dict | None = None) -> dict[str, int]:
+    """Rule name -> job count of a dry run."""
+    out = snakemake(wd, "-n", *args, env=env).stdout
+    if "Nothing to be done" in out:
+        return {}
+    stats = out.split("Job stats:")[1].split("total")[0]
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
 
 
 def write_yaml(path: Path, obj) -> Path:

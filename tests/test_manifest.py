@@ -45,7 +45,7 @@ def test_deleted_and_added_files_are_named(built):
     found = manifest.problems(built, quick=True)
     assert "sub/config.json: deleted" in found
     assert any(f.startswith("extra.txt: not in the manifest") for f in found)
-    with pytest.raises(manifest.StaleArtifactError, match="rm -r"):
+    with pytest.raises(manifest.StaleArtifactError, match="--forcerun"):
         manifest.verify(built)
 
 

@@ -4,48 +4,29 @@ One module-scoped workdir: the first test runs everything; later tests change on
 exactly the jobs that depend on it are planned (dry runs), or that bad states stop the run.
 """
 
-import copy
-import re
 import shutil
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, read_json, snakemake, write_yaml
+import conftest
+from conftest import NEW_TOKENS, clone, read_json, small_config, snakemake, write_yaml
 
 pytestmark = pytest.mark.workflow
 
-NEW_TOKENS = 4
-
-
-def small_config():
-    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    cfg["scenarios"]["latency"]["max_new_tokens"] = NEW_TOKENS
-    cfg["variants"] = {k: cfg["variants"][k] for k in ("hf-sdpa", "hf-eager")}
-    cfg["benchmarks"][0]["variants"] = ["hf-sdpa", "hf-eager"]
-    if "software_envs" in cfg:
-        cfg["software_envs"]["backend"] = "none"  # envs are tested in test_envs.py
-    return cfg
-
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory):
-    wd = copy_workflow(tmp_path_factory.mktemp("wf"))
-    write_yaml(wd / "config/config.yaml", small_config())
-    snakemake(wd)
-    return wd
+def done(finished_workflow):
+    write_yaml(finished_workflow / "config/config.yaml", small_config())
+    return finished_workflow
 
 
 def planned(wd, cfg=None):
     """Rule name -> job count of a dry run (after writing cfg, if given)."""
     if cfg is not None:
         write_yaml(wd / "config/config.yaml", cfg)
-    out = snakemake(wd, "-n").stdout
-    if "Nothing to be done" in out:
-        return {}
-    stats = out.split("Job stats:")[1].split("total")[0]
-    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    return conftest.planned(wd)
 
 
 def test_full_run_writes_tables_with_exact_token_counts_and_provenance(done):
@@ -69,6 +50,13 @@ def test_full_run_writes_tables_with_exact_token_counts_and_provenance(done):
     summary = pd.read_parquet(done / "results/tables/latency.parquet")
     assert len(summary) == 2 and (summary["requests"] == 9).all() and (summary["failed"] == 0).all()
     assert (summary["avg_output_tokens"] == NEW_TOKENS).all()
+    # quality beside speed: perplexity of the artifact, greedy agreement of each variant with the reference's
+    assert summary["perplexity"].between(1, 1000).all()
+    ref = summary.set_index("variant").loc["hf-sdpa"]
+    assert ref["greedy_agreement"] == 1.0 and ref["first_divergence_p50"] == NEW_TOKENS
+    assert 0 <= summary.set_index("variant").loc["hf-eager", "greedy_agreement"] <= 1
+    # the roofline beside the figure: bandwidth measured in the job, MBU a share
+    assert (summary["roofline_tokens_per_s"] > 0).all() and summary["mbu"].between(0, 1.5).all()
     md = (done / "results/tables/latency.md").read_text()
     assert "hf / hf-sdpa" in md and "tokens/s" in md
     for d in ("resources/models/smollm2-135m", "resources/artifacts/smollm2-135m/reference-fp32"):
@@ -101,39 +89,38 @@ def test_changing_the_artifact_dtype_rebuilds_it_and_downstream(done):
     cfg = small_config()
     cfg["artifacts"]["reference-fp32"]["params"]["dtype"] = "bfloat16"
     try:
-        assert planned(done, cfg) == {"build_artifact": 1, "benchmark": 2, "merge_tables": 1, "all": 1}
+        assert planned(done, cfg) == {"build_artifact": 1, "benchmark": 2, "quality": 1, "merge_tables": 1, "all": 1}
     finally:
         write_yaml(done / "config/config.yaml", small_config())
 
 
 def test_edited_artifact_stops_the_run_with_a_clear_message(done, tmp_path):
-    wd = tmp_path / "copy"
-    shutil.copytree(done, wd, symlinks=True)
+    wd = clone(done, tmp_path / "copy")
     cfg_file = wd / "resources/artifacts/smollm2-135m/reference-fp32/config.json"
-    cfg_file.write_text(cfg_file.read_text().replace('"num_hidden_layers": 30', '"num_hidden_layers": 29'))
+    text = cfg_file.read_text()
+    cfg_file.unlink()  # a new file, not the hard-linked original
+    cfg_file.write_text(text.replace('"num_hidden_layers": 30', '"num_hidden_layers": 29'))
     proc = snakemake(wd, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "resources/artifacts/smollm2-135m/reference-fp32" in out and "config.json: sha256" in out
-    assert "rm -r resources/artifacts/smollm2-135m/reference-fp32" in out
+    assert "--forcerun resources/artifacts/smollm2-135m/reference-fp32" in out
     assert "rule benchmark" not in out  # stopped before any job
 
-    # following the message: delete, rerun -> rebuilt and remeasured, intact again
-    shutil.rmtree(wd / "resources/artifacts/smollm2-135m/reference-fp32")
-    assert planned(wd) == {"build_artifact": 1, "benchmark": 2, "merge_tables": 1, "all": 1}
+    # following the message: the same command with --forcerun DIR rebuilds it and remeasures what used it
+    assert conftest.planned(wd, "--forcerun", "resources/artifacts/smollm2-135m/reference-fp32") == {
+        "build_artifact": 1, "benchmark": 2, "quality": 1, "merge_tables": 1, "all": 1}
 
 
 def test_deleted_model_file_is_detected(done, tmp_path):
-    wd = tmp_path / "copy"
-    shutil.copytree(done, wd, symlinks=True)
+    wd = clone(done, tmp_path / "copy")
     (wd / "resources/models/smollm2-135m/tokenizer.json").unlink()
     proc = snakemake(wd, "-n", check=False)
     assert proc.returncode != 0 and "tokenizer.json: deleted" in proc.stdout + proc.stderr
 
 
 def test_a_crashing_job_leaves_no_parquet_and_keeps_the_others(done, tmp_path):
-    wd = tmp_path / "copy"
-    shutil.copytree(done, wd, symlinks=True)
+    wd = clone(done, tmp_path / "copy")
     cfg = small_config()
     cfg["variants"]["hf-broken"] = {"engine": "hf", "options": {"device": "cuda"}}  # no GPU here: load fails
     cfg["benchmarks"][0]["variants"].append("hf-broken")

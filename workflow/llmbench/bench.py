@@ -58,7 +58,7 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
         "device": loaded.device, "device_name": loaded.device_name,
         "host": json.dumps(provenance.host(), sort_keys=True),
         "env_hash": os.environ.get("LLMBENCH_ENV_HASH", ""),
-        "git_commit": provenance.git_commit(spec.get("workdir", ".")),
+        "git_commit": provenance.git_commit(),  # of the working directory: where snakemake runs
         "config_hash": manifest.sha256_json({k: spec[k] for k in ("model_config", "artifact_config", "variant", "scenario")}),
         "run_id": uuid.uuid4().hex[:16],
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

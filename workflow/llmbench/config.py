@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, engines, sources
+from . import artifacts, engines, registry, sources
 
 
 class ConfigError(ValueError):
@@ -27,7 +27,9 @@ def _check_option(where: str, key: str, value: Any, allowed: Any) -> str | None:
 
 
 def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
-    out = []
+    out = registry.plugin_problems()
+    if out:  # the checks below would import the broken plugin again
+        return out
     for name, m in config["models"].items():
         try:
             scheme, value = sources.parse(m["source"])

@@ -116,6 +116,6 @@ def verify(directory: Path, quick: bool = False) -> dict[str, Any]:
         raise StaleArtifactError(
             f"{directory} no longer matches its manifest, so it will not be measured:\n  - "
             + "\n  - ".join(found)
-            + f"\nRebuild it: delete the directory (rm -r {directory}) and run the same snakemake command again."
+            + f"\nRebuild it and everything measured from it: the same snakemake command with --forcerun {directory}"
         )
     return read(directory)

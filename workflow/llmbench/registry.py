@@ -1,4 +1,4 @@
-"""Name -> implementation, for engines and artifact methods.
+"""Name -> implementation, for engines and artifact methods: built-ins and plugins.
 
 Built-ins are discovered from the modules of a package, so adding one adds files and touches no other:
   llmbench/engines/<name>.py     defines ``ADAPTER`` (a class implementing engines.base.Engine)
@@ -6,15 +6,23 @@ Built-ins are discovered from the modules of a package, so adding one adds files
 Each may set ``ENV`` (the file envs/<ENV>.yaml its jobs run in; default: its own name) and ``OPTIONS`` /
 ``PARAMS`` (option -> allowed values or type, checked before any job). Importing such a module must not
 import the engine's library: that happens inside ``load``/``build``.
+
+Plugins: an installed package registers a module with the same contract under the entry-point group
+``llmbench.engines`` or ``llmbench.artifacts`` (name = the engine/method name, value = ``package.module``).
+:func:`plugin_problems` checks every installed plugin before any job runs.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import inspect
 import pkgutil
 from types import ModuleType
 
 SKIP = {"base"}
+GROUPS = {"llmbench.engines": "llmbench.engines", "llmbench.artifacts": "llmbench.artifacts"}
+ENGINE_METHODS = ("load", "encode", "decode", "generate", "reset_peak_memory", "peak_memory")
 
 
 def builtin_names(package: str) -> list[str]:
@@ -22,12 +30,70 @@ def builtin_names(package: str) -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_") and m.name not in SKIP)
 
 
+def plugins(group: str) -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
+
+
+def names(package: str) -> list[str]:
+    return sorted(set(builtin_names(package)) | set(plugins(package)))
+
+
 def module(package: str, kind: str, name: str) -> ModuleType:
-    names = builtin_names(package)
-    if name not in names:
-        raise KeyError(f"{kind} {name!r} unknown; known {kind}s: {', '.join(names)}")
-    return importlib.import_module(f"{package}.{name}")
+    if name in builtin_names(package):
+        return importlib.import_module(f"{package}.{name}")
+    eps = plugins(package)
+    if name in eps:
+        return eps[name].load()
+    raise KeyError(f"{kind} {name!r} unknown; known {kind}s: {', '.join(names(package))}")
 
 
 def env_of(mod: ModuleType, name: str) -> str:
     return getattr(mod, "ENV", name)
+
+
+def _positional(fn) -> list[str]:
+    return [p.name for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _contract_problems(group: str, mod) -> list[str]:
+    if not isinstance(mod, ModuleType):
+        return [f"the entry point must name a module, got {type(mod).__name__}"]
+    if group == "llmbench.engines":
+        adapter = getattr(mod, "ADAPTER", None)
+        if adapter is None:
+            return ["module defines no ADAPTER (the engine adapter class)"]
+        out = [f"ADAPTER has no method {m}()" for m in ENGINE_METHODS if not callable(getattr(adapter, m, None))]
+        expected = {"load": 4, "encode": 2, "decode": 2, "generate": 4}
+        for m, n in expected.items():
+            if callable(getattr(adapter, m, None)) and len(_positional(getattr(adapter, m))) != n:
+                out.append(f"ADAPTER.{m}{inspect.signature(getattr(adapter, m))}: expected {n - 1} arguments "
+                           "(see llmbench/engines/base.py)")
+        return out
+    build = getattr(mod, "build", None)
+    if not callable(build):
+        return ["module defines no build(model_dir, model_manifest, params, out_dir)"]
+    if len(_positional(build)) != 4:
+        return [f"build{inspect.signature(build)}: expected (model_dir, model_manifest, params, out_dir)"]
+    return []
+
+
+def plugin_problems() -> list[str]:
+    """Every installed plugin that cannot be used, with its package and what is wrong."""
+    out = []
+    for group, package in GROUPS.items():
+        builtins = set(builtin_names(package))
+        for name, ep in plugins(group).items():
+            dist = ep.dist.name if ep.dist else "unknown package"
+            where = f"plugin {name!r} ({group} = {ep.value}, package {dist})"
+            if name in builtins:
+                out.append(f"{where}: its name clashes with the built-in {package.rsplit('.', 1)[1][:-1]} {name!r}; "
+                           "rename the entry point")
+                continue
+            try:
+                mod = ep.load()
+            except Exception as e:  # the plugin's own import error, reported with its package
+                out.append(f"{where}: cannot be imported: {type(e).__name__}: {e}")
+                continue
+            out += [f"{where}: {p}" for p in _contract_problems(group, mod)]
+    return out

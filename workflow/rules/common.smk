@@ -1,4 +1,5 @@
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -75,7 +76,6 @@ def bench_spec(wildcards):
             "artifact_config": config["artifacts"][wildcards.artifact],
             "variant": config["variants"][wildcards.variant],
             "scenario": config["scenarios"][wildcards.scenario],
-            "workdir": workflow.basedir,
         }
     )
 
@@ -117,7 +117,7 @@ def artifact_env(wildcards):
 # in the driver's interpreter. Each harness rule takes `env_name` (a function of wildcards or a name).
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 ENV_BACKEND = "conda" if USE_CONDA else config.get("software_envs", {}).get("backend", "venv")
-DRIVER_PYTHON = sys.executable
+DRIVER_PYTHON = os.path.realpath(sys.executable)  # realpath: bin/python and bin/python3.11 are one interpreter
 
 
 def _env_name(env_name, wildcards):
@@ -209,13 +209,32 @@ def stale_directories():
     return found
 
 
-_stale = stale_directories()
+def forced_on_command_line():
+    """(--forceall given, paths/rules given to --forcerun/-R). Read from the command line because
+    Snakemake's DAG settings are not available yet while the Snakefile is parsed."""
+    forceall, forced, collecting = False, set(), False
+    for arg in sys.argv[1:]:
+        if arg in ("-F", "--forceall"):
+            forceall = True
+        if arg.startswith("--forcerun="):
+            forced.add(arg.split("=", 1)[1].rstrip("/"))
+        elif arg in ("-R", "--forcerun"):
+            collecting = True
+        elif collecting and not arg.startswith("-"):
+            forced.add(arg.rstrip("/"))
+        else:
+            collecting = False
+    return forceall, forced
+
+
+# Directories the user asked to rebuild (--forcerun DIR, or --forceall) are not an error: they get rebuilt.
+_forceall, _forced = forced_on_command_line()
+_stale = {} if _forceall else {d: p for d, p in stale_directories().items() if d not in _forced}
 if _stale:
     lines = [f"{d}:\n    - " + "\n    - ".join(p) for d, p in _stale.items()]
     raise WorkflowError(
         "these directories no longer match their manifest.json, so nothing built from them will be measured:\n  "
         + "\n  ".join(lines)
-        + "\nRebuild them: delete each directory (rm -r "
+        + "\nRebuild them, and everything measured from them, by adding to the same command: --forcerun "
         + " ".join(_stale)
-        + ") and run the same snakemake command again."
     )

@@ -17,7 +17,7 @@ PACKAGE = "llmbench.artifacts"
 
 
 def methods() -> list[str]:
-    return registry.builtin_names(PACKAGE)
+    return registry.names(PACKAGE)
 
 
 def module(method: str):

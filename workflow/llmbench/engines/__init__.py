@@ -10,7 +10,7 @@ PACKAGE = "llmbench.engines"
 
 
 def names() -> list[str]:
-    return registry.builtin_names(PACKAGE)
+    return registry.names(PACKAGE)
 
 
 def module(name: str):
