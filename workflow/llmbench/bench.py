@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from . import engines, manifest, provenance, roofline, rows
+from .engines.base import EngineUnavailable
 from .scenarios import KINDS as SCENARIOS
 
 
@@ -42,7 +43,13 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     engine = engines.create(variant["engine"])
     log(f"loading {artifact_dir} with {variant['engine']} ({spec['variant_name']}) options {variant.get('options', {})}")
     t = time.perf_counter()
-    loaded = engine.load(artifact_dir, art, variant.get("options", {}))
+    try:
+        if art.get("status") == "unverified":
+            raise EngineUnavailable(f"artifact {spec['artifact']} is unverified: {art.get('unverified_reason')}")
+        loaded = engine.load(artifact_dir, art, variant.get("options", {}))
+    except EngineUnavailable as e:
+        log(f"UNVERIFIED: {e}")
+        return _write([unverified_row(spec, art, model_manifest, str(e))], out)
     log(f"loaded in {time.perf_counter() - t:.1f} s on {loaded.device} ({loaded.device_name}); runtime {loaded.runtime}")
 
     base = {
@@ -72,6 +79,10 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     runtime = json.dumps(loaded.runtime, sort_keys=True, default=str)
     for r in result:
         r["runtime"] = runtime
+    return _write(result, out)
+
+
+def _write(result: list[dict[str, Any]], out: Path) -> Path:
     table = rows.to_table(result)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -79,3 +90,24 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     pq.write_table(table, tmp)
     os.replace(tmp, out)
     return out
+
+
+def unverified_row(spec: dict[str, Any], art: dict[str, Any], model_manifest: dict[str, Any], reason: str) -> dict:
+    """The one row of a job whose engine cannot run here: what was asked, why nothing was measured."""
+    row = {c.name: None for c in rows.COLUMNS}
+    variant = spec["variant"]
+    row.update({
+        "request_index": 0, "prompt_id": "", "repeat": 0, "warmup": False, "success": False, "error": reason,
+        "requested_output_tokens": int(spec["scenario"]["max_new_tokens"]), "itl_s": [], "output_ids": [],
+        "model": spec["model"], "artifact": spec["artifact"], "engine": variant["engine"],
+        "variant": spec["variant_name"], "scenario": spec["scenario_name"], "status": "unverified",
+        "synthetic_weights": bool(art.get("synthetic")),
+        "variant_options": json.dumps(variant.get("options", {}), sort_keys=True), "runtime": "{}",
+        "model_hash": model_manifest["content_hash"], "artifact_hash": art["content_hash"],
+        "artifact_bytes": art["total_bytes"], "host": json.dumps(provenance.host(), sort_keys=True),
+        "env_hash": os.environ.get("LLMBENCH_ENV_HASH", ""), "git_commit": provenance.git_commit(),
+        "config_hash": manifest.sha256_json({k: spec[k] for k in ("model_config", "artifact_config", "variant", "scenario")}),
+        "run_id": uuid.uuid4().hex[:16], "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "schema_version": rows.SCHEMA_VERSION,
+    })
+    return row

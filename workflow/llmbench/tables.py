@@ -19,7 +19,8 @@ from . import quality, rows
 GROUP = ["model", "artifact", "engine", "variant", "scenario"]
 
 SUMMARY_COLUMNS = {  # name -> (unit, meaning); the aggregate table's schema
-    "requests": ("", "measured requests (warm-ups excluded), successful or not"),
+    "requests": ("", "measured requests (warm-ups excluded), successful or not; 0 for unverified lines"),
+    "note": ("", "for an unverified line: why nothing was measured"),
     "failed": ("", "requests that failed; they are counted here, never dropped silently"),
     "avg_latency_s": ("s", "mean end-to-end latency of successful requests"),
     "avg_output_tokens": ("tokens", "mean new tokens per successful request"),
@@ -63,13 +64,15 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     for key, g in measured.groupby(GROUP, sort=True):
         ok = g[g["success"]]
         first = g.iloc[0]
+        unverified = first["status"] == "unverified"
         out.append({
             **dict(zip(GROUP, key)),
             "status": first["status"],
             "device_name": first["device_name"],
             "synthetic_weights": bool(first["synthetic_weights"]),
-            "requests": len(g),
-            "failed": int((~g["success"]).sum()),
+            "requests": 0 if unverified else len(g),
+            "failed": 0 if unverified else int((~g["success"]).sum()),
+            "note": first["error"] if unverified else "",
             "avg_latency_s": ok["latency_s"].mean(),
             "avg_output_tokens": ok["output_tokens"].mean(),
             "tokens_per_s": ok["output_tokens"].sum() / ok["latency_s"].sum() if len(ok) else float("nan"),
@@ -153,7 +156,10 @@ def to_markdown(summary: pd.DataFrame) -> str:
              "reference artifact; greedy agree@K / 1st diff: generated tokens vs the reference variant's "
              "(empty: no quality figure, e.g. synthetic weights). decode tok/s = 1 / median TPOT; limit = read bandwidth "
              "measured in the same job / weight bytes; MBU = decode tok/s / limit.\n")
-    return view.to_markdown(index=False) + "\n" + notes
+    unverified = summary[summary["status"] == "unverified"]
+    reasons = "".join(f"\n- **{r.engine} / {r.variant} on {r.artifact}: unverified.** {r.note}\n"
+                      for r in unverified.itertuples())
+    return view.to_markdown(index=False) + "\n" + notes + reasons
 
 
 def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = None,

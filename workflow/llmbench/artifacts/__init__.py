@@ -13,6 +13,13 @@ from typing import Any
 
 from .. import manifest, memory, registry
 
+
+class ArtifactUnavailable(RuntimeError):
+    """The tool that makes this artifact cannot run here. Raise it from ``build`` after writing into
+    ``out_dir`` what can be made without the tool (e.g. the exact commands it would run, the config it
+    would use); the artifact is then recorded with status ``unverified`` and this reason, and every engine
+    asked to load it reports its rows as unverified."""
+
 PACKAGE = "llmbench.artifacts"
 
 
@@ -33,7 +40,11 @@ def build(method: str, model_dir: Path, params: dict[str, Any], out_dir: Path) -
     model_manifest = manifest.verify(model_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    fields = builder(model_dir, model_manifest, params, out_dir)
+    try:
+        fields = {"status": "verified", **builder(model_dir, model_manifest, params, out_dir)}
+    except ArtifactUnavailable as e:
+        print(f"UNVERIFIED: {e}", flush=True)
+        fields = {"status": "unverified", "unverified_reason": str(e), "library": None}
     return manifest.write(
         out_dir, "artifact", method=method, params=params,
         input_model_dir=str(model_dir), input_model_hash=model_manifest["content_hash"],

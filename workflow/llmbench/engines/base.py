@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 
+class EngineUnavailable(RuntimeError):
+    """The engine cannot run here (its library cannot be installed, the artifact could not be built, no
+    such device). Raised by ``load``; the job then writes one row with status ``unverified`` and this
+    reason instead of numbers. Never a fallback to another engine."""
+
+
 @dataclass
 class Loaded:
     """What actually ran, read back from the engine after loading (not what was asked for)."""
