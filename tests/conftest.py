@@ -34,6 +34,7 @@ def copy_workflow(dest: Path) -> Path:
     """A fresh copy of the workflow (Snakefile, rules, config, envs) to run Snakemake in."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "Snakefile", dest / "Snakefile")
+    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")  # envs install the harness from `..`
     for d in ("workflow", "config", "envs"):
         shutil.copytree(REPO / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
@@ -58,6 +59,7 @@ def small_config() -> dict:
 
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["scenarios"]["latency"]["max_new_tokens"] = NEW_TOKENS
+    cfg["artifacts"] = {"reference-fp32": cfg["artifacts"]["reference-fp32"]}
     cfg["variants"] = {k: cfg["variants"][k] for k in ("hf-sdpa", "hf-eager")}
     cfg["benchmarks"] = [{"models": ["smollm2-135m"], "artifacts": ["reference-fp32"],
                           "variants": ["hf-sdpa", "hf-eager"], "scenarios": ["latency"]}]
