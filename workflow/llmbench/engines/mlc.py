@@ -1,0 +1,183 @@
+"""MLC LLM adapter: ``mlc_llm.MLCEngine`` on an artifact of method ``mlc`` (converted weights, mlc-chat-config.json
+and the compiled model library), fed the harness's token ids through MLC's completions API.
+
+Options (a variant in config names a set of them):
+  device        cpu | cuda | rocm | vulkan | metal | opencl (default cpu); must be the device the artifact's
+                library was compiled for (its ``device`` param). Anything but cpu claims one GPU (gpus_needed)
+  mode          local | interactive | server (default local): MLCEngine's preset for max batch size, total
+                sequence length and prefill chunk (see MLCEngine's docstring)
+  prefix_cache  bool (default false): MLC's radix prefix cache (EngineConfig.prefix_cache_mode, MLC's default
+                "radix"); off, so a repeated prompt is prefilled again and TTFT stays a prefill measurement
+
+Generation (python/mlc_llm/serve/engine.py, protocol/openai_api_protocol.py, cpp/serve/request_state.cc):
+``engine.completions.create(prompt=<token ids>, max_tokens=N, temperature=0, stream=True,
+extra_body={"debug_config": {"ignore_eos": True}})``. A list of ints is used as the prompt as is (no template,
+no BOS added: engine_utils.process_prompts); temperature 0 is argmax (the sampler sets top_p 0 when temperature
+< eps); ``ignore_eos`` turns off both the stop tokens and the stop strings (StopStrHandler gets none), so the
+request ends by ``max_tokens`` only: exactly N tokens.
+
+Token ids: the OpenAI-style chunks carry text (and token *strings* in logprobs), not ids. The ids exist one level
+down: every engine step MLC hands ``RequestStreamOutput`` objects to ``MLCEngine._request_stream_callback_impl``,
+whose ``unpack()`` gives ``delta_token_ids`` before detokenization. The adapter subclasses MLCEngine and reads
+them there, calling on_token for each id the moment that callback runs (it runs in the caller's thread as the
+chunk arrives from the engine thread). This is a private method of MLC: load() fails with a clear error if the
+installed version lacks it. Chunks with more than one id (e.g. after retokenization) are counted in the runtime
+record (``multi_token_chunks``): their tokens share one arrival time.
+
+Tokenization: the HF tokenizer copied into the artifact, with its chat template, as the hf engine does, so every
+engine gets identical input ids. Every mlc_llm import is inside load(): without mlc_llm (not installable on the
+machines this was written on, see artifacts/mlc.py) load() raises EngineUnavailable and the job writes one
+unverified row with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+ENV = "mlc"
+DEVICES = ("cpu", "cuda", "rocm", "vulkan", "metal", "opencl")
+
+
+def gpus_needed(options: dict[str, Any]) -> int:
+    return 0 if options.get("device", "cpu") == "cpu" else 1
+
+
+def token_id_engine(engine_cls: type) -> type:
+    """A subclass of MLC's (sync) MLCEngine that passes each chunk's ``delta_token_ids`` to ``self.token_sink``
+    before MLC detokenizes them."""
+    if not callable(getattr(engine_cls, "_request_stream_callback_impl", None)):
+        raise RuntimeError(f"{engine_cls.__module__}.{engine_cls.__name__} has no _request_stream_callback_impl: "
+                           "this mlc_llm version streams differently; the adapter cannot read token ids from it")
+
+    class TokenIdMLCEngine(engine_cls):  # type: ignore[misc, valid-type]
+        token_sink: Callable[[list[int]], None] | None = None
+
+        def _request_stream_callback_impl(self, delta_outputs):
+            sink = self.token_sink
+            if sink is not None:
+                for delta_output in delta_outputs:
+                    _, stream_outputs = delta_output.unpack()
+                    # the final chunk carries usage only; n=1, so one stream output per chunk otherwise
+                    if stream_outputs and stream_outputs[0].request_final_usage_json_str is None:
+                        sink([int(t) for t in stream_outputs[0].delta_token_ids])
+            return super()._request_stream_callback_impl(delta_outputs)
+
+    return TokenIdMLCEngine
+
+
+class MLCEngineAdapter:
+    name = "mlc"
+    OPTIONS: dict[str, Any] = {
+        "device": DEVICES,
+        "mode": ("local", "interactive", "server"),
+        "prefix_cache": bool,
+    }
+
+    def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
+        from ..artifacts.mlc import DEFAULTS, import_error, not_installable
+        from ..engines.base import EngineUnavailable, Loaded
+
+        artifact_dir = Path(artifact_dir)
+        if manifest.get("method") not in (None, "mlc"):
+            raise ValueError(f"{artifact_dir} was built by method {manifest.get('method')!r}; the mlc engine loads "
+                             "artifacts of method mlc (MLC weights + mlc-chat-config.json + compiled library)")
+        device = options.get("device", "cpu")
+        mode = options.get("mode", "local")
+        if device not in DEVICES:
+            raise ValueError(f"device {device!r}; allowed: {DEVICES}")
+        error = import_error()
+        if error is not None:
+            raise EngineUnavailable(not_installable(error) + "; the mlc engine needs it to load MLC artifacts")
+
+        import mlc_llm
+        from mlc_llm import MLCEngine
+        from mlc_llm.serve import EngineConfig
+        from transformers import AutoTokenizer
+
+        from ..provenance import cpu_name, versions
+
+        built_for = {**DEFAULTS, **manifest.get("params", {})}["device"]
+        if built_for != device:
+            raise ValueError(f"variant device {device!r}, but {artifact_dir}'s model library was compiled for "
+                             f"{built_for!r} (artifact param device); build an artifact for {device!r}")
+        lib = artifact_dir / manifest["model_lib"]
+        if not lib.exists():
+            raise FileNotFoundError(f"{lib}: the artifact's model library is missing")
+        cls = token_id_engine(MLCEngine)
+        config = EngineConfig(prefix_cache_mode="radix" if options.get("prefix_cache", False) else "disable")
+        # model_lib given: MLC would otherwise JIT-compile a library of its own
+        self.engine = cls(model=str(artifact_dir), model_lib=str(lib), device=device, mode=mode, engine_config=config)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(artifact_dir))
+        self.multi_token_chunks = 0
+        complete = json.loads(self.engine.engine_config.asjson())  # read back after reload: what MLC chose
+        runtime = {
+            "api": "MLCEngine.completions.create(prompt=token ids, temperature=0, stream=True, "
+                   "extra_body={'debug_config': {'ignore_eos': True}}); ids from _request_stream_callback_impl",
+            "model_lib": manifest["model_lib"],
+            "quantization": manifest.get("quantization"),
+            "engine_config": {k: complete.get(k) for k in (
+                "mode", "max_num_sequence", "max_total_sequence_length", "max_single_sequence_length",
+                "prefill_chunk_size", "kv_cache_page_size", "kv_state_kind", "prefix_cache_mode", "prefill_mode",
+                "speculative_mode", "tensor_parallel_shards", "opt", "gpu_memory_utilization")},
+            "stop_rule": "debug_config.ignore_eos (no stop tokens or strings) + max_tokens = max_new_tokens",
+            "tokenizer": "HF tokenizer of the artifact (chat template applied by the harness)",
+            "multi_token_chunks": 0,
+        }
+        self.runtime = runtime
+        dev = getattr(self.engine, "device", None)
+        return Loaded(
+            engine_version=getattr(mlc_llm, "__version__", None) or "unknown",
+            device=str(dev) if dev is not None else device,
+            device_name=cpu_name() if device == "cpu" else str(dev or device),
+            runtime=runtime,
+            library_versions=versions("mlc-llm-nightly-cpu", "mlc-ai-nightly-cpu", "mlc-llm", "mlc-ai",
+                                      "apache-tvm-ffi", "transformers", "tokenizers"),
+        )
+
+    def encode(self, prompt: str) -> list[int]:
+        tok = self.tokenizer
+        if tok.chat_template:
+            return list(tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                tokenize=True, return_dict=False))
+        return tok(prompt)["input_ids"]
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def tokenize_plain(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize_plain(text))
+
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+        out: list[int] = []
+
+        def sink(ids: list[int]) -> None:
+            if len(ids) > 1:
+                self.multi_token_chunks += 1
+                self.runtime["multi_token_chunks"] = self.multi_token_chunks
+            for t in ids:
+                on_token(t)
+                out.append(t)
+
+        self.engine.token_sink = sink
+        try:
+            for _ in self.engine.completions.create(
+                    prompt=[int(t) for t in input_ids], max_tokens=max_new_tokens, temperature=0.0, stream=True,
+                    extra_body={"debug_config": {"ignore_eos": True}}):
+                pass  # text chunks; the ids reached on_token through the sink
+        finally:
+            self.engine.token_sink = None
+        return out
+
+    def reset_peak_memory(self) -> None:
+        pass
+
+    def peak_memory(self) -> tuple[int, str] | None:
+        return None  # MLCEngine exposes no allocator peak; the harness measures process RSS
+
+
+ADAPTER = MLCEngineAdapter
