@@ -255,9 +255,6 @@ def test_benchmark_job_writes_one_unverified_row(unverified_run, unverified_arti
 
 
 @needs_no_mlc
-@pytest.mark.xfail(raises=ValueError, strict=False,
-                   reason="tables.summarize does int() of the unverified row's peak_memory_bytes (null -> NaN): "
-                          "'cannot convert float NaN to integer'; a fix in tables.py is needed (shared file)")
 def test_unverified_row_reaches_the_tables(unverified_run, tmp_path):
     import pandas as pd
 

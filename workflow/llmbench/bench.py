@@ -37,15 +37,15 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
             f"{artifact_dir} was built from model {art.get('input_model_hash', '?')[:12]}… but "
             f"{spec['model_dir']} is now {model_manifest['content_hash'][:12]}…; rebuild the artifact")
     variant = spec["variant"]
-    device = variant.get("options", {}).get("device", "cpu")
-    bandwidth, bandwidth_method = roofline.read_bandwidth("cuda" if device in ("cuda", "auto") and _has_cuda() else "cpu")
-    log(f"read bandwidth {bandwidth / 1e9:.1f} GB/s ({bandwidth_method})")
     engine = engines.create(variant["engine"])
     log(f"loading {artifact_dir} with {variant['engine']} ({spec['variant_name']}) options {variant.get('options', {})}")
     t = time.perf_counter()
     try:
         if art.get("status") == "unverified":
             raise EngineUnavailable(f"artifact {spec['artifact']} is unverified: {art.get('unverified_reason')}")
+        device = variant.get("options", {}).get("device", "cpu")
+        bandwidth, bandwidth_method = roofline.read_bandwidth("cuda" if device in ("cuda", "auto") and _has_cuda() else "cpu")
+        log(f"read bandwidth {bandwidth / 1e9:.1f} GB/s ({bandwidth_method}), measured before loading")
         loaded = engine.load(artifact_dir, art, variant.get("options", {}))
     except EngineUnavailable as e:
         log(f"UNVERIFIED: {e}")
@@ -77,8 +77,9 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     scenario = importlib.import_module(SCENARIOS[spec["scenario"]["kind"]])
     result = scenario.run(engine, spec, base, log=log)
     runtime = json.dumps(loaded.runtime, sort_keys=True, default=str)
-    for r in result:
+    for r in result:  # facts some engines know only after running (compile, unpacked weights)
         r["runtime"] = runtime
+        r["weight_bytes"] = int(loaded.runtime.get("weight_bytes") or art["total_bytes"])
     return _write(result, out)
 
 

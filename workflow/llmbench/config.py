@@ -46,7 +46,10 @@ def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
         if a["method"] not in artifacts.methods():
             out.append(f"artifacts.{name}.method = {a['method']!r}: allowed methods are {', '.join(artifacts.methods())}")
             continue
-        allowed = getattr(artifacts.module(a["method"]), "PARAMS", None)
+        mod = artifacts.module(a["method"])
+        if hasattr(mod, "params_problems"):
+            out += [f"artifacts.{name}.params: {p}" for p in mod.params_problems(a.get("params") or {})]
+        allowed = getattr(mod, "PARAMS", None)
         for key, value in (a.get("params") or {}).items() if allowed is not None else ():
             if key not in allowed:
                 out.append(f"artifacts.{name}.params.{key}: unknown parameter of method {a['method']}; "

@@ -26,6 +26,8 @@ def describe(path: Path, verify: bool = True) -> str:
                   f"  made by:       {m.get('library')}",
                   f"  from model:    {m.get('input_model_dir')} (content {m.get('input_model_hash', '')[:16]}…)",
                   f"  build:         {m.get('build_time_s')} s, peak RSS {_size(m.get('peak_rss_bytes') or 0)}"]
+    if m.get("status") == "unverified":
+        lines.append(f"  UNVERIFIED:    {m.get('unverified_reason')}")
     if m.get("synthetic"):
         lines.append(f"  SYNTHETIC:     random weights {m['synthetic']}: speed only, no quality figure")
     lines.append(f"  versions:      {json.dumps(m.get('library_versions', {}))}")

@@ -147,6 +147,22 @@ class HFEngine:
     def decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
 
+    def _record_weights_as_run(self) -> None:
+        """After the first request (a warm-up), record the weights as they ran: compressed-tensors
+        checkpoints (GPTQ/AWQ from llm-compressor) load packed and are unpacked to dense weights on CPU at the
+        first forward, so the bytes read per token and the layer state are only known now."""
+        model = self.model
+        self.runtime["weight_bytes"] = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+        status: dict[str, int] = {}
+        for m in model.modules():
+            s = getattr(m, "quantization_status", None)
+            if s is not None:
+                status[str(getattr(s, "value", s))] = status.get(str(getattr(s, "value", s)), 0) + 1
+        if status:
+            self.runtime["quantization_status_after_first_request"] = status
+        self.runtime["weight_dtypes_after_first_request"] = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
+        self.runtime["measured_after_first_request"] = True
+
     def tokenize_plain(self, text: str) -> list[int]:
         """Text -> ids without chat template or special tokens (re-tokenized counts, perplexity text)."""
         return [i % self.vocab_size for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
@@ -179,6 +195,8 @@ class HFEngine:
                 min_new_tokens=max_new_tokens, do_sample=False, streamer=_TokenStreamer(on_token), **kwargs)
         self.runtime["compiled"] = bool(self.compiled_by_generate) or (
             self.torch_compile and self.cache_implementation == "dynamic")
+        if not self.runtime.get("measured_after_first_request"):
+            self._record_weights_as_run()
         if self.cache_implementation == "static":  # the size generate() really gave the cache (largest so far)
             self.runtime["static_cache_len"] = getattr(self.model, "_previous_max_cache_length", None)
         return out[0, len(input_ids):].tolist()
