@@ -117,7 +117,11 @@ def artifact_env(wildcards):
 # in the driver's interpreter. Each harness rule takes `env_name` (a function of wildcards or a name).
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 ENV_BACKEND = "conda" if USE_CONDA else config.get("software_envs", {}).get("backend", "venv")
-DRIVER_PYTHON = os.path.realpath(sys.executable)  # realpath: bin/python and bin/python3.11 are one interpreter
+# The driver's interpreter reaches jobs through the environment, not the jobs' params: its path differs
+# between `snakemake` and `python -m snakemake` (bin/python3.11 vs bin/python), and that must not rerun jobs.
+# (Not realpath: a venv's bin/python resolves to the base interpreter, which does not see the venv.)
+os.environ["LLMBENCH_DRIVER_PYTHON"] = sys.executable
+DRIVER_PYTHON = "$LLMBENCH_DRIVER_PYTHON"
 
 
 def _env_name(env_name, wildcards):
