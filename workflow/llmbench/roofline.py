@@ -7,6 +7,7 @@ is measured on the card (or CPU) the job runs on, before the engine loads, never
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -29,8 +30,12 @@ def read_bandwidth(device: str, gib: float | None = None, reps: int = 10) -> tup
         return n * 2 / best, f"torch fp16 sum over {n * 2 / 2**30:.0f} GiB on {device}, best of {reps}"
     size = int((gib or 1) * 2**30)
     if torch is not None:
+        # every core of the machine: the physical limit, not the job's OMP_NUM_THREADS (Snakemake sets it to
+        # the job's threads); the thread count is restored before the engine loads
+        before, cores = torch.get_num_threads(), os.cpu_count() or 1
+        torch.set_num_threads(cores)
         x = torch.ones(size // 4, dtype=torch.float32)
-        how = f"torch fp32 sum over {size / 2**30:.0f} GiB, {torch.get_num_threads()} threads, best of {reps}"
+        how = f"torch fp32 sum over {size / 2**30:.0f} GiB, {cores} threads (all cores), best of {reps}"
     else:
         import numpy as np
         x = np.ones(size // 4, dtype=np.float32)
@@ -41,4 +46,6 @@ def read_bandwidth(device: str, gib: float | None = None, reps: int = 10) -> tup
         t = time.perf_counter(); x.sum()
         best = min(best, time.perf_counter() - t)
     del x
+    if torch is not None:
+        torch.set_num_threads(before)
     return size / best, how

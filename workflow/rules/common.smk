@@ -120,7 +120,7 @@ ENV_BACKEND = "conda" if USE_CONDA else config.get("software_envs", {}).get("bac
 # The driver's interpreter reaches jobs through the environment, not the jobs' params: its path differs
 # between `snakemake` and `python -m snakemake` (bin/python3.11 vs bin/python), and that must not rerun jobs.
 # (Not realpath: a venv's bin/python resolves to the base interpreter, which does not see the venv.)
-os.environ["LLMBENCH_DRIVER_PYTHON"] = sys.executable
+os.environ.update(LLMBENCH_DRIVER_PYTHON=sys.executable)  # set here for the jobs, not read from the user
 DRIVER_PYTHON = "$LLMBENCH_DRIVER_PYTHON"
 
 

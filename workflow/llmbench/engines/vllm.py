@@ -245,6 +245,8 @@ def _worker_facts(worker) -> dict[str, Any]:
         "quant_schemes": sorted(schemes),
         "kv_cache_tensor_dtype": sorted({str(t.dtype).removeprefix("torch.") for t in kv}),
         "kv_cache_tensor_bytes": int(sum(t.numel() * t.element_size() for t in kv)),
+        # bytes of the loaded weights as they sit in this worker (after any repacking for its kernels)
+        "weight_bytes": int(sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])),
         "model_runner": type(runner).__name__,
         "worker_class": type(worker).__name__,
         "torch_threads": torch.get_num_threads(),
@@ -368,6 +370,8 @@ class VLLMEngine:
             "kv_cache_dtype": cc.cache_dtype,
             "kv_cache_tensor_dtype": w0["kv_cache_tensor_dtype"],
             "kv_cache_bytes": cc.kv_cache_memory_bytes,
+            # per token a TP group reads every worker's shard once: the sum over workers
+            "weight_bytes": sum(f["weight_bytes"] for f in facts),
             "kv_cache_tensor_bytes": w0["kv_cache_tensor_bytes"],
             "kv_cache_blocks": cc.num_gpu_blocks,
             "block_size": cc.block_size,
