@@ -21,7 +21,8 @@ TOKENS = 8
 def run(tmp_path_factory):
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["scenarios"]["latency"]["max_new_tokens"] = TOKENS
-    cfg["quality"]["heldout_tokens"] = 256
+    # quality keeps the default 1024 held-out tokens (a few seconds a job): at 256 the perplexity ratio of an
+    # int8 artifact is too noisy for the few-percent bound below
     assert cfg["software_envs"]["backend"] == "venv"
     wd = copy_workflow(tmp_path_factory.mktemp("all"))
     write_yaml(wd / "config/config.yaml", cfg)
