@@ -21,9 +21,6 @@ wildcard_constraints:
     scenario="[^/]+",
 
 
-# The interpreter that runs the harness: the driver's own, unless a software-deployment method (conda)
-# provides one per rule, in which case `python` on the job's PATH is that env's.
-PYTHON = "python" if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method else sys.executable
 
 
 def jobs():
