@@ -15,6 +15,8 @@ so ``min_length = max_length = N`` gives N tokens. The masked end tokens are the
 
 from __future__ import annotations
 
+from ..hf_tokens import HFTokenizerMixin
+
 import json
 import logging
 import os
@@ -57,7 +59,7 @@ def _capture_stderr(fn: Callable[[], Any]) -> tuple[Any, str]:
     return result, text
 
 
-class CT2Engine:
+class CT2Engine(HFTokenizerMixin):
     name = "ct2"
     OPTIONS: dict[str, Any] = {
         "device": ("cpu", "cuda"),
@@ -157,23 +159,6 @@ class CT2Engine:
         if eos is None:
             return None
         return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
-
-    def encode(self, prompt: str) -> list[int]:
-        tok = self.tokenizer
-        if tok.chat_template:
-            return list(tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                tokenize=True, return_dict=False))
-        return tok(prompt)["input_ids"]
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
-
-    def tokenize_plain(self, text: str) -> list[int]:
-        """Text -> ids without chat template or special tokens (re-tokenized counts, perplexity text)."""
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenize_plain(text))
 
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
         prompt = [self.id_to_token[i] for i in input_ids]

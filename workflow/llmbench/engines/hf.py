@@ -15,6 +15,8 @@ Options (a variant in config names a set of them):
 
 from __future__ import annotations
 
+from ..hf_tokens import HFTokenizerMixin
+
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +41,7 @@ class _TokenStreamer:
         pass
 
 
-class HFEngine:
+class HFEngine(HFTokenizerMixin):
     name = "hf"
     # option -> allowed values (a tuple) or a type; checked before any job runs
     OPTIONS: dict[str, Any] = {
@@ -92,6 +94,7 @@ class HFEngine:
             model.to(device)
         model.eval()
         self.vocab_size = model.config.vocab_size
+        self.fold_vocab = self.vocab_size  # encode: identity unless a synthetic shape has a smaller vocab
         self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
         self.model = model
         self.device = torch.device(device)
@@ -135,18 +138,6 @@ class HFEngine:
             library_versions=versions("torch", "transformers", "accelerate", "safetensors"),
         )
 
-    def encode(self, prompt: str) -> list[int]:
-        tok = self.tokenizer
-        if tok.chat_template:
-            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                          tokenize=True, return_dict=False)
-        else:
-            ids = tok(prompt)["input_ids"]
-        return [i % self.vocab_size for i in ids]  # identity unless a synthetic shape has a smaller vocab
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
-
     def _record_weights_as_run(self) -> None:
         """After the first request (a warm-up), record the weights as they ran: compressed-tensors
         checkpoints (GPTQ/AWQ from llm-compressor) load packed and are unpacked to dense weights on CPU at the
@@ -162,13 +153,6 @@ class HFEngine:
             self.runtime["quantization_status_after_first_request"] = status
         self.runtime["weight_dtypes_after_first_request"] = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
         self.runtime["measured_after_first_request"] = True
-
-    def tokenize_plain(self, text: str) -> list[int]:
-        """Text -> ids without chat template or special tokens (re-tokenized counts, perplexity text)."""
-        return [i % self.vocab_size for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenize_plain(text))
 
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
         """Teacher forced: log-prob of each token given the ones before it, and the argmax prediction."""

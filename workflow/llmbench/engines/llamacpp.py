@@ -24,6 +24,8 @@ aborts the whole process on it (std::out_of_range, uncatchable from Python). Gen
 
 from __future__ import annotations
 
+from ..hf_tokens import HFTokenizerMixin
+
 import ctypes
 import os
 from pathlib import Path
@@ -58,7 +60,7 @@ def gpus_needed(options: dict[str, Any]) -> int:
     return 1 if options.get("n_gpu_layers", 0) != 0 else 0
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(HFTokenizerMixin):
     name = "llamacpp"
     OPTIONS: dict[str, Any] = {
         "n_threads": (int, type(None)),
@@ -153,26 +155,7 @@ class LlamaCppEngine:
                               "llama.cpp": LLAMA_CPP_COMMITS.get(version)},
         )
 
-    # ------------------------------------------------------------------ tokens
-    def encode(self, prompt: str) -> list[int]:
-        tok = self.tokenizer
-        if tok.chat_template:
-            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                          tokenize=True, return_dict=False)
-        else:
-            ids = tok(prompt)["input_ids"]
-        ids = [int(i) for i in ids]
-        return ids
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
-
-    def tokenize_plain(self, text: str) -> list[int]:
-        """Text -> ids without chat template or special tokens (re-tokenized counts, perplexity text)."""
-        return [int(i) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenize_plain(text))
+    # tokens: encode/decode/tokenize_plain/count_tokens come from HFTokenizerMixin (the HF tokenizer)
 
     # ------------------------------------------------------------------ generation
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:

