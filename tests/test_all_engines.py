@@ -72,19 +72,52 @@ def test_mlc_is_unverified_with_its_reason(run):
     assert "unverified" in (wd / "results/tables/latency.md").read_text()
 
 
+# Weight bit width of the default config's quantized artifacts, from their params (not guessed from names).
+# gguf-q4_k_m is left out on purpose: 576 is not a multiple of 256, so llama.cpp stores most of its tensors as
+# Q5_0/Q8_0 (see its manifest) and it is neither an 8-bit nor a 4-bit artifact.
+EIGHT_BIT = {"ct2-int8", "gguf-q8_0", "openvino-int8"}
+FOUR_BIT = {"gptq-w4g64", "awq-w4g64", "openvino-int4"}
+
+
 def test_quality_beside_speed_for_every_real_artifact(run):
-    wd, _ = run
+    wd, cfg = run
     summary = pd.read_parquet(wd / "results/tables/latency.parquet")
     verified = summary[summary["status"] == "verified"]
     assert verified["perplexity"].notna().all(), verified[["artifact", "variant", "perplexity"]]
     assert verified["greedy_agreement"].between(0, 1).all()
-    quantized = verified[verified["artifact"] != "reference-fp32"]
+    quantized = verified[verified["artifact"] != cfg["quality"]["reference_artifact"]]
     assert quantized["teacher_forced_agreement"].between(0, 1).all()
-    ref = summary[(summary["artifact"] == "reference-fp32")]["perplexity"].iloc[0]
-    # sanity bounds of quality: 8-bit within a few percent of the reference, 4-bit bounded
-    for art, ppl in verified.groupby("artifact")["perplexity"].first().items():
-        limit = 1.05 if ("int8" in art or "q8" in art) else 1.5
-        assert ppl <= ref * limit, (art, ppl, ref)
+
+
+def test_eight_bit_artifacts_are_closer_to_the_reference_than_four_bit_ones(run):
+    """The property quantization quality must have on any CPU: more bits, less error, measured in one run.
+
+    No constant tuned on one machine: CTranslate2 picks its int8 kernels by CPU (perplexity 19.45 on an AMD EPYC
+    with avx512, 19.69 on an Intel Xeon), so only comparisons within the same run are asserted.
+    """
+    wd, cfg = run
+    params = {name: a.get("params", {}) for name, a in cfg["artifacts"].items()}
+    assert all(params[a].get("bits", 4) == 4 and params[a].get("weight_format", "int4") == "int4" for a in FOUR_BIT)
+    quality = pd.read_parquet(wd / "results/tables/latency.parquet").groupby("artifact").first()
+    ref = quality.loc[cfg["quality"]["reference_artifact"], "perplexity"]
+    gap = (quality["perplexity"] - ref).abs()
+    agree = quality["teacher_forced_agreement"]
+    worst_8, best_4 = max(EIGHT_BIT, key=gap.get), min(FOUR_BIT, key=gap.get)
+    assert gap[worst_8] < gap[best_4], gap.to_dict()
+    assert agree[list(EIGHT_BIT)].min() > agree[list(FOUR_BIT)].max(), agree.to_dict()
+    # not garbage: a usable quantization predicts the reference's next token on most positions (broken weights
+    # agree on almost none); measured 0.68-0.94 on two CPU kinds, so 0.5 is far from both
+    assert (agree[list(EIGHT_BIT | FOUR_BIT)] > 0.5).all(), agree.to_dict()
+
+
+def test_rows_record_the_cpu_features_that_pick_kernels(run):
+    wd, _ = run
+    from llmbench import provenance
+
+    req = pd.read_parquet(wd / "results/tables/requests.parquet")
+    flags = req["host"].map(lambda h: tuple(json.loads(h)["cpu_flags"]))
+    assert set(flags) == {tuple(provenance.cpu_flags())}
+    assert "Host CPU:" in (wd / "results/tables/latency.md").read_text()
 
 
 def test_artifacts_carry_manifests_that_inspect_reads(run):

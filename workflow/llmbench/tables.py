@@ -7,6 +7,7 @@ results/tables/latency.md        the same as a markdown table, like the latency 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -58,6 +59,23 @@ def load_requests(inputs: list[str | Path]) -> pd.DataFrame:
     return pa.concat_tables(tables).to_pandas()
 
 
+def _host(row) -> dict:
+    try:
+        return json.loads(row["host"] or "{}")
+    except (TypeError, ValueError):
+        return {}
+
+
+def hosts_note(df: pd.DataFrame) -> str:
+    """One line per distinct host CPU in the rows: a reader comparing two tables sees why they differ."""
+    seen = {}
+    for h in df["host"].dropna().unique():
+        h = json.loads(h)
+        seen[(h.get("cpu", "?"), tuple(h.get("cpu_flags", [])), h.get("cpu_count", "?"))] = None
+    return "".join(f"\nHost CPU: {cpu}, {n} cores, kernel-relevant flags: {' '.join(flags) or 'none recorded'}.\n"
+                   for cpu, flags, n in seen)
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     measured = df[~df["warmup"]]
     out = []
@@ -86,6 +104,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "roofline_tokens_per_s": first["read_bandwidth_bytes_per_s"] / first["weight_bytes"],
             "mbu": first["weight_bytes"] / ok["tpot_s"].median() / first["read_bandwidth_bytes_per_s"] if len(ok) else float("nan"),
             "memory_kind": first["memory_kind"],
+            "cpu_flags": " ".join(_host(first).get("cpu_flags", [])),
             "runtime": first["runtime"],
             "artifact_hash": first["artifact_hash"],
             "git_commit": first["git_commit"],
@@ -126,7 +145,7 @@ def add_quality(summary: pd.DataFrame, df: pd.DataFrame, quality_files: list, sp
     return summary
 
 
-def to_markdown(summary: pd.DataFrame) -> str:
+def to_markdown(summary: pd.DataFrame, hosts: str = "") -> str:
     if summary.empty:
         return "No benchmark rows.\n"
     view = pd.DataFrame({
@@ -159,7 +178,7 @@ def to_markdown(summary: pd.DataFrame) -> str:
     unverified = summary[summary["status"] == "unverified"]
     reasons = "".join(f"\n- **{r.engine} / {r.variant} on {r.artifact}: unverified.** {r.note}\n"
                       for r in unverified.itertuples())
-    return view.to_markdown(index=False) + "\n" + notes + reasons
+    return view.to_markdown(index=False) + "\n" + notes + hosts + reasons
 
 
 def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = None,
@@ -169,4 +188,4 @@ def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = 
     _write_parquet(pa.Table.from_pandas(df, schema=rows.SCHEMA, preserve_index=False), out_dir / "requests.parquet")
     summary = add_quality(summarize(df), df, quality_files or [], quality_spec or {})
     _write_parquet(pa.Table.from_pandas(summary, preserve_index=False), out_dir / "latency.parquet")
-    (out_dir / "latency.md").write_text(to_markdown(summary))
+    (out_dir / "latency.md").write_text(to_markdown(summary, hosts_note(df)))
