@@ -17,9 +17,11 @@ import json
 import time
 from pathlib import Path
 
-from llmbench import manifest, prompts, provenance
+from llmbench.provenance import manifest
+from llmbench.job import prompts
+from llmbench import provenance
 from llmbench.engines.hf import HFEngine
-from llmbench.scenarios.latency import check_counts, measure
+from llmbench.job.scenarios.latency import check_counts, measure
 
 REPO = Path(__file__).resolve().parents[1]
 

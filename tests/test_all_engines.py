@@ -122,7 +122,7 @@ def test_rows_record_the_cpu_features_that_pick_kernels(run):
 
 def test_artifacts_carry_manifests_that_inspect_reads(run):
     wd, cfg = run
-    from llmbench import inspect, manifest
+    from llmbench.provenance import inspect, manifest
 
     for name in cfg["artifacts"]:
         d = wd / "resources/artifacts/smollm2-135m" / name

@@ -76,7 +76,7 @@ def test_bad_config_stops_before_any_job(workdir, mutate, expected):
 def test_hf_source_fails_fast_without_network(tmp_path):
     import time
 
-    from llmbench import sources
+    from llmbench.models import sources
 
     t = time.perf_counter()
     with pytest.raises(sources.SourceError, match="could not download from the Hugging Face hub"):

@@ -14,8 +14,10 @@ import yaml
 
 ctranslate2 = pytest.importorskip("ctranslate2")
 
-from llmbench import artifacts, config as llmbench_config, engines, manifest  # noqa: E402
-from llmbench.scenarios.latency import check_counts, measure  # noqa: E402
+from llmbench import artifacts, engines
+from llmbench.planning import config as llmbench_config
+from llmbench.provenance import manifest  # noqa: E402
+from llmbench.job.scenarios.latency import check_counts, measure  # noqa: E402
 
 from conftest import REPO, copy_workflow, snakemake, write_yaml  # noqa: E402
 

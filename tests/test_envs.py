@@ -1,4 +1,4 @@
-"""Software envs without conda (llmbench.envs, rule build_env): parsing, hashing, a real venv build, and
+"""Software envs without conda (llmbench.planning.envs, rule build_env): parsing, hashing, a real venv build, and
 what Snakemake plans when one env file's pin changes."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, copy_workflow, write_yaml
-from llmbench import envs
+from llmbench.planning import envs
 
 HF_LIKE = """\
 # an env file
@@ -172,7 +172,7 @@ def planned(proc: subprocess.CompletedProcess) -> list[tuple[str, str]]:
 def built_workflow(tmp_path):
     """A copy of the workflow with two envs (hf and a test-only probe engine's), every output present and
     recorded in Snakemake's metadata (by --touch), so a dry-run plans only what a change triggers."""
-    from llmbench import manifest
+    from llmbench.provenance import manifest
 
     wf = copy_workflow(tmp_path / "wf")
     (wf / "workflow/llmbench/engines/probe.py").write_text(PROBE_ENGINE)

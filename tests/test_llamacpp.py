@@ -62,7 +62,7 @@ def _merge(base, extra):
 
 
 def test_example_config_is_valid():
-    from llmbench import config as llmbench_config
+    from llmbench.planning import config as llmbench_config
 
     base = yaml.safe_load((REPO / "config/config.yaml").read_text())
     extra = yaml.safe_load((REPO / "config/examples/llamacpp.yaml").read_text())
@@ -108,7 +108,8 @@ def built(embedded_model_dir, tmp_path_factory):
 
 
 def load(art_dir, **options):
-    from llmbench import engines, manifest
+    from llmbench import engines
+    from llmbench.provenance import manifest
 
     engine = engines.create("llamacpp")
     loaded = engine.load(art_dir, manifest.verify(art_dir), {"n_threads": 1, "n_ctx": 1024, **options})
@@ -118,7 +119,7 @@ def load(art_dir, **options):
 @needs_llama_cpp
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K_M"])
 def test_manifest_records_converter_llama_cpp_version_and_quant_type(built, embedded_model_dir, qtype):
-    from llmbench import manifest
+    from llmbench.provenance import manifest
 
     m = manifest.verify(built[qtype])
     assert m["method"] == "gguf" and m["params"] == {"type": qtype} and m["quant_type"] == qtype
@@ -150,7 +151,7 @@ def test_q4_is_smaller_than_q8(built):
 @needs_llama_cpp
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K_M"])
 def test_generates_exactly_16_tokens_streamed_one_by_one(built, qtype):
-    from llmbench.scenarios.latency import check_counts, measure
+    from llmbench.job.scenarios.latency import check_counts, measure
 
     engine, loaded = load(built[qtype])
     ids = engine.encode(PROMPT)
@@ -170,7 +171,7 @@ def test_generates_exactly_16_tokens_streamed_one_by_one(built, qtype):
 def test_input_ids_are_identical_to_the_hf_engine(built, embedded_model_dir):
     from transformers import AutoTokenizer
 
-    from llmbench import prompts
+    from llmbench.job import prompts
     from llmbench.engines.hf import HFEngine
 
     engine, loaded = load(built["Q8_0"])
@@ -225,7 +226,8 @@ def test_gpu_layers_on_a_cpu_build_fail_loudly(built):
 @needs_llama_cpp
 def test_f32_gguf_reproduces_the_hf_fp32_model(embedded_model_dir, tmp_path):
     """The conversion is lossless: llama.cpp on the F32 GGUF predicts what HF transformers fp32 predicts."""
-    from llmbench import artifacts, manifest
+    from llmbench import artifacts
+    from llmbench.provenance import manifest
     from llmbench.engines.hf import HFEngine
 
     out = tmp_path / "F32"

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from llmbench import manifest
+from llmbench.provenance import manifest
 
 
 @pytest.fixture

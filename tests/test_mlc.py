@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmbench import artifacts, bench, engines, envs, manifest
-from llmbench import config as llmbench_config
+from llmbench import artifacts, engines
+from llmbench.job import bench
+from llmbench.planning import envs
+from llmbench.provenance import manifest
+from llmbench.planning import config as llmbench_config
 from llmbench.engines.base import EngineUnavailable
 
 from conftest import REPO
@@ -258,7 +261,7 @@ def test_benchmark_job_writes_one_unverified_row(unverified_run, unverified_arti
 def test_unverified_row_reaches_the_tables(unverified_run, tmp_path):
     import pandas as pd
 
-    from llmbench import tables
+    from llmbench.analysis import tables
 
     tables.merge([unverified_run], tmp_path)
     line = pd.read_parquet(tmp_path / "latency.parquet").iloc[0]

@@ -18,9 +18,10 @@ import sys
 import pytest
 import yaml
 
-from llmbench import artifacts, config as llmbench_config, engines
+from llmbench import artifacts, engines
+from llmbench.planning import config as llmbench_config
 from llmbench.artifacts import openvino as ova
-from llmbench.config import _check_option
+from llmbench.planning.config import _check_option
 from llmbench.engines import openvino as ove
 
 from conftest import REPO  # noqa: E402
@@ -158,7 +159,7 @@ def model_dir(request):
     """conftest's embedded_model_dir. It reuses the workflow's resources/models/smollm2-135m when intact, else
     fetches the model, which needs the `gguf` package: the hf env has it, the openvino env does not, so there
     the tests skip with a hint instead of failing."""
-    from llmbench import manifest
+    from llmbench.provenance import manifest
 
     existing = REPO / "resources/models/smollm2-135m"
     if not (existing.exists() and not manifest.problems(existing, quick=True)) \
@@ -177,7 +178,7 @@ def int8_dir(model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def int8_engine(int8_dir):
-    from llmbench import manifest
+    from llmbench.provenance import manifest
 
     engine = engines.create("openvino")
     engine.loaded = engine.load(int8_dir, manifest.verify(int8_dir), OPTIONS)
@@ -186,7 +187,7 @@ def int8_engine(int8_dir):
 
 @needs_genai
 def test_int8_artifact_manifest(int8_dir, model_dir):
-    from llmbench import manifest
+    from llmbench.provenance import manifest
 
     m = manifest.verify(int8_dir)  # every file hashed and unchanged
     model = manifest.read(model_dir)
@@ -250,7 +251,7 @@ def test_generate_exactly_n_tokens_even_past_eos(int8_engine):
 
 @needs_genai
 def test_latency_measurement_accepts_the_engine(int8_engine):
-    from llmbench.scenarios.latency import check_counts, measure
+    from llmbench.job.scenarios.latency import check_counts, measure
 
     m = measure(int8_engine, int8_engine.encode(SHORT[0]), N)
     assert check_counts(m) == ""
@@ -278,7 +279,7 @@ def test_score_is_teacher_forced_and_finite(int8_engine):
 def test_float32_matches_hf_greedy_and_log_probs(model_dir, tmp_path_factory):
     """fp32 IR, f32 inference, f32 KV cache, no dynamic quantization: token for token what HF generate gives."""
     torch = pytest.importorskip("torch")
-    from llmbench import manifest
+    from llmbench.provenance import manifest
 
     out = tmp_path_factory.mktemp("ov") / "openvino-fp32"
     m = artifacts.build("openvino", model_dir, {"weight_format": "fp32"}, out)

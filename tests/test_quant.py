@@ -15,7 +15,10 @@ import shutil
 import pytest
 import yaml
 
-from llmbench import artifacts, config as llmbench_config, corpus, engines, manifest
+from llmbench import artifacts, engines
+from llmbench.planning import config as llmbench_config
+from llmbench.analysis import corpus
+from llmbench.provenance import manifest
 
 from conftest import REPO, copy_workflow, snakemake, write_yaml  # noqa: E402
 

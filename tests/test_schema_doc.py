@@ -3,7 +3,7 @@
 import hashlib
 
 from conftest import REPO
-from llmbench import rows
+from llmbench.job import rows
 
 # Bump together with rows.SCHEMA_VERSION: (version, sha256 of the column list). A column change without a
 # version bump fails here; a version bump without regenerating docs/table-schema.md fails below.

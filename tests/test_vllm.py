@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from llmbench import engines
-from llmbench.config import _check_option
+from llmbench.planning.config import _check_option
 from llmbench.engines import vllm as ve
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
@@ -111,7 +111,7 @@ def test_sampling_params_accepts_kwargs():
 
 @pytest.fixture(scope="module")
 def loaded_vllm(embedded_model_dir):
-    from llmbench import manifest
+    from llmbench.provenance import manifest
     eng = engines.create("vllm")
     man = manifest.read(embedded_model_dir)
     loaded = eng.load(embedded_model_dir, man, {"device": "cpu", "dtype": "float32", "kv_cache_space_gib": 1,
@@ -122,7 +122,7 @@ def loaded_vllm(embedded_model_dir):
 
 @needs_vllm
 def test_real_load_exact_tokens(loaded_vllm):
-    from llmbench.scenarios import latency
+    from llmbench.job.scenarios import latency
     eng, loaded = loaded_vllm
     rt = loaded.runtime
     assert loaded.device == "cpu" and loaded.engine_version.startswith("0.")

@@ -13,36 +13,38 @@ def _spec(text: str) -> dict:
 
 
 def cmd_fetch_model(a):
-    from . import atomic, models
+    from llmbench.provenance import atomic
+    from llmbench import models
     spec = _spec(a.spec)
     with atomic.directory(a.out) as tmp:
         models.fetch(spec["name"], spec["config"], tmp)
 
 
 def cmd_build_artifact(a):
-    from . import artifacts, atomic
+    from llmbench import artifacts
+    from llmbench.provenance import atomic
     spec = _spec(a.spec)
     with atomic.directory(a.out) as tmp:
         artifacts.build(spec["method"], Path(spec["model_dir"]), spec.get("params", {}), tmp)
 
 
 def cmd_bench(a):
-    from . import bench
+    from llmbench.job import bench
     bench.run_job(_spec(a.spec), Path(a.out), log=lambda m: print(m, flush=True))
 
 
 def cmd_quality(a):
-    from . import quality
+    from llmbench.analysis import quality
     quality.run_job(_spec(a.spec), Path(a.out), log=lambda m: print(m, flush=True))
 
 
 def cmd_merge(a):
-    from . import tables
+    from llmbench.analysis import tables
     tables.merge(a.runs, Path(a.out_dir), quality_files=a.quality, quality_spec=_spec(a.quality_spec))
 
 
 def cmd_verify(a):
-    from . import manifest
+    from llmbench.provenance import manifest
     bad = 0
     for p in a.paths:
         found = manifest.problems(Path(p))
@@ -54,13 +56,13 @@ def cmd_verify(a):
 
 
 def cmd_inspect(a):
-    from . import inspect
+    from llmbench.provenance import inspect
     print(inspect.describe(Path(a.path), verify=not a.no_verify))
     return 0
 
 
 def cmd_schema_doc(a):
-    from . import rows
+    from llmbench.job import rows
     text = rows.markdown_doc()
     if a.out:
         Path(a.out).write_text(text)
@@ -69,7 +71,7 @@ def cmd_schema_doc(a):
 
 
 def cmd_build_env(a):
-    from . import envs
+    from llmbench.planning import envs
     return envs.main_build(a.name, a.file, a.prefix, a.base_dir, a.installer)
 
 

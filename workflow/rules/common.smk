@@ -6,8 +6,10 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from llmbench import artifacts, engines, envs, manifest
-from llmbench import config as llmbench_config
+from llmbench import artifacts, engines
+from llmbench.planning import envs
+from llmbench.provenance import manifest
+from llmbench.planning import config as llmbench_config
 
 
 validate(config, schema="../schemas/config.schema.yaml")

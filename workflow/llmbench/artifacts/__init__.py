@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import manifest, memory, registry
+from llmbench.provenance import manifest
+from llmbench.job import memory
+from llmbench.planning import registry
 
 
 class ArtifactUnavailable(RuntimeError):

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import corpus
-from ..provenance import versions
+from llmbench.analysis import corpus
+from llmbench.provenance import versions
 
 LIBRARY = "llm-compressor"
 LIBRARY_NOTE = ("llm-compressor (github.com/vllm-project/llm-compressor); the older tools are not used: "

@@ -2,7 +2,7 @@
 
 Params (defaults in brackets): bits 4|8 [4], group_size [64] (must divide every quantized layer's input
 size: the embedded model's hidden size 576 rules out 128), sym [false: AWQ's usual asymmetric W4A16_ASYM],
-num_samples [16] and seq_len [256] (calibration: that many consecutive token blocks of llmbench.corpus),
+num_samples [16] and seq_len [256] (calibration: that many consecutive token blocks of llmbench.analysis.corpus),
 dtype float32|bfloat16 [float32], ignore [["lm_head"]], n_grid (scale grid points per layer; fewer is
 faster) [20], duo_scaling true|false|"both" [true].
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import _quant
+from llmbench.artifacts import _quant
 
 ENV = "quant"
 

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..provenance import versions
+from llmbench.provenance import versions
 
 ENV = "ct2"
 

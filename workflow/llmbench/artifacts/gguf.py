@@ -35,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..provenance import version_of, versions
+from llmbench.provenance import version_of, versions
 
 ENV = "llamacpp"
 

@@ -2,7 +2,7 @@
 
 Params (defaults in brackets): bits 4|8 [4], group_size [64] (must divide every quantized layer's input
 size: the embedded model's hidden size 576 rules out 128), sym [true], num_samples [16] and seq_len [256]
-(calibration: that many consecutive token blocks of llmbench.corpus), dtype float32|bfloat16 [float32],
+(calibration: that many consecutive token blocks of llmbench.analysis.corpus), dtype float32|bfloat16 [float32],
 ignore [["lm_head"]], damp (GPTQ dampening fraction) [0.01], block_size [128],
 actorder static|group|weight|null [static]. Output: a compressed-tensors checkpoint (pack-quantized) that
 transformers (with compressed-tensors installed) and vLLM load.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import _quant
+from llmbench.artifacts import _quant
 
 ENV = "quant"
 

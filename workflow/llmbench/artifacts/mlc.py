@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import ArtifactUnavailable
+from llmbench.artifacts import ArtifactUnavailable
 
 ENV = "mlc"
 
@@ -424,7 +424,7 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
     for d in differences:
         print(f"WARNING: mlc-chat-config.json differs from the prediction: {d}", flush=True)
     lib = Path(argvs[2][-1])
-    from ..provenance import versions
+    from llmbench.provenance import versions
     return {
         "library": "mlc_llm",
         "library_versions": versions("mlc-llm-nightly-cpu", "mlc-ai-nightly-cpu", "mlc-llm", "mlc-ai",

@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..provenance import versions
+from llmbench.provenance import versions
 
 ENV = "openvino"
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..provenance import versions
+from llmbench.provenance import versions
 
 ENV = "hf"
 PARAMS = {"dtype": ("float32", "float16", "bfloat16")}

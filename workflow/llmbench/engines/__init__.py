@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import registry
+from llmbench.planning import registry
 
 PACKAGE = "llmbench.engines"
 

@@ -15,7 +15,7 @@ so ``min_length = max_length = N`` gives N tokens. The masked end tokens are the
 
 from __future__ import annotations
 
-from ..hf_tokens import HFTokenizerMixin
+from llmbench.engines._hf_tokens import HFTokenizerMixin
 
 import json
 import logging
@@ -72,8 +72,8 @@ class CT2Engine(HFTokenizerMixin):
         import ctranslate2
         from transformers import AutoTokenizer
 
-        from ..engines.base import Loaded
-        from ..provenance import cpu_name, versions
+        from llmbench.engines.base import Loaded
+        from llmbench.provenance import cpu_name, versions
 
         self.ct2 = ctranslate2
         artifact_dir = Path(artifact_dir)

@@ -15,7 +15,7 @@ Options (a variant in config names a set of them):
 
 from __future__ import annotations
 
-from ..hf_tokens import HFTokenizerMixin
+from llmbench.engines._hf_tokens import HFTokenizerMixin
 
 from pathlib import Path
 from typing import Any, Callable
@@ -59,8 +59,8 @@ class HFEngine(HFTokenizerMixin):
         import transformers
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-        from ..engines.base import Loaded
-        from ..provenance import cpu_name, versions
+        from llmbench.engines.base import Loaded
+        from llmbench.provenance import cpu_name, versions
 
         self.torch = torch
         if options.get("num_threads"):

@@ -24,7 +24,7 @@ aborts the whole process on it (std::out_of_range, uncatchable from Python). Gen
 
 from __future__ import annotations
 
-from ..hf_tokens import HFTokenizerMixin
+from llmbench.engines._hf_tokens import HFTokenizerMixin
 
 import ctypes
 import os
@@ -74,9 +74,9 @@ class LlamaCppEngine(HFTokenizerMixin):
         import llama_cpp
         from transformers import AutoTokenizer
 
-        from ..engines.base import Loaded
-        from ..provenance import cpu_name, versions
-        from ..artifacts.gguf import FTYPE_NAMES
+        from llmbench.engines.base import Loaded
+        from llmbench.provenance import cpu_name, versions
+        from llmbench.artifacts.gguf import FTYPE_NAMES
 
         unknown = sorted(set(options) - set(self.OPTIONS))
         if unknown:

@@ -32,7 +32,7 @@ unverified row with the reason.
 
 from __future__ import annotations
 
-from ..hf_tokens import HFTokenizerMixin
+from llmbench.engines._hf_tokens import HFTokenizerMixin
 
 import json
 from pathlib import Path
@@ -78,8 +78,8 @@ class MLCEngineAdapter(HFTokenizerMixin):
     }
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
-        from ..artifacts.mlc import DEFAULTS, import_error, not_installable
-        from ..engines.base import EngineUnavailable, Loaded
+        from llmbench.artifacts.mlc import DEFAULTS, import_error, not_installable
+        from llmbench.engines.base import EngineUnavailable, Loaded
 
         artifact_dir = Path(artifact_dir)
         if manifest.get("method") not in (None, "mlc"):
@@ -98,7 +98,7 @@ class MLCEngineAdapter(HFTokenizerMixin):
         from mlc_llm.serve import EngineConfig
         from transformers import AutoTokenizer
 
-        from ..provenance import cpu_name, versions
+        from llmbench.provenance import cpu_name, versions
 
         built_for = {**DEFAULTS, **manifest.get("params", {})}["device"]
         if built_for != device:

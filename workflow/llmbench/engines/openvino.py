@@ -31,7 +31,7 @@ never load it.
 
 from __future__ import annotations
 
-from ..hf_tokens import HFTokenizerMixin
+from llmbench.engines._hf_tokens import HFTokenizerMixin
 
 import os
 import re
@@ -185,9 +185,9 @@ class OpenVINOEngine(HFTokenizerMixin):
         import openvino_genai
         from transformers import AutoTokenizer
 
-        from ..artifacts.openvino import ir_facts
-        from ..engines.base import Loaded
-        from ..provenance import cpu_name, versions
+        from llmbench.artifacts.openvino import ir_facts
+        from llmbench.engines.base import Loaded
+        from llmbench.provenance import cpu_name, versions
 
         artifact_dir = Path(artifact_dir)
         if manifest.get("method") not in (None, "openvino"):

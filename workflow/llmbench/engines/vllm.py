@@ -58,7 +58,7 @@ process and all its descendants (``process_tree_peak_rss``). On CUDA it returns 
 
 from __future__ import annotations
 
-from ..hf_tokens import HFTokenizerMixin
+from llmbench.engines._hf_tokens import HFTokenizerMixin
 
 import os
 import re
@@ -334,8 +334,8 @@ class VLLMEngine(HFTokenizerMixin):
         from vllm.platforms import current_platform
         from vllm.sampling_params import RequestOutputKind
 
-        from ..engines.base import Loaded
-        from ..provenance import cpu_name, version_of, versions
+        from llmbench.engines.base import Loaded
+        from llmbench.provenance import cpu_name, version_of, versions
 
         platform_device = current_platform.device_type
         if platform_device != opts["device"]:

@@ -1,3 +1,3 @@
 """Scenarios measure; engines only execute. name -> module with ``run(engine, loaded, spec, base_row)``."""
 
-KINDS = {"latency": "llmbench.scenarios.latency"}
+KINDS = {"latency": "llmbench.job.scenarios.latency"}

@@ -15,9 +15,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from . import engines, manifest, provenance, roofline, rows
-from .engines.base import EngineUnavailable
-from .scenarios import KINDS as SCENARIOS
+from llmbench import engines, provenance
+from llmbench.provenance import manifest
+from llmbench.analysis import roofline
+from llmbench.job import rows
+from llmbench.engines.base import EngineUnavailable
+from llmbench.job.scenarios import KINDS as SCENARIOS
 
 
 def _has_cuda() -> bool:

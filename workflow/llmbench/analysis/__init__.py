@@ -1,0 +1,1 @@
+"""Analysis of measured rows: tables, quality figures, the roofline."""
