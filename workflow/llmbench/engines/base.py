@@ -20,6 +20,27 @@ class EngineUnavailable(RuntimeError):
     reason instead of numbers. Never a fallback to another engine."""
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a variant runs, declared by the adapter from its resolved options (``placement(options)`` in the
+    engine module): the planner claims ``gpus`` as the job's ``gpu=`` resource, the job measures the read
+    bandwidth of ``device`` for the roofline."""
+
+    device: str                      # "cpu" or "cuda" (what the roofline measures)
+    gpus: int = 0                    # GPUs the job claims (tensor parallel: N)
+    cpu_threads: int | None = None   # threads the engine computes with on the CPU (None: the library's default)
+
+
+@dataclass
+class Generation:
+    """What ``generate`` returns: the engine's own new token ids (obtained independently of ``on_token``, so
+    the harness can check the two agree) and per-request facts only the engine knows (perf counters, chunk
+    sizes); they go into this request's row, never into the job-wide ``runtime``."""
+
+    ids: list[int]
+    engine_metrics: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Loaded:
     """What actually ran, read back from the engine after loading (not what was asked for)."""
