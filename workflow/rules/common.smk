@@ -7,8 +7,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from llmbench import artifacts, engines
-from llmbench.planning import envs
-from llmbench.provenance import manifest
+from llmbench.planning import envs, plan
 from llmbench.planning import config as llmbench_config
 
 
@@ -23,23 +22,12 @@ wildcard_constraints:
     scenario="[^/]+",
 
 
-
-
-def jobs():
-    """Every (model, artifact, variant, scenario) the `benchmarks` section asks for, once each."""
-    seen = []
-    for b in config["benchmarks"]:
-        for m in b["models"]:
-            for a in b["artifacts"]:
-                for v in b["variants"]:
-                    for s in b["scenarios"]:
-                        if (m, a, v, s) not in seen:
-                            seen.append((m, a, v, s))
-    return seen
+# The planning policy (job list, scoring variant, stale check, env choice) is llmbench.planning.plan, pure
+# functions of the config; the functions here only adapt it to Snakemake (wildcards, argv, workflow).
 
 
 def run_files():
-    return [f"results/runs/{m}/{a}/{v}/{s}.parquet" for m, a, v, s in jobs()]
+    return plan.run_files(config)
 
 
 def quoted(obj):
@@ -115,12 +103,12 @@ def artifact_env(wildcards):
 # (rule build_env, envs.smk) and each harness rule depends on its env's env.json; `none` runs everything
 # in the driver's interpreter. Each harness rule takes `env_name` (a function of wildcards or a name).
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-ENV_BACKEND = "conda" if USE_CONDA else config.get("software_envs", {}).get("backend", "venv")
-# The driver's interpreter reaches jobs through the environment, not the jobs' params: its path differs
-# between `snakemake` and `python -m snakemake` (bin/python3.11 vs bin/python), and that must not rerun jobs.
+ENV_BACKEND = plan.env_backend(config, USE_CONDA)
+# The one parse-time side effect: the driver's interpreter reaches jobs through the environment, not the
+# jobs' params (plan.DRIVER_PYTHON says why); jobs inherit the environment of this process.
 # (Not realpath: a venv's bin/python resolves to the base interpreter, which does not see the venv.)
-os.environ.update(LLMBENCH_DRIVER_PYTHON=sys.executable)  # set here for the jobs, not read from the user
-DRIVER_PYTHON = "$LLMBENCH_DRIVER_PYTHON"
+os.environ[plan.DRIVER_PYTHON_VAR] = sys.executable  # set here for the jobs, not read from the user
+DRIVER_PYTHON = plan.DRIVER_PYTHON
 
 
 def _env_name(env_name, wildcards):
@@ -129,17 +117,12 @@ def _env_name(env_name, wildcards):
 
 def env_info(env_name):
     """Input function: the env.json the job's venv is complete with (nothing unless backend venv)."""
-    return lambda wildcards: [f"resources/envs/{_env_name(env_name, wildcards)}/env.json"] if ENV_BACKEND == "venv" else []
+    return lambda wildcards: plan.env_inputs(ENV_BACKEND, _env_name(env_name, wildcards))
 
 
 def env_python(env_name):
     """Params function: the interpreter that runs the harness in the job."""
-    def python(wildcards):
-        if ENV_BACKEND == "venv":
-            return f"resources/envs/{_env_name(env_name, wildcards)}/bin/python"
-        return "python" if ENV_BACKEND == "conda" else DRIVER_PYTHON
-
-    return python
+    return lambda wildcards: plan.env_python(ENV_BACKEND, _env_name(env_name, wildcards))
 
 
 def env_hash(env_name):
@@ -151,38 +134,21 @@ def env_hash(env_name):
 # --- quality (rule quality in quality.smk) ---
 
 
-def scoring_variant(model, artifact):
-    """The first variant that benchmarks this artifact with an engine that can score (teacher forced)."""
-    for m, a, v, _ in jobs():
-        if (m, a) == (model, artifact) and hasattr(engines.adapter_class(config["variants"][v]["engine"]), "score"):
-            return v
-    return None
-
-
 def quality_files():
-    """One quality file per (model, artifact) of a real (not synthetic) model that some engine can score."""
-    if "quality" not in config:
-        return []
-    pairs = dict.fromkeys((m, a) for m, a, _, _ in jobs())
-    return [
-        f"results/quality/{m}/{a}.parquet"
-        for m, a in pairs
-        if not config["models"][m]["source"].startswith("synthetic:") and scoring_variant(m, a)
-    ]
+    return plan.quality_files(config)
 
 
 def quality_reference(wildcards):
-    ref = config["quality"]["reference_artifact"]
-    return [] if wildcards.artifact == ref else [f"results/quality/{wildcards.model}/{ref}.parquet"]
+    return plan.quality_reference(config, wildcards.model, wildcards.artifact)
 
 
 def quality_variant_env(wildcards):
-    v = config["variants"][scoring_variant(wildcards.model, wildcards.artifact)]
+    v = config["variants"][plan.scoring_variant(config, wildcards.model, wildcards.artifact)]
     return engines.env(v["engine"], v.get("options", {}))
 
 
 def quality_spec(wildcards):
-    v = scoring_variant(wildcards.model, wildcards.artifact)
+    v = plan.scoring_variant(config, wildcards.model, wildcards.artifact)
     ref = quality_reference(wildcards)
     return quoted(
         {
@@ -197,47 +163,9 @@ def quality_spec(wildcards):
     )
 
 
-def stale_directories():
-    """Model/artifact directories that exist but no longer match their manifest (quick stat check, then
-    sha256 of the files whose size or mtime changed). Checked before any job: a stale artifact is never
-    measured, and never silently rebuilt from under a result either."""
-    dirs = {f"resources/models/{m}" for m, _, _, _ in jobs()}
-    dirs |= {f"resources/artifacts/{m}/{a}" for m, a, _, _ in jobs()}
-    found = {}
-    for d in sorted(dirs):
-        if Path(d).exists():
-            problems = manifest.problems(Path(d), quick=True)
-            if problems:
-                found[d] = problems
-    return found
-
-
-def forced_on_command_line():
-    """(--forceall given, paths/rules given to --forcerun/-R). Read from the command line because
-    Snakemake's DAG settings are not available yet while the Snakefile is parsed."""
-    forceall, forced, collecting = False, set(), False
-    for arg in sys.argv[1:]:
-        if arg in ("-F", "--forceall"):
-            forceall = True
-        if arg.startswith("--forcerun="):
-            forced.add(arg.split("=", 1)[1].rstrip("/"))
-        elif arg in ("-R", "--forcerun"):
-            collecting = True
-        elif collecting and not arg.startswith("-"):
-            forced.add(arg.rstrip("/"))
-        else:
-            collecting = False
-    return forceall, forced
-
-
-# Directories the user asked to rebuild (--forcerun DIR, or --forceall) are not an error: they get rebuilt.
-_forceall, _forced = forced_on_command_line()
-_stale = {} if _forceall else {d: p for d, p in stale_directories().items() if d not in _forced}
+# Stale built directories stop the run before any job: a stale artifact is never measured, and never
+# silently rebuilt from under a result either. Those given to --forcerun (or all, with --forceall) are
+# rebuilt instead. Snakemake's argv, since its DAG settings do not exist yet at parse time.
+_stale = plan.stale_to_stop(config, sys.argv[1:])
 if _stale:
-    lines = [f"{d}:\n    - " + "\n    - ".join(p) for d, p in _stale.items()]
-    raise WorkflowError(
-        "these directories no longer match their manifest.json, so nothing built from them will be measured:\n  "
-        + "\n  ".join(lines)
-        + "\nRebuild them, and everything measured from them, by adding to the same command: --forcerun "
-        + " ".join(_stale)
-    )
+    raise WorkflowError(plan.stale_message(_stale))

@@ -1,0 +1,150 @@
+"""The job plan: which jobs the config asks for, which variant scores an artifact, which built directories
+went stale, what the command line forces, which interpreter a job runs in.
+
+Pure functions of the config dict, paths and argv (no Snakemake import), so the policy is unit-tested
+without a Snakemake run; workflow/rules/common.smk wraps them in thin input functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmbench import engines
+from llmbench.models import sources
+from llmbench.provenance import manifest
+
+Job = tuple[str, str, str, str]  # (model, artifact, variant, scenario)
+
+# Jobs read the driver's interpreter from the environment, not from their params: its path differs between
+# `snakemake` and `python -m snakemake` (bin/python3.11 vs bin/python), and that must not rerun jobs.
+DRIVER_PYTHON_VAR = "LLMBENCH_DRIVER_PYTHON"
+DRIVER_PYTHON = "$" + DRIVER_PYTHON_VAR
+
+
+def jobs(config: dict[str, Any]) -> list[Job]:
+    """Every (model, artifact, variant, scenario) the `benchmarks` section asks for, once each, in the order
+    first asked for (entries may overlap; a job listed twice would be planned twice)."""
+    seen: dict[Job, None] = {}
+    for b in config["benchmarks"]:
+        for m in b["models"]:
+            for a in b["artifacts"]:
+                for v in b["variants"]:
+                    for s in b["scenarios"]:
+                        seen.setdefault((m, a, v, s))
+    return list(seen)
+
+
+def run_files(config: dict[str, Any]) -> list[str]:
+    return [f"results/runs/{m}/{a}/{v}/{s}.parquet" for m, a, v, s in jobs(config)]
+
+
+def is_synthetic(model_config: dict[str, Any]) -> bool:
+    """Random weights: a quality figure for them would be noise, so none is ever computed."""
+    return sources.parse(model_config["source"])[0] == "synthetic"
+
+
+def scoring_variant(config: dict[str, Any], model: str, artifact: str) -> str | None:
+    """The first variant that benchmarks this artifact with an engine that can score (teacher forced), so
+    quality comes from an engine the user already runs on it; None when no such variant exists."""
+    for m, a, v, _ in jobs(config):
+        if (m, a) == (model, artifact) and hasattr(engines.adapter_class(config["variants"][v]["engine"]), "score"):
+            return v
+    return None
+
+
+def quality_files(config: dict[str, Any]) -> list[str]:
+    """One quality file per benchmarked (model, artifact) of a real (not synthetic) model that some engine
+    can score; none when the config has no `quality` section."""
+    if "quality" not in config:
+        return []
+    pairs = dict.fromkeys((m, a) for m, a, _, _ in jobs(config))
+    return [
+        f"results/quality/{m}/{a}.parquet"
+        for m, a in pairs
+        if not is_synthetic(config["models"][m]) and scoring_variant(config, m, a)
+    ]
+
+
+def quality_reference(config: dict[str, Any], model: str, artifact: str) -> list[str]:
+    """The reference artifact's quality file, which an artifact's quality is compared with (none for the
+    reference itself)."""
+    ref = config["quality"]["reference_artifact"]
+    return [] if artifact == ref else [f"results/quality/{model}/{ref}.parquet"]
+
+
+def built_directories(config: dict[str, Any]) -> list[str]:
+    """The model and artifact directories the jobs read, sorted."""
+    dirs = {f"resources/models/{m}" for m, _, _, _ in jobs(config)}
+    dirs |= {f"resources/artifacts/{m}/{a}" for m, a, _, _ in jobs(config)}
+    return sorted(dirs)
+
+
+def stale_directories(config: dict[str, Any], root: Path = Path(".")) -> dict[str, list[str]]:
+    """Built directories (under root) that exist but no longer match their manifest: a quick stat check,
+    then sha256 of the files whose size or mtime changed. Keyed by the path relative to root."""
+    found = {}
+    for d in built_directories(config):
+        if (root / d).exists():
+            problems = manifest.problems(root / d, quick=True)
+            if problems:
+                found[d] = problems
+    return found
+
+
+def forced_on_command_line(argv: list[str]) -> tuple[bool, set[str]]:
+    """(--forceall/-F given, paths/rules given to --forcerun/-R) from Snakemake's arguments (argv without
+    the program name). Read from argv because Snakemake's DAG settings do not exist yet while the
+    Snakefile is parsed."""
+    forceall, forced, collecting = False, set(), False
+    for arg in argv:
+        if arg in ("-F", "--forceall"):
+            forceall = True
+        if arg.startswith("--forcerun="):
+            forced.add(arg.split("=", 1)[1].rstrip("/"))
+        elif arg in ("-R", "--forcerun"):
+            collecting = True
+        elif collecting and not arg.startswith("-"):
+            forced.add(arg.rstrip("/"))
+        else:
+            collecting = False
+    return forceall, forced
+
+
+def stale_to_stop(config: dict[str, Any], argv: list[str], root: Path = Path(".")) -> dict[str, list[str]]:
+    """Stale directories that stop the run: all of them, except those the user asked to rebuild (--forcerun
+    DIR, or --forceall), which are not an error since they get rebuilt. Not even checked under --forceall."""
+    forceall, forced = forced_on_command_line(argv)
+    if forceall:
+        return {}
+    return {d: p for d, p in stale_directories(config, root).items() if d not in forced}
+
+
+def stale_message(stale: dict[str, list[str]]) -> str:
+    """Why the run stops and the exact flag that rebuilds the stale directories and what was measured
+    from them."""
+    lines = [f"{d}:\n    - " + "\n    - ".join(p) for d, p in stale.items()]
+    return (
+        "these directories no longer match their manifest.json, so nothing built from them will be measured:\n  "
+        + "\n  ".join(lines)
+        + "\nRebuild them, and everything measured from them, by adding to the same command: --forcerun "
+        + " ".join(stale)
+    )
+
+
+def env_backend(config: dict[str, Any], use_conda: bool) -> str:
+    """Who builds the jobs' envs: conda under --sdm conda (the config is then ignored), else
+    `software_envs.backend` (default venv)."""
+    return "conda" if use_conda else config.get("software_envs", {}).get("backend", "venv")
+
+
+def env_inputs(backend: str, env_name: str) -> list[str]:
+    """The env.json a job's venv is complete with; nothing unless the backend is venv."""
+    return [f"resources/envs/{env_name}/env.json"] if backend == "venv" else []
+
+
+def env_python(backend: str, env_name: str) -> str:
+    """The interpreter that runs the harness in a job: the venv's, conda's env's `python`, or the driver's."""
+    if backend == "venv":
+        return f"resources/envs/{env_name}/bin/python"
+    return "python" if backend == "conda" else DRIVER_PYTHON
