@@ -2,7 +2,7 @@
 
 A builder gets (model_dir, model_manifest, params, out_dir) and returns manifest fields: at least
 ``library`` (what made it) and ``library_versions``. :func:`build` adds hashes, timing and memory.
-Builders never import engines.
+Builders never import engines, and engines never import builders (what both need: ``llmbench/formats``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,22 @@ class ArtifactUnavailable(RuntimeError):
     ``out_dir`` what can be made without the tool (e.g. the exact commands it would run, the config it
     would use); the artifact is then recorded with status ``unverified`` and this reason, and every engine
     asked to load it reports its rows as unverified."""
+
+
+class SyntheticWeightsRefused(ValueError):
+    """The model is synthetic (random weights of a real shape, drawn at load time: speed only) and this method
+    needs real weights. A ValueError like every config mistake, not :class:`ArtifactUnavailable`: no machine
+    could build it, so it fails the build with the same message from every builder instead of passing as an
+    unverified result row."""
+
+
+def refuse_synthetic(method: str, model_manifest: dict[str, Any], why: str) -> None:
+    """Raise :class:`SyntheticWeightsRefused` if the model is synthetic; ``why``: what this method needs the
+    weights for."""
+    if model_manifest.get("synthetic"):
+        raise SyntheticWeightsRefused(
+            f"artifact method {method} needs real weights ({why}); this model is synthetic (random weights drawn "
+            "at load time, for speed runs only: use the reference method with the hf or vllm engine, or a real model)")
 
 PACKAGE = "llmbench.artifacts"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmbench.artifacts import _quant
+from llmbench.artifacts import _quant, refuse_synthetic
 
 ENV = "quant"
 
@@ -50,7 +50,6 @@ def _recipe(p: dict[str, Any]):
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     p = check(params)
-    if model_manifest.get("synthetic"):
-        raise ValueError("artifact method awq needs real weights; this model is synthetic (random at load)")
+    refuse_synthetic("awq", model_manifest, "they are calibrated and quantized")
     return _quant.run("awq", model_dir, p, out_dir, _recipe,
                       {"awq": {"n_grid": p["n_grid"], "duo_scaling": p["duo_scaling"]}})

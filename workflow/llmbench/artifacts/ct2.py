@@ -16,6 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from llmbench.artifacts import refuse_synthetic
+from llmbench.formats import TOKENIZER_FILES
 from llmbench.provenance import versions
 
 ENV = "ct2"
@@ -25,9 +27,7 @@ QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16
 PARAMS: dict[str, Any] = {"quantization": QUANTIZATIONS}
 DEFAULTS = {"quantization": "int8"}
 
-# Copied next to the converted model (config.json is not: CTranslate2 writes its own).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model", "generation_config.json")
+# TOKENIZER_FILES are copied next to the converted model (config.json is not: CTranslate2 writes its own).
 
 
 def check_params(params: dict[str, Any], accepted: tuple[str, ...] = QUANTIZATIONS) -> dict[str, Any]:
@@ -43,10 +43,7 @@ def check_params(params: dict[str, Any], accepted: tuple[str, ...] = QUANTIZATIO
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     p = check_params(params)
-    if model_manifest.get("synthetic"):
-        raise NotImplementedError(
-            "ct2 artifact: the model is synthetic (its weights are drawn at load time by the HF engine), so there "
-            "is nothing for CTranslate2's converter to convert; use a real model")
+    refuse_synthetic("ct2", model_manifest, "CTranslate2's converter converts them")
 
     import ctranslate2
     from ctranslate2.converters import TransformersConverter

@@ -35,7 +35,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from llmbench.artifacts import refuse_synthetic
+from llmbench.formats import TOKENIZER_FILES as HF_TOKENIZER_FILES
+from llmbench.formats.gguf import TOKENIZER_DIR, file_type_name
 from llmbench.provenance import version_of, versions
+from llmbench.provenance.manifest import sha256_file
 
 ENV = "llamacpp"
 
@@ -48,16 +52,12 @@ QUANT_TYPES = {
     "Q4_K_M": "MOSTLY_Q4_K_M", "Q4_K_S": "MOSTLY_Q4_K_S", "Q4_1": "MOSTLY_Q4_1", "Q4_0": "MOSTLY_Q4_0",
     "Q3_K_L": "MOSTLY_Q3_K_L", "Q3_K_M": "MOSTLY_Q3_K_M", "Q3_K_S": "MOSTLY_Q3_K_S", "Q2_K": "MOSTLY_Q2_K",
 }
-# llama_ftype value (GGUF key general.file_type) -> name; for reading files back.
-FTYPE_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-               11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M",
-               18: "Q6_K", 32: "BF16"}
 PARAMS = {"type": tuple(QUANT_TYPES)}
 
 GGUF_FILE = "model.gguf"
-TOKENIZER_DIR = "tokenizer"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model", "generation_config.json", "config.json")
+# copied to TOKENIZER_DIR, with config.json (AutoTokenizer reads the model type from it where
+# tokenizer_config.json names no tokenizer class)
+TOKENIZER_FILES = (*HF_TOKENIZER_FILES, "config.json")
 # sha256 of the PyPI sdists whose converter has been used here; a mismatch stops the build.
 KNOWN_SDIST_SHA256 = {"0.3.36": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"}
 # What the builder needs from the sdist (vendor/llama.cpp/...).
@@ -78,14 +78,6 @@ def check_params(params: dict[str, Any]) -> str:
     if qtype not in QUANT_TYPES:
         raise GGUFParamsError(f"gguf params.type = {params['type']!r}: allowed types are {', '.join(QUANT_TYPES)}")
     return qtype
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sha256_tree(root: Path, rels: list[str]) -> str:
@@ -222,7 +214,7 @@ def gguf_facts(path: Path) -> dict[str, Any]:
         elements[t.tensor_type.name] += int(t.n_elements)
     total = sum(elements.values()) or 1
     return {
-        "file_type": FTYPE_NAMES.get(int(ftype), str(ftype)) if ftype is not None else None,
+        "file_type": file_type_name(ftype),
         "file_type_id": int(ftype) if ftype is not None else None,
         "architecture": field("general.architecture"),
         "quantization_version": field("general.quantization_version"),
@@ -251,9 +243,7 @@ def quantize(src: Path, dst: Path, qtype: str, nthread: int = 0) -> None:
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     qtype = check_params(params)
-    if model_manifest.get("synthetic"):
-        raise ValueError("gguf: a synthetic model stores no weights (they are drawn at load time); "
-                         "GGUF conversion needs a model with real weights")
+    refuse_synthetic("gguf", model_manifest, "convert_hf_to_gguf.py converts them")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     src, origin = converter_source()
     script = src / "convert_hf_to_gguf.py"

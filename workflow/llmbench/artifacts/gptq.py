@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmbench.artifacts import _quant
+from llmbench.artifacts import _quant, refuse_synthetic
 
 ENV = "quant"
 
@@ -46,8 +46,7 @@ def _recipe(p: dict[str, Any]):
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     p = check(params)
-    if model_manifest.get("synthetic"):
-        raise ValueError("artifact method gptq needs real weights; this model is synthetic (random at load)")
+    refuse_synthetic("gptq", model_manifest, "they are calibrated and quantized")
     return _quant.run("gptq", model_dir, p, out_dir, _recipe,
                       {"gptq": {"dampening_frac": p["damp"], "block_size": p["block_size"],
                                 "actorder": p["actorder"]}})

@@ -43,7 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmbench.artifacts import ArtifactUnavailable
+from llmbench.artifacts import ArtifactUnavailable, refuse_synthetic
+from llmbench.formats import TOKENIZER_FILES
+from llmbench.formats.mlc import DEFAULT_DEVICE, DEVICES, import_error, not_installable
 
 ENV = "mlc"
 
@@ -67,8 +69,6 @@ CONV_TEMPLATES = tuple(sorted((
     "deepseek", "deepseek_v2", "deepseek_v3", "deepseek_r1_qwen", "deepseek_r1_llama", "olmo", "olmo2",
     "nemotron", "llm-jp", "qwen3", "qwen3_5", "qwen3_5_nothink",
 )))
-# python/mlc_llm/support/auto_device.py: AUTO_DETECT_DEVICES (compile --device and convert_weight --device)
-DEVICES = ("cpu", "cuda", "rocm", "vulkan", "metal", "opencl")
 OPT_LEVELS = ("O0", "O1", "O2", "O3")  # interface/compiler_flags.py: OPT_FLAG_PRESET
 LIB_SUFFIX = {"metal": ".dylib"}       # MLC's docs name Linux/CUDA/Vulkan/CPU libraries .so
 
@@ -80,7 +80,7 @@ PARAMS: dict[str, Any] = {
     "prefill_chunk_size": (int, type(None)),
     "opt": OPT_LEVELS + (None,),
 }
-DEFAULTS: dict[str, Any] = {"quantization": "q4f16_1", "conv_template": "chatml", "device": "cpu",
+DEFAULTS: dict[str, Any] = {"quantization": "q4f16_1", "conv_template": "chatml", "device": DEFAULT_DEVICE,
                             "context_window_size": None, "prefill_chunk_size": None, "opt": None}
 
 INPUT_DIR = "mlc-input"
@@ -90,35 +90,13 @@ EXPECTED_CONFIG = "mlc-chat-config.expected.json"
 MLC_TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "vocab.json", "merges.txt", "added_tokens.json",
                        "tokenizer_config.json")
 # What the engine's HF tokenizer needs (same ids and chat template as the hf engine), copied to the artifact root.
-HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                      "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json", "generation_config.json")
+HF_TOKENIZER_FILES = (*TOKENIZER_FILES, "vocab.json", "merges.txt", "added_tokens.json")
 # protocol/mlc_chat_config.py: MLC_CHAT_SYSTEM_DEFAULT, applied to generation fields still unset
 SYSTEM_DEFAULTS = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "temperature": 1.0,
                    "presence_penalty": 0.0, "frequency_penalty": 0.0, "repetition_penalty": 1.0, "top_p": 1.0}
 GENERATION_FIELDS = ("temperature", "presence_penalty", "frequency_penalty", "repetition_penalty", "top_p",
                      "pad_token_id", "bos_token_id", "eos_token_id")
 GEN_CONFIG_MAX_BATCH_SIZE = 128  # cli/gen_config.py: --max-batch-size default, always applied as an override
-
-CHECKED_ON = "2026-11-27"
-UNREACHABLE = (
-    "PyPI's mlc-* packages are empty placeholders (mlc-llm-nightly-cpu and mlc-ai-nightly-cpu exist there only "
-    "as 0.1, an sdist holding just mlc/__init__.py, no mlc_llm; PyPI has no mlc-llm) and MLC's wheel index "
-    f"https://mlc.ai/wheels is unreachable (mlc.ai does not resolve from this machine; checked {CHECKED_ON})")
-
-
-def not_installable(error: BaseException | str) -> str:
-    """The reason text (artifact and engine): what importing mlc_llm said, and why it cannot be installed."""
-    what = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return f"mlc_llm is not installable here (import mlc_llm: {what}): {UNREACHABLE}"
-
-
-def import_error() -> BaseException | None:
-    """None when ``mlc_llm`` imports, else the exception (ImportError; OSError from a broken TVM runtime)."""
-    try:
-        import mlc_llm  # noqa: F401
-    except Exception as e:  # noqa: BLE001 - any failure to import means MLC cannot run here
-        return e
-    return None
 
 
 # ------------------------------------------------------------------------------------------------ params
@@ -378,9 +356,7 @@ def _run(argv: list[str]) -> None:
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     p = check_params(params)
-    if model_manifest.get("synthetic"):
-        raise NotImplementedError("mlc artifact: the model is synthetic (its weights are drawn at load time by the "
-                                  "HF engine), so there is nothing for convert_weight to convert; use a real model")
+    refuse_synthetic("mlc", model_manifest, "MLC's convert_weight quantizes them")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     error = import_error()
     if error is None:  # the installed MLC may accept fewer quantizations and templates than its source at MLC_SOURCE

@@ -28,6 +28,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from llmbench.artifacts import refuse_synthetic
+from llmbench.formats import TOKENIZER_FILES
+from llmbench.formats.openvino import ir_facts
 from llmbench.provenance import versions
 
 ENV = "openvino"
@@ -45,8 +48,6 @@ DEFAULTS: dict[str, Any] = {"weight_format": "int8", "sym": False}
 INT4_DEFAULTS: dict[str, Any] = {"group_size": 64, "ratio": 1.0, "group_size_fallback": "error"}
 INT4_ONLY = ("group_size", "ratio", "group_size_fallback")
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model", "generation_config.json")
 # Texts the converted OpenVINO tokenizer/detokenizer are checked on against the HF tokenizer.
 CHECK_TEXTS = ("Hello there, général Kenobi! 123", "def f(x):\n    return x ** 2  # square\n",
                "Explain what a hash table is, in one sentence.", "   leading spaces and émojis 🙂 and 中文")
@@ -110,38 +111,6 @@ def _expected_mode(p: dict[str, Any]) -> str | None:
     if p["weight_format"] in ("int8", "int4"):
         return f"{p['weight_format']}_{'sym' if p['sym'] else 'asym'}"
     return None
-
-
-def ir_facts(xml: Path) -> dict[str, Any]:
-    """What the IR itself says: NNCF's weight-compression record (rt_info) and the element types of the weight
-    constants (count and elements per type), read with OpenVINO (weights memory-mapped, nothing compiled)."""
-    import openvino as ov
-
-    model = ov.Core().read_model(str(xml))
-    compression = None
-    if model.has_rt_info(["nncf", "weight_compression"]):
-        raw = model.get_rt_info(["nncf", "weight_compression"]).value
-        compression = {k: str(raw[k]) for k in sorted(raw) if k != "advanced_parameters"}
-        adv = str(raw.get("advanced_parameters", ""))
-        m = re.search(r"'group_size_fallback_mode': '(\w+)'", adv)
-        if m:
-            compression["group_size_fallback_mode"] = m.group(1)
-    nncf_version = str(model.get_rt_info(["nncf", "version"]).value) if model.has_rt_info(["nncf", "version"]) else None
-    types: dict[str, dict[str, int]] = {}
-    for op in model.get_ops():
-        if op.get_type_name() != "Constant":
-            continue
-        shape = list(op.get_output_shape(0))
-        n = 1
-        for s in shape:
-            n *= int(s)
-        if n < 1024:  # scalars and small shape/index constants are not weights
-            continue
-        t = types.setdefault(op.get_output_element_type(0).get_type_name(), {"constants": 0, "elements": 0})
-        t["constants"] += 1
-        t["elements"] += n
-    return {"nncf_weight_compression": compression, "nncf_version": nncf_version,
-            "weight_constants_by_type": dict(sorted(types.items()))}
 
 
 def _simplified_decoder(backend):
@@ -230,10 +199,7 @@ def convert_tokenizers(model_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     p = check_params(params)
-    if model_manifest.get("synthetic"):
-        raise NotImplementedError(
-            "openvino artifact: the model is synthetic (its weights are drawn at load time by the HF engine), so "
-            "there is nothing for optimum-intel to export; use a real model")
+    refuse_synthetic("openvino", model_manifest, "optimum-intel exports them")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     tokenizer_files = [f for f in TOKENIZER_FILES if (model_dir / f).exists()]
     if not {"tokenizer.json", "tokenizer.model"} & set(tokenizer_files):

@@ -6,13 +6,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from llmbench.formats import TOKENIZER_FILES
 from llmbench.provenance import versions
 
 ENV = "hf"
 PARAMS = {"dtype": ("float32", "float16", "bfloat16")}
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model", "generation_config.json")
 
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:

@@ -16,12 +16,12 @@ so ``min_length = max_length = N`` gives N tokens. The masked end tokens are the
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
+from llmbench.engines._native_output import capture_fd
 
 import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,24 +39,6 @@ _LOG_FACTS = {
     "model_spec_revision": r"Model specification revision: (\S+)",
     "selected_compute_type": r"Selected compute type: (\S+)",
 }
-
-
-def _capture_stderr(fn: Callable[[], Any]) -> tuple[Any, str]:
-    """Run ``fn`` with file descriptor 2 sent to a temporary file (CTranslate2 logs from C++); return its result and
-    what was written, which is also echoed to the real stderr so the job log keeps it."""
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        try:
-            os.dup2(tmp.fileno(), 2)
-            result = fn()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        text = tmp.read().decode(errors="replace")
-    if text:
-        os.write(2, text.encode())
-    return result, text
 
 
 class CT2Engine(HFTokenizerMixin):
@@ -99,7 +81,7 @@ class CT2Engine(HFTokenizerMixin):
         previous_level = ctranslate2.get_log_level()
         ctranslate2.set_log_level(logging.INFO)  # CTranslate2 then logs the ISA, GEMM backends and compute type
         try:
-            self.generator, log_text = _capture_stderr(lambda: ctranslate2.Generator(
+            self.generator, log_text = capture_fd(2, lambda: ctranslate2.Generator(
                 str(artifact_dir), device=device, compute_type=compute_type,
                 intra_threads=intra, inter_threads=inter))
         finally:

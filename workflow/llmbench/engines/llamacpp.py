@@ -76,7 +76,7 @@ class LlamaCppEngine(HFTokenizerMixin):
 
         from llmbench.engines.base import Loaded
         from llmbench.provenance import cpu_name, versions
-        from llmbench.artifacts.gguf import FTYPE_NAMES
+        from llmbench.formats.gguf import TOKENIZER_DIR, file_type_name
 
         unknown = sorted(set(options) - set(self.OPTIONS))
         if unknown:
@@ -108,7 +108,7 @@ class LlamaCppEngine(HFTokenizerMixin):
         self.llm = llama_cpp.Llama(logits_all=False, **self.kwargs)
         self._scorer = None
 
-        tok_dir = artifact_dir / manifest.get("tokenizer_dir", "tokenizer")
+        tok_dir = artifact_dir / manifest.get("tokenizer_dir", TOKENIZER_DIR)
         self.tokenizer = AutoTokenizer.from_pretrained(tok_dir)
         self.vocab_size = self.llm.n_vocab()
 
@@ -119,7 +119,7 @@ class LlamaCppEngine(HFTokenizerMixin):
         llama_cpp.llama_model_desc(self.llm.model, desc, 256)
         version = llama_cpp.__version__
         self.runtime = {
-            "quant_type": FTYPE_NAMES.get(int(ftype), ftype) if ftype is not None else None,
+            "quant_type": file_type_name(ftype),
             "model_desc": desc.value.decode(errors="replace"),
             "model_size_bytes": int(llama_cpp.llama_model_size(self.llm.model)),
             "n_params": int(llama_cpp.llama_model_n_params(self.llm.model)),

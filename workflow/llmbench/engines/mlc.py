@@ -26,20 +26,20 @@ record (``multi_token_chunks``): their tokens share one arrival time.
 
 Tokenization: the HF tokenizer copied into the artifact, with its chat template, as the hf engine does, so every
 engine gets identical input ids. Every mlc_llm import is inside load(): without mlc_llm (not installable on the
-machines this was written on, see artifacts/mlc.py) load() raises EngineUnavailable and the job writes one
+machines this was written on, see formats/mlc.py) load() raises EngineUnavailable and the job writes one
 unverified row with the reason.
 """
 
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
+from llmbench.formats.mlc import DEVICES
 
 import json
 from pathlib import Path
 from typing import Any, Callable
 
 ENV = "mlc"
-DEVICES = ("cpu", "cuda", "rocm", "vulkan", "metal", "opencl")
 
 
 def gpus_needed(options: dict[str, Any]) -> int:
@@ -78,7 +78,7 @@ class MLCEngineAdapter(HFTokenizerMixin):
     }
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
-        from llmbench.artifacts.mlc import DEFAULTS, import_error, not_installable
+        from llmbench.formats.mlc import compiled_for, import_error, not_installable
         from llmbench.engines.base import EngineUnavailable, Loaded
 
         artifact_dir = Path(artifact_dir)
@@ -100,7 +100,7 @@ class MLCEngineAdapter(HFTokenizerMixin):
 
         from llmbench.provenance import cpu_name, versions
 
-        built_for = {**DEFAULTS, **manifest.get("params", {})}["device"]
+        built_for = compiled_for(manifest)
         if built_for != device:
             raise ValueError(f"variant device {device!r}, but {artifact_dir}'s model library was compiled for "
                              f"{built_for!r} (artifact param device); build an artifact for {device!r}")

@@ -32,11 +32,11 @@ never load it.
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
+from llmbench.engines._native_output import capture_fd
 
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -124,26 +124,6 @@ def _prop_str(value: Any) -> str:
     return str(value)
 
 
-def _capture_stdout(fn: Callable[[], Any]) -> tuple[Any, str]:
-    """Run ``fn`` with file descriptor 1 sent to a temporary file (GenAI prints from C++); return its result and
-    the text, which is also echoed to stderr so the job log keeps it."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        try:
-            os.dup2(tmp.fileno(), 1)
-            result = fn()
-        finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
-        tmp.seek(0)
-        text = tmp.read().decode(errors="replace")
-    if text:
-        os.write(2, text.encode())
-    return result, text
-
-
 def _streamer_class(base, running):
     """A GenAI ``StreamerBase`` subclass: ``write`` gets each new token id (an int, or a list of ids) as the
     pipeline samples it, on the host, and hands it to the harness."""
@@ -185,7 +165,7 @@ class OpenVINOEngine(HFTokenizerMixin):
         import openvino_genai
         from transformers import AutoTokenizer
 
-        from llmbench.artifacts.openvino import ir_facts
+        from llmbench.formats.openvino import recorded_ir_facts
         from llmbench.engines.base import Loaded
         from llmbench.provenance import cpu_name, versions
 
@@ -221,8 +201,8 @@ class OpenVINOEngine(HFTokenizerMixin):
         previous = os.environ.get("OPENVINO_LOG_LEVEL")
         os.environ["OPENVINO_LOG_LEVEL"] = "2"  # GenAI then prints each compiled model's properties
         try:
-            self.pipe, log_text = _capture_stdout(
-                lambda: openvino_genai.LLMPipeline(str(artifact_dir), "CPU", **config))
+            self.pipe, log_text = capture_fd(
+                1, lambda: openvino_genai.LLMPipeline(str(artifact_dir), "CPU", **config))
         finally:
             if previous is None:
                 os.environ.pop("OPENVINO_LOG_LEVEL", None)
@@ -239,7 +219,7 @@ class OpenVINOEngine(HFTokenizerMixin):
         self.gen_config.ignore_eos = True
         self.streamer_class = _streamer_class(openvino_genai.StreamerBase, openvino_genai.StreamingStatus.RUNNING)
 
-        facts = ir_facts(artifact_dir / "openvino_model.xml")
+        facts = recorded_ir_facts(manifest, artifact_dir / "openvino_model.xml")
         core = ov.Core()
         self.runtime: dict[str, Any] = {
             "openvino_version": ov.get_version(),

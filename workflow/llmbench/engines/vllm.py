@@ -59,6 +59,7 @@ process and all its descendants (``process_tree_peak_rss``). On CUDA it returns 
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
+from llmbench.job import memory
 
 import os
 import re
@@ -269,35 +270,6 @@ def _worker_cuda_peak(worker) -> int:
     return int(torch.cuda.max_memory_allocated())
 
 
-# --- process-tree RSS (CPU) -------------------------------------------------------------------------------
-
-def _tree_pids() -> list[int]:
-    import psutil
-    me = psutil.Process()
-    return [me.pid] + [c.pid for c in me.children(recursive=True)]
-
-
-def _reset_tree_peak_rss() -> None:
-    for pid in _tree_pids():
-        try:
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-        except OSError:
-            pass
-
-
-def _tree_peak_rss() -> int:
-    total = 0
-    for pid in _tree_pids():
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-        except OSError:
-            pass
-    return total
-
-
 def _enum_name(v: Any) -> Any:
     return getattr(v, "name", v) if v is not None else None
 
@@ -471,14 +443,14 @@ class VLLMEngine(HFTokenizerMixin):
         if self.opts["device"] == "cuda":
             self.llm.collective_rpc(_worker_cuda_reset_peak)
         else:
-            _reset_tree_peak_rss()
+            memory.reset_tree_peak_rss()
 
     def peak_memory(self) -> tuple[int, str] | None:
         if self.opts["device"] == "cuda":
             per_worker = self.llm.collective_rpc(_worker_cuda_peak)
             kind = "cuda_max_allocated" if len(per_worker) == 1 else "cuda_max_allocated_sum_of_tp_workers"
             return int(sum(per_worker)), kind
-        return _tree_peak_rss(), "process_tree_peak_rss"
+        return memory.tree_peak_rss_bytes(), "process_tree_peak_rss"
 
     def close(self) -> None:
         """Stop vLLM's engine-core and worker processes (tests; the harness exits instead)."""

@@ -1,23 +1,56 @@
-"""Process peak RSS per request on Linux: reset VmHWM via /proc/self/clear_refs, read it back after."""
+"""Peak RSS on Linux: reset VmHWM via /proc/<pid>/clear_refs before a request, read it back after.
+
+:func:`reset_peak_rss`/:func:`peak_rss_bytes` cover this process (the default when an engine measures
+nothing itself); :func:`reset_tree_peak_rss`/:func:`tree_peak_rss_bytes` cover this process and all its
+descendants, for engines whose weights and KV cache live in worker processes (vLLM on CPU).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def reset_peak_rss() -> None:
+def _clear_refs(pid: int | str) -> None:
     try:
-        Path("/proc/self/clear_refs").write_text("5")
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
     except OSError:
-        pass  # not Linux or not permitted: the peak then covers the whole process lifetime
+        pass  # not Linux, not permitted, or the process is gone: the peak then covers its whole lifetime
 
 
-def peak_rss_bytes() -> int:
+def _vmhwm(pid: int | str) -> int | None:
+    """VmHWM of one process in bytes; None where /proc cannot say (not Linux, process gone)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def reset_peak_rss() -> None:
+    _clear_refs("self")
+
+
+def peak_rss_bytes() -> int:
+    peak = _vmhwm("self")
+    if peak is not None:
+        return peak
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _tree_pids() -> list[int]:
+    import psutil
+    me = psutil.Process()
+    return [me.pid] + [c.pid for c in me.children(recursive=True)]
+
+
+def reset_tree_peak_rss() -> None:
+    for pid in _tree_pids():
+        _clear_refs(pid)
+
+
+def tree_peak_rss_bytes() -> int:
+    """Sum of the per-process peak RSS (VmHWM) over this process and its live descendants."""
+    return sum(_vmhwm(pid) or 0 for pid in _tree_pids())
