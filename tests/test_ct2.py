@@ -109,7 +109,7 @@ def test_generate_exactly_n_tokens_even_past_eos(int8_engine):
         ids = eng.encode(prompt)
         assert ids[0] == eng.tokenizer.convert_tokens_to_ids("<|im_start|>")  # chat template applied
         streamed = []
-        out = eng.generate(ids, N, streamed.append)
+        out = eng.generate(ids, N, streamed.append).ids
         assert len(out) == N and streamed == out
         # control: the same decoding without min_length stops at <|im_end|>; up to there the outputs agree
         free = [s.token_id for s in eng.generator.generate_tokens(
@@ -123,15 +123,15 @@ def test_generate_exactly_n_tokens_even_past_eos(int8_engine):
 def test_latency_measurement_accepts_the_engine(int8_engine):
     m = measure(int8_engine, int8_engine.encode(SHORT[0]), N)
     assert check_counts(m) == ""
-    assert m["output_tokens"] == m["streamed_tokens"] == N
-    assert 0 < m["ttft_s"] <= m["latency_s"] and m["memory_kind"] == "process_peak_rss"
-    assert m["output_text"]
+    assert m.output_tokens == m.streamed_tokens == N
+    assert 0 < m.ttft_s <= m.latency_s and m.memory_kind == "process_peak_rss"
+    assert m.output_text
 
 
 def test_score_is_teacher_forced_and_finite(int8_engine):
     eng = int8_engine
     ids = eng.encode("Write a haiku about the sea.")
-    seq = ids + eng.generate(ids, N, lambda t: None)
+    seq = ids + eng.generate(ids, N, lambda t: None).ids
     logprobs, argmax = eng.score(seq)
     assert len(logprobs) == len(argmax) == len(seq) - 1
     assert all(math.isfinite(x) and x <= 1e-6 for x in logprobs)
@@ -159,8 +159,8 @@ def test_float32_matches_hf_greedy_and_log_probs(embedded_model_dir, tmp_path_fa
     for prompt in ["Explain what a hash table is.", "Hi"]:
         ids = ct2.encode(prompt)
         assert ids == hf.encode(prompt)
-        want = hf.generate(ids, 24, lambda t: None)
-        got = ct2.generate(ids, 24, lambda t: None)
+        want = hf.generate(ids, 24, lambda t: None).ids
+        got = ct2.generate(ids, 24, lambda t: None).ids
         assert got == want, (prompt, ct2.decode(got), hf.decode(want))
     text = "Plain text, no template: the tokenizer is the same one."
     assert ct2.tokenize_plain(text) == hf.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -84,6 +84,9 @@ def test_gpu_layers_claim_a_gpu():
 
     assert engines.gpus("llamacpp", {"n_threads": 1}) == 0
     assert engines.gpus("llamacpp", {"n_gpu_layers": -1}) == 1
+    # the job then measures a GPU's read bandwidth for the roofline, not the CPU's
+    assert engines.placement("llamacpp", {"n_gpu_layers": -1}).device == "cuda"
+    assert engines.placement("llamacpp", {"n_threads": 3}) == engines.base.Placement("cpu", 0, cpu_threads=3)
 
 
 def test_engine_and_builder_use_the_llamacpp_env():
@@ -157,9 +160,9 @@ def test_generates_exactly_16_tokens_streamed_one_by_one(built, qtype):
     ids = engine.encode(PROMPT)
     m = measure(engine, ids, NEW_TOKENS)
     assert check_counts(m) == "", check_counts(m)
-    assert m["output_tokens"] == NEW_TOKENS and m["streamed_tokens"] == NEW_TOKENS
-    assert 0 < m["ttft_s"] <= m["latency_s"] and len(m["itl_s"]) == NEW_TOKENS - 1
-    assert m["output_text"].strip()
+    assert m.output_tokens == NEW_TOKENS and m.streamed_tokens == NEW_TOKENS
+    assert 0 < m.ttft_s <= m.latency_s and len(m.itl_s) == NEW_TOKENS - 1
+    assert m.output_text.strip()
     rt = loaded.runtime
     assert rt["quant_type"] == qtype and rt["n_threads"] == 1 and rt["n_threads_batch"] == 1
     assert rt["n_gpu_layers"] == 0 and rt["n_ctx"] == 1024 and rt["flash_attn"] == "disabled"
@@ -188,12 +191,12 @@ def test_eos_does_not_end_generation_and_requests_do_not_reuse_the_kv_cache(buil
     engine, _ = load(built["Q8_0"])
     ids = engine.encode("Reply with one word: hello.")
     n = 96
-    a = engine.generate(ids, n, lambda t: None)
+    a = engine.generate(ids, n, lambda t: None).ids
     assert len(a) == n
     eog = {i for i in set(a) if engine.llama_cpp.llama_vocab_is_eog(engine.llm._model.vocab, i)}
     eog |= {i for i in (engine.tokenizer.eos_token_id, 2) if i in a}
     assert eog, f"the model never produced an end-of-generation token in {n} tokens; pick another prompt: {a}"
-    b = engine.generate(ids, n, lambda t: None)
+    b = engine.generate(ids, n, lambda t: None).ids
     assert b == a  # greedy and deterministic, prompt prefilled again from scratch
     assert engine.llm.n_tokens == len(ids) + n - 1  # the last sampled token is never evaluated
 
@@ -202,7 +205,7 @@ def test_eos_does_not_end_generation_and_requests_do_not_reuse_the_kv_cache(buil
 def test_score_matches_greedy_generation(built):
     engine, _ = load(built["Q8_0"])
     ids = engine.encode(PROMPT)
-    out = engine.generate(ids, NEW_TOKENS, lambda t: None)
+    out = engine.generate(ids, NEW_TOKENS, lambda t: None).ids
     seq = ids + out
     logp, argmax = engine.score(seq)
     assert len(logp) == len(argmax) == len(seq) - 1
@@ -240,8 +243,8 @@ def test_f32_gguf_reproduces_the_hf_fp32_model(embedded_model_dir, tmp_path):
     for prompt in (PROMPT, "Implement a Python function to compute the Fibonacci numbers."):
         ids = hf.encode(prompt)
         assert engine.encode(prompt) == ids
-        ref = hf.generate(ids, NEW_TOKENS, lambda t: None)
-        out_ids = engine.generate(ids, NEW_TOKENS, lambda t: None)
+        ref = hf.generate(ids, NEW_TOKENS, lambda t: None).ids
+        out_ids = engine.generate(ids, NEW_TOKENS, lambda t: None).ids
         assert out_ids[0] == ref[0]
         _, argmax = engine.score(ids + ref)  # teacher forced on the HF continuation
         agree += sum(a == b for a, b in zip(argmax[len(ids) - 1:], ref))

@@ -110,6 +110,7 @@ def test_default_config_passes_and_bad_params_are_config_errors():
 def test_envs_and_gpus():
     assert artifacts.env("mlc") == "mlc" and engines.env("mlc", {"device": "cpu"}) == "mlc"
     assert engines.gpus("mlc", {"device": "cpu"}) == 0 and engines.gpus("mlc", {"device": "vulkan"}) == 1
+    assert engines.placement("mlc", {"device": "vulkan"}).device == "cuda"  # a GPU's bandwidth for the roofline
     # no teacher-forced scoring in MLC's API: no quality job is planned for mlc artifacts
     assert not hasattr(engines.adapter_class("mlc"), "score")
 
@@ -325,14 +326,13 @@ def test_generate_passes_token_ids_as_they_arrive():
     adapter = engines.create("mlc")
     cls = engines.module("mlc").token_id_engine(StandInMLCEngine)
     adapter.engine = cls([[5], [7], [9, 11]])
-    adapter.runtime, adapter.multi_token_chunks = {}, 0
     seen = []
-    out = adapter.generate([1, 2, 3], 4, seen.append)
-    assert out == seen == [5, 7, 9, 11]
+    gen = adapter.generate([1, 2, 3], 4, seen.append)
+    assert gen.ids == seen == [5, 7, 9, 11]
     (req,) = adapter.engine.requests
     assert req == {"prompt": [1, 2, 3], "max_tokens": 4, "temperature": 0.0, "stream": True,
                    "extra_body": {"debug_config": {"ignore_eos": True}}}
-    assert adapter.runtime["multi_token_chunks"] == 1  # [9, 11] arrived together
+    assert gen.engine_metrics == {"multi_token_chunks": 1}  # [9, 11] arrived together
     assert adapter.engine.token_sink is None  # detached after the request
 
 

@@ -1,5 +1,6 @@
 """Adding a tool as a plugin package, following docs/adding-a-tool.md literally (its snippets are the input)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -30,7 +31,8 @@ def install_plugin(tmp_path, edit=lambda files: files) -> dict:
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(src / "llmbench-plainloop")], check=True)
-    return {"PYTHONPATH": str(target)}
+    # in front of, not instead of, a PYTHONPATH the run already has (e.g. a checkout's workflow/ dir)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))}
 
 
 def with_plugin_variant(wd):

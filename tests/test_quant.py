@@ -167,7 +167,7 @@ def _load_and_generate(d):
     loaded = eng.load(d, manifest.read(d), LOAD)
     ids = eng.encode("Explain what a hash table is.")
     streamed = []
-    out = eng.generate(ids, N, streamed.append)
+    out = eng.generate(ids, N, streamed.append).ids
     assert len(out) == N and streamed == out
     text = eng.decode(out)
     assert text.strip()

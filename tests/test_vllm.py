@@ -14,6 +14,7 @@ import pytest
 from llmbench import engines
 from llmbench.planning.config import _check_option
 from llmbench.engines import vllm as ve
+from llmbench.engines.base import Placement
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(not HAVE_VLLM, reason="vllm is not importable in this interpreter")
@@ -88,10 +89,11 @@ def test_defaults_env_and_engine_kwargs():
     assert ve.environment(ve.resolve_options({"cpu_threads_bind": "0-1"}))["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
 
 
-def test_gpus_needed():
-    assert ve.gpus_needed({"device": "cpu", "tensor_parallel_size": 2}) == 0
-    assert ve.gpus_needed({"device": "cuda"}) == 1
-    assert ve.gpus_needed({"device": "cuda", "tensor_parallel_size": 4}) == 4
+def test_placement():
+    assert ve.placement({"device": "cpu", "tensor_parallel_size": 2}) == Placement("cpu", 0)
+    assert ve.placement({"device": "cuda"}) == Placement("cuda", 1)
+    assert ve.placement({"device": "cuda", "tensor_parallel_size": 4}) == Placement("cuda", 4)
+    assert engines.gpus("vllm", {"device": "cuda", "tensor_parallel_size": 4}) == 4
 
 
 def test_sampling_kwargs_exact_greedy():
@@ -135,19 +137,19 @@ def test_real_load_exact_tokens(loaded_vllm):
     for n in (8, 1):
         m = latency.measure(eng, ids, n)
         assert latency.check_counts(m) == "", m
-        assert m["output_tokens"] == m["streamed_tokens"] == n
-        assert 0 < m["ttft_s"] <= m["latency_s"]
-        assert m["memory_kind"] == "process_tree_peak_rss" and m["peak_memory_bytes"] > 500e6
+        assert m.output_tokens == m.streamed_tokens == n
+        assert 0 < m.ttft_s <= m.latency_s
+        assert m.memory_kind == "process_tree_peak_rss" and m.peak_memory_bytes > 500e6
     # greedy and deterministic: the same request gives the same tokens
     a, b = [], []
-    assert eng.generate(ids, 8, a.append) == eng.generate(ids, 8, b.append) == a == b
+    assert eng.generate(ids, 8, a.append).ids == eng.generate(ids, 8, b.append).ids == a == b
 
 
 @needs_vllm
 def test_score_agrees_with_greedy(loaded_vllm):
     eng, _ = loaded_vllm
     ids = eng.encode("Name three prime numbers.")
-    out = eng.generate(ids, 6, lambda t: None)
+    out = eng.generate(ids, 6, lambda t: None).ids
     logp, argmax = eng.score(ids + out)
     assert len(logp) == len(argmax) == len(ids) + len(out) - 1
     assert argmax[len(ids) - 1:] == out  # teacher forcing on its own greedy output predicts that output

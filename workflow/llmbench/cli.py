@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     s = sub.add_parser("build-env", help="build the venv an envs/<env>.yaml file describes (no conda)")
     s.add_argument("--name", required=True); s.add_argument("--file", required=True); s.add_argument("--prefix", required=True)
     s.add_argument("--base-dir"); s.add_argument("--installer", choices=("pip", "uv", "auto")); s.set_defaults(fn=cmd_build_env)
-    s = sub.add_parser("schema-doc", help="print the per-request row schema as markdown"); s.add_argument("--out"); s.set_defaults(fn=cmd_schema_doc)
+    s = sub.add_parser("schema-doc", help="print the table schemas (requests, latency, quality) as markdown"); s.add_argument("--out"); s.set_defaults(fn=cmd_schema_doc)
     a = p.parse_args(argv)
     return a.fn(a) or 0
 

@@ -9,32 +9,22 @@ At merge (from the benchmark rows' output ids, see :func:`greedy_agreement`):
   greedy_agreement             share of identical tokens over the first K generated tokens, per prompt,
                                against the reference artifact's output for the same prompt; mean over prompts
   first_divergence             first position where they differ (K when they never do); median over prompts
-Synthetic models get no quality figure.
+Synthetic models get no quality figure. The table's columns: rows.QUALITY.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llmbench.analysis import corpus
 from llmbench import engines
-from llmbench.provenance import manifest
-
-QUALITY_SCHEMA = pa.schema([
-    ("model", pa.string()), ("artifact", pa.string()), ("variant", pa.string()), ("engine", pa.string()),
-    ("reference_artifact", pa.string()), ("perplexity", pa.float64()), ("scored_tokens", pa.int32()),
-    ("teacher_forced_agreement", pa.float64()), ("argmax_ids", pa.list_(pa.int32())),
-    ("heldout_sha256", pa.string()), ("artifact_hash", pa.string()), ("engine_version", pa.string()),
-    ("runtime", pa.string()), ("seconds", pa.float64()),
-])
-
+from llmbench.job import rows
+from llmbench.provenance import atomic, manifest
 
 def windows(ids: list[int], size: int) -> list[list[int]]:
     return [ids[i:i + size] for i in range(0, len(ids), size) if len(ids[i:i + size]) > 1]
@@ -80,11 +70,7 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
            "heldout_sha256": corpus.heldout_sha256(), "artifact_hash": art["content_hash"],
            "engine_version": loaded.engine_version, "runtime": json.dumps(loaded.runtime, default=str),
            "seconds": time.perf_counter() - t}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".parquet.tmp")
-    pq.write_table(pa.Table.from_pylist([row], schema=QUALITY_SCHEMA), tmp)
-    os.replace(tmp, out)
-    return out
+    return atomic.write_parquet(rows.QUALITY.from_records([row]), out)
 
 
 def greedy_agreement(ids: list[int], ref: list[int], k: int) -> tuple[float, int]:

@@ -1,14 +1,13 @@
 """Merge per-job Parquet files into the final tables.
 
-results/tables/requests.parquet  every request row (row schema in rows.py), warm-ups flagged
-results/tables/latency.parquet   one line per model × artifact × variant × scenario, warm-ups excluded
+results/tables/requests.parquet  every request row (rows.REQUESTS), warm-ups flagged
+results/tables/latency.parquet   one line per model × artifact × variant × scenario, warm-ups excluded (rows.SUMMARY)
 results/tables/latency.md        the same as a markdown table, like the latency study's
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -17,37 +16,9 @@ import pyarrow.parquet as pq
 
 from llmbench.analysis import quality
 from llmbench.job import rows
+from llmbench.provenance import atomic
 
 GROUP = ["model", "artifact", "engine", "variant", "scenario"]
-
-SUMMARY_COLUMNS = {  # name -> (unit, meaning); the aggregate table's schema
-    "requests": ("", "measured requests (warm-ups excluded), successful or not; 0 for unverified lines"),
-    "note": ("", "for an unverified line: why nothing was measured"),
-    "failed": ("", "requests that failed; they are counted here, never dropped silently"),
-    "avg_latency_s": ("s", "mean end-to-end latency of successful requests"),
-    "avg_output_tokens": ("tokens", "mean new tokens per successful request"),
-    "tokens_per_s": ("tokens/s", "sum of output tokens / sum of latencies (the study's tokens/s)"),
-    "ttft_p50_s": ("s", "median time to first token"),
-    "ttft_p90_s": ("s", "90th percentile time to first token"),
-    "tpot_p50_s": ("s", "median time per output token after the first"),
-    "tpot_p90_s": ("s", "90th percentile time per output token"),
-    "peak_memory_bytes": ("bytes", "largest per-request peak (see memory_kind)"),
-    "artifact_bytes": ("bytes", "artifact size on disk"),
-    "decode_tokens_per_s": ("tokens/s", "1 / median TPOT"),
-    "roofline_tokens_per_s": ("tokens/s", "read bandwidth measured in the job / weight bytes: the memory limit at batch 1"),
-    "mbu": ("share", "model bandwidth utilization: weight bytes × decode tok/s / measured read bandwidth"),
-    "perplexity": ("", "perplexity of the artifact on the held-out text (quality.py); per artifact"),
-    "teacher_forced_agreement": ("share", "argmax agreement with the reference artifact on the held-out text"),
-    "greedy_agreement": ("share", "mean over prompts of identical tokens among the first K, vs the reference"),
-    "first_divergence_p50": ("tokens", "median first position where the output differs from the reference's"),
-}
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
 
 def load_requests(inputs: list[str | Path]) -> pd.DataFrame:
     tables = [pq.read_table(p) for p in inputs]
@@ -78,6 +49,7 @@ def hosts_note(df: pd.DataFrame) -> str:
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """The summary lines (columns: rows.SUMMARY_COLUMNS, the quality ones added by add_quality)."""
     measured = df[~df["warmup"]]
     out = []
     for key, g in measured.groupby(GROUP, sort=True):
@@ -186,7 +158,7 @@ def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = 
           quality_spec: dict | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     df = load_requests(inputs)
-    _write_parquet(pa.Table.from_pandas(df, schema=rows.SCHEMA, preserve_index=False), out_dir / "requests.parquet")
+    atomic.write_parquet(rows.REQUESTS.from_frame(df), out_dir / "requests.parquet")
     summary = add_quality(summarize(df), df, quality_files or [], quality_spec or {})
-    _write_parquet(pa.Table.from_pandas(summary, preserve_index=False), out_dir / "latency.parquet")
+    atomic.write_parquet(rows.SUMMARY.from_frame(summary), out_dir / "latency.parquet")
     (out_dir / "latency.md").write_text(to_markdown(summary, hosts_note(df)))

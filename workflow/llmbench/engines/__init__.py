@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmbench.engines.base import Placement
 from llmbench.planning import registry
 
 PACKAGE = "llmbench.engines"
@@ -31,12 +32,22 @@ def env(name: str, options: dict | None = None) -> str:
     return registry.env_of(mod, name)
 
 
+def default_placement(options: dict) -> Placement:
+    """For a module without ``placement``: its ``device`` option, cuda/auto on one GPU, anything else the CPU."""
+    if options.get("device") in ("cuda", "auto"):
+        return Placement(device="cuda", gpus=1)
+    return Placement(device="cpu", gpus=0)
+
+
+def placement(name: str, options: dict) -> Placement:
+    """Where a variant runs: the module's ``placement(options)``, else :func:`default_placement`."""
+    fn = getattr(module(name), "placement", None)
+    return fn(options) if fn is not None else default_placement(options)
+
+
 def gpus(name: str, options: dict) -> int:
-    """GPUs a job of this variant claims: the module's ``gpus_needed(options)``, else 1 on cuda/auto, else 0."""
-    mod = module(name)
-    if hasattr(mod, "gpus_needed"):
-        return int(mod.gpus_needed(options))
-    return 1 if options.get("device") in ("cuda", "auto") else 0
+    """GPUs a job of this variant claims (the rules' ``gpu=`` resource)."""
+    return int(placement(name, options).gpus)
 
 
 def create(name: str) -> Any:

@@ -3,7 +3,8 @@
 An adapter only loads and executes (optimum-benchmark's backend/scenario split); timing, token accounting
 and rows belong to the scenario. ``generate`` must yield each new token id as soon as the engine has it, so
 the harness timestamps tokens the same way for every engine: ``generate`` calls ``on_token(id)`` the moment the engine hands a new
-token to the host, and returns the engine's own list of output ids. It must produce exactly
+token to the host, and returns a ``Generation``: the engine's own list of output ids plus the per-request facts
+it knows. It must produce exactly
 ``max_new_tokens`` tokens (EOS ignored); the scenario checks both counts and fails the job otherwise.
 """
 
@@ -48,12 +49,20 @@ class Loaded:
     engine_version: str
     device: str                      # e.g. "cpu", "cuda:0"
     device_name: str                 # e.g. "NVIDIA H100 80GB HBM3" or the CPU model
+    # Bytes of weights one decode step reads, as the engine holds them (the roofline's numerator); each
+    # adapter says what it counts. An adapter that learns the true figure only while running (HF unpacks
+    # compressed-tensors weights at the first forward) keeps this object and updates the field; the job
+    # reads it after the run, so rows record the weights as run.
+    weight_bytes: int
     runtime: dict[str, Any] = field(default_factory=dict)  # dtype, attention backend, compile, cache, kernels
     library_versions: dict[str, str | None] = field(default_factory=dict)
 
 
 class Engine(Protocol):
     name: str
+
+    # Module level, optional: ``placement(options) -> Placement`` (default in engines/__init__.py: device from
+    # options["device"], cuda/auto -> cuda and 1 GPU, else cpu and none).
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]) -> Loaded:
         """Load the artifact with the variant's options; return what actually ran."""
@@ -64,8 +73,9 @@ class Engine(Protocol):
     def decode(self, token_ids: list[int]) -> str:
         ...
 
-    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
-        """Greedy. Call on_token for each new token as it arrives; return the engine's output ids."""
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
+        """Greedy. Call on_token for each new token as it arrives; return the engine's output ids and the
+        request's engine metrics."""
 
     # Optional, for the quality figures: teacher-forced scoring of a token sequence.
     # def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines._native_output import capture_fd
+from llmbench.engines.base import Generation, Placement
 
 import json
 import logging
@@ -39,6 +40,12 @@ _LOG_FACTS = {
     "model_spec_revision": r"Model specification revision: (\S+)",
     "selected_compute_type": r"Selected compute type: (\S+)",
 }
+
+
+def placement(options: dict[str, Any]) -> Placement:
+    if options.get("device", "cpu") == "cuda":
+        return Placement(device="cuda", gpus=1)
+    return Placement(device="cpu", gpus=0, cpu_threads=options.get("intra_threads") or None)
 
 
 class CT2Engine(HFTokenizerMixin):
@@ -126,6 +133,9 @@ class CT2Engine(HFTokenizerMixin):
             engine_version=ctranslate2.__version__,
             device=g.device if g.device == "cpu" else f"cuda:{g.device_index[0]}",
             device_name=name,
+            # weight_bytes: model.bin as written by the converter (CTranslate2 reports no loaded sizes; a
+            # compute_type that differs from the saved weight type converts them at load, not counted here)
+            weight_bytes=(artifact_dir / "model.bin").stat().st_size,
             runtime=self.runtime,
             library_versions=versions("ctranslate2", "transformers", "tokenizers", "numpy"),
         )
@@ -142,7 +152,7 @@ class CT2Engine(HFTokenizerMixin):
             return None
         return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
 
-    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
         prompt = [self.id_to_token[i] for i in input_ids]
         out: list[int] = []
         for step in self.generator.generate_tokens(
@@ -150,7 +160,7 @@ class CT2Engine(HFTokenizerMixin):
                 end_token=self.end_token):
             on_token(step.token_id)  # the step result is on the host: this token exists now
             out.append(step.token_id)
-        return out
+        return Generation(out)
 
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
         """Teacher-forced: for positions 1..n-1, log p(token_ids[i] | token_ids[:i]) and the argmax prediction.

@@ -16,11 +16,23 @@ Options (a variant in config names a set of them):
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
+from llmbench.engines.base import Generation, Placement
 
 from pathlib import Path
 from typing import Any, Callable
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def placement(options: dict[str, Any]) -> Placement:
+    """cuda/auto: one GPU (auto falls back to the CPU at load when torch sees none); cpu: num_threads."""
+    if options.get("device", "auto") in ("cuda", "auto"):
+        return Placement(device="cuda", gpus=1)
+    return Placement(device="cpu", gpus=0, cpu_threads=options.get("num_threads"))
+
+
+def _weight_bytes(model) -> int:
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
 class _TokenStreamer:
@@ -127,32 +139,39 @@ class HFEngine(HFTokenizerMixin):
             "quantization": (qcfg.to_dict() if hasattr(qcfg, "to_dict") else qcfg) if qcfg else None,
             "torch_threads": torch.get_num_threads(),
             "synthetic_weights": bool(synthetic),
-            "weight_bytes": sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]),
         }
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_name()
-        return Loaded(
+        self.weights_recorded = False
+        # weight_bytes: parameters + buffers as loaded; re-read after the first request (_record_weights_as_run),
+        # when compressed-tensors checkpoints have been unpacked, so rows get the weights as they ran
+        self.loaded = Loaded(
             engine_version=transformers.__version__,
             device=str(self.device),
             device_name=name,
+            weight_bytes=_weight_bytes(model),
             runtime=self.runtime,
             library_versions=versions("torch", "transformers", "accelerate", "safetensors"),
         )
+        return self.loaded
 
-    def _record_weights_as_run(self) -> None:
+    def _record_weights_as_run(self) -> dict[str, Any]:
         """After the first request (a warm-up), record the weights as they ran: compressed-tensors
         checkpoints (GPTQ/AWQ from llm-compressor) load packed and are unpacked to dense weights on CPU at the
-        first forward, so the bytes read per token and the layer state are only known now."""
+        first forward, so the bytes read per token and the layer state are only known now. Updates
+        ``Loaded.weight_bytes``; returns the state for that request's engine metrics."""
         model = self.model
-        self.runtime["weight_bytes"] = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+        self.loaded.weight_bytes = _weight_bytes(model)
+        self.weights_recorded = True
         status: dict[str, int] = {}
         for m in model.modules():
             s = getattr(m, "quantization_status", None)
             if s is not None:
                 status[str(getattr(s, "value", s))] = status.get(str(getattr(s, "value", s)), 0) + 1
+        state: dict[str, Any] = {"weight_bytes": self.loaded.weight_bytes,
+                                 "weight_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})}
         if status:
-            self.runtime["quantization_status_after_first_request"] = status
-        self.runtime["weight_dtypes_after_first_request"] = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
-        self.runtime["measured_after_first_request"] = True
+            state["quantization_status"] = status
+        return state
 
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
         """Teacher forced: log-prob of each token given the ones before it, and the argmax prediction."""
@@ -163,7 +182,7 @@ class HFEngine(HFTokenizerMixin):
         logprobs = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
         return logprobs.tolist(), logits.argmax(dim=-1).tolist()
 
-    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
         torch = self.torch
         ids = torch.tensor([input_ids], device=self.device)
         kwargs: dict[str, Any] = {}
@@ -177,13 +196,13 @@ class HFEngine(HFTokenizerMixin):
             out = self.model.generate(
                 ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                 min_new_tokens=max_new_tokens, do_sample=False, streamer=_TokenStreamer(on_token), **kwargs)
-        self.runtime["compiled"] = bool(self.compiled_by_generate) or (
-            self.torch_compile and self.cache_implementation == "dynamic")
-        if not self.runtime.get("measured_after_first_request"):
-            self._record_weights_as_run()
+        metrics: dict[str, Any] = {"compiled": bool(self.compiled_by_generate) or (
+            self.torch_compile and self.cache_implementation == "dynamic")}
+        if not self.weights_recorded:
+            metrics["weights_after_first_request"] = self._record_weights_as_run()
         if self.cache_implementation == "static":  # the size generate() really gave the cache (largest so far)
-            self.runtime["static_cache_len"] = getattr(self.model, "_previous_max_cache_length", None)
-        return out[0, len(input_ids):].tolist()
+            metrics["static_cache_len"] = getattr(self.model, "_previous_max_cache_length", None)
+        return Generation(out[0, len(input_ids):].tolist(), metrics)
 
     def reset_peak_memory(self) -> None:
         if self.device.type == "cuda":

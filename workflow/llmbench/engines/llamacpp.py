@@ -5,7 +5,7 @@ Options (a variant in config names a set of them):
   n_threads_batch  threads for prompt processing (null: same as n_threads; llama-cpp-python's own default
                    would be cpu_count)
   n_ctx            context size in tokens (default 2048); prompt + new tokens must fit
-  n_gpu_layers     layers offloaded to a GPU (default 0; -1: all). A non-zero value claims one GPU (gpus_needed)
+  n_gpu_layers     layers offloaded to a GPU (default 0; -1: all). A non-zero value claims one GPU (placement)
                    and, on a build without a GPU backend, fails the job instead of silently running on the CPU.
   flash_attn       bool (default false; llama-cpp-python maps false to "disabled", true to "enabled")
 
@@ -25,6 +25,7 @@ aborts the whole process on it (std::out_of_range, uncatchable from Python). Gen
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
+from llmbench.engines.base import Generation, Placement
 
 import ctypes
 import os
@@ -55,9 +56,12 @@ def option_problems(options: dict[str, Any]) -> list[str]:
     return out
 
 
-def gpus_needed(options: dict[str, Any]) -> int:
-    """A variant that offloads layers claims one GPU; the default (n_gpu_layers 0) claims none."""
-    return 1 if options.get("n_gpu_layers", 0) != 0 else 0
+def placement(options: dict[str, Any]) -> Placement:
+    """A variant that offloads layers runs on (and claims) one GPU; the default (n_gpu_layers 0) the CPU."""
+    threads = options.get("n_threads")
+    if options.get("n_gpu_layers", 0) != 0:
+        return Placement(device="cuda", gpus=1, cpu_threads=threads)
+    return Placement(device="cpu", gpus=0, cpu_threads=threads)
 
 
 class LlamaCppEngine(HFTokenizerMixin):
@@ -150,6 +154,7 @@ class LlamaCppEngine(HFTokenizerMixin):
             engine_version=version,
             device=device,
             device_name=cpu_name() if device == "cpu" else "gpu (llama.cpp backend)",
+            weight_bytes=self.runtime["model_size_bytes"],  # llama_model_size: bytes of all the model's tensors
             runtime=self.runtime,
             library_versions={**versions("llama-cpp-python", "transformers", "tokenizers", "numpy"),
                               "llama.cpp": LLAMA_CPP_COMMITS.get(version)},
@@ -158,14 +163,14 @@ class LlamaCppEngine(HFTokenizerMixin):
     # tokens: encode/decode/tokenize_plain/count_tokens come from HFTokenizerMixin (the HF tokenizer)
 
     # ------------------------------------------------------------------ generation
-    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
         n_ctx = self.llm.n_ctx()
         if len(input_ids) + max_new_tokens > n_ctx:
             raise ValueError(f"prompt ({len(input_ids)}) + max_new_tokens ({max_new_tokens}) exceed n_ctx={n_ctx}; "
                              "raise the variant's n_ctx option")
         out: list[int] = []
         if max_new_tokens <= 0:
-            return out
+            return Generation(out)
         self.llm.reset()  # full prefill every request: no KV reuse from the previous prompt
         gen = self.llm.generate(input_ids, top_k=1, top_p=1.0, min_p=0.0, typical_p=1.0, temp=0.0,
                                 repeat_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, reset=True)
@@ -178,7 +183,7 @@ class LlamaCppEngine(HFTokenizerMixin):
                     break
         finally:
             gen.close()
-        return out
+        return Generation(out)
 
     # ------------------------------------------------------------------ quality
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:

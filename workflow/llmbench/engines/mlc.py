@@ -3,7 +3,7 @@ and the compiled model library), fed the harness's token ids through MLC's compl
 
 Options (a variant in config names a set of them):
   device        cpu | cuda | rocm | vulkan | metal | opencl (default cpu); must be the device the artifact's
-                library was compiled for (its ``device`` param). Anything but cpu claims one GPU (gpus_needed)
+                library was compiled for (its ``device`` param). Anything but cpu claims one GPU (placement)
   mode          local | interactive | server (default local): MLCEngine's preset for max batch size, total
                 sequence length and prefill chunk (see MLCEngine's docstring)
   prefix_cache  bool (default false): MLC's radix prefix cache (EngineConfig.prefix_cache_mode, MLC's default
@@ -21,8 +21,8 @@ down: every engine step MLC hands ``RequestStreamOutput`` objects to ``MLCEngine
 whose ``unpack()`` gives ``delta_token_ids`` before detokenization. The adapter subclasses MLCEngine and reads
 them there, calling on_token for each id the moment that callback runs (it runs in the caller's thread as the
 chunk arrives from the engine thread). This is a private method of MLC: load() fails with a clear error if the
-installed version lacks it. Chunks with more than one id (e.g. after retokenization) are counted in the runtime
-record (``multi_token_chunks``): their tokens share one arrival time.
+installed version lacks it. Chunks with more than one id (e.g. after retokenization) are counted in the request's
+engine metrics (``multi_token_chunks``): their tokens share one arrival time.
 
 Tokenization: the HF tokenizer copied into the artifact, with its chat template, as the hf engine does, so every
 engine gets identical input ids. Every mlc_llm import is inside load(): without mlc_llm (not installable on the
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.formats.mlc import DEVICES
+from llmbench.engines.base import Generation, Placement
 
 import json
 from pathlib import Path
@@ -42,8 +43,11 @@ from typing import Any, Callable
 ENV = "mlc"
 
 
-def gpus_needed(options: dict[str, Any]) -> int:
-    return 0 if options.get("device", "cpu") == "cpu" else 1
+def placement(options: dict[str, Any]) -> Placement:
+    """cpu, else one GPU (whatever its API: vulkan, rocm, metal, opencl), whose bandwidth the roofline reads."""
+    if options.get("device", "cpu") == "cpu":
+        return Placement(device="cpu", gpus=0)
+    return Placement(device="cuda", gpus=1)
 
 
 def token_id_engine(engine_cls: type) -> type:
@@ -112,7 +116,6 @@ class MLCEngineAdapter(HFTokenizerMixin):
         # model_lib given: MLC would otherwise JIT-compile a library of its own
         self.engine = cls(model=str(artifact_dir), model_lib=str(lib), device=device, mode=mode, engine_config=config)
         self.tokenizer = AutoTokenizer.from_pretrained(str(artifact_dir))
-        self.multi_token_chunks = 0
         complete = json.loads(self.engine.engine_config.asjson())  # read back after reload: what MLC chose
         runtime = {
             "api": "MLCEngine.completions.create(prompt=token ids, temperature=0, stream=True, "
@@ -125,7 +128,6 @@ class MLCEngineAdapter(HFTokenizerMixin):
                 "speculative_mode", "tensor_parallel_shards", "opt", "gpu_memory_utilization")},
             "stop_rule": "debug_config.ignore_eos (no stop tokens or strings) + max_tokens = max_new_tokens",
             "tokenizer": "HF tokenizer of the artifact (chat template applied by the harness)",
-            "multi_token_chunks": 0,
         }
         self.runtime = runtime
         dev = getattr(self.engine, "device", None)
@@ -133,18 +135,20 @@ class MLCEngineAdapter(HFTokenizerMixin):
             engine_version=getattr(mlc_llm, "__version__", None) or "unknown",
             device=str(dev) if dev is not None else device,
             device_name=cpu_name() if device == "cpu" else str(dev or device),
+            # weight_bytes: the converted weight shards (params_shard_*.bin), which MLC loads onto the device
+            weight_bytes=sum(f["size"] for name, f in manifest["files"].items() if name.startswith("params_shard_")),
             runtime=runtime,
             library_versions=versions("mlc-llm-nightly-cpu", "mlc-ai-nightly-cpu", "mlc-llm", "mlc-ai",
                                       "apache-tvm-ffi", "transformers", "tokenizers"),
         )
 
-    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
         out: list[int] = []
+        chunks = {"multi_token_chunks": 0}
 
         def sink(ids: list[int]) -> None:
             if len(ids) > 1:
-                self.multi_token_chunks += 1
-                self.runtime["multi_token_chunks"] = self.multi_token_chunks
+                chunks["multi_token_chunks"] += 1
             for t in ids:
                 on_token(t)
                 out.append(t)
@@ -157,7 +161,7 @@ class MLCEngineAdapter(HFTokenizerMixin):
                 pass  # text chunks; the ids reached on_token through the sink
         finally:
             self.engine.token_sink = None
-        return out
+        return Generation(out, chunks)
 
     def reset_peak_memory(self) -> None:
         pass

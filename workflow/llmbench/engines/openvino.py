@@ -22,7 +22,7 @@ masks) with ``min_new_tokens = max_new_tokens`` (EOS probability zero until then
 ``ignore_eos = True`` and greedy decoding. What ran is read back from GenAI itself: with OPENVINO_LOG_LEVEL >= 2
 while the pipeline is built, GenAI prints each compiled model's properties (inference precision, KV cache
 precision, threads, ...) to stdout; ``load`` captures and parses that. The weight compression comes from the
-IR's rt_info (NNCF's record). Each request's own PerfMetrics (TTFT, TPOT) are kept in ``runtime``.
+IR's rt_info (NNCF's record). Each request's own PerfMetrics (TTFT, TPOT) go into its engine metrics.
 
 ``score`` (teacher forced, for the quality figures) runs the same IR through optimum-intel's
 ``OVModelForCausalLM`` (the stateful model, compiled with the same properties) on first use, so benchmark jobs
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines._native_output import capture_fd
+from llmbench.engines.base import Generation, Placement
 
 import os
 import re
@@ -71,6 +72,10 @@ def option_problems(options: dict[str, Any]) -> list[str]:
     if options.get("prefix_caching") and options.get("attention_backend") == "SDPA":
         out.append("prefix_caching applies to attention_backend PA only")
     return out
+
+
+def placement(options: dict[str, Any]) -> Placement:
+    return Placement(device="cpu", gpus=0, cpu_threads=options.get("num_threads"))
 
 
 def ov_properties(options: dict[str, Any]) -> dict[str, Any]:
@@ -236,11 +241,9 @@ class OpenVINOEngine(HFTokenizerMixin):
                                 for p in ("INFERENCE_PRECISION_HINT", "KV_CACHE_PRECISION", "INFERENCE_NUM_THREADS")},
             "weight_compression": facts["nncf_weight_compression"],
             "weight_constants_by_type": facts["weight_constants_by_type"],
-            "weight_bytes": (artifact_dir / "openvino_model.bin").stat().st_size,
             "eos_token_id_masked": int(self.gen_config.eos_token_id),
             "stop_rule": "pipeline generation config + min_new_tokens = max_new_tokens, ignore_eos, greedy",
             "input": "harness token ids as openvino_genai.TokenizedInputs (input_ids + attention_mask, int64)",
-            "perf_metrics": [],  # per generate(): GenAI's own TTFT/TPOT (ms)
         }
         if not compiled:
             print("WARNING: GenAI printed no compiled-model properties; runtime records the requested ones only",
@@ -249,6 +252,8 @@ class OpenVINOEngine(HFTokenizerMixin):
             engine_version=openvino_genai.__version__,
             device="cpu",
             device_name=cpu_name(),
+            # weight_bytes: openvino_model.bin, the IR's constants (compressed weights as stored and run)
+            weight_bytes=(artifact_dir / "openvino_model.bin").stat().st_size,
             runtime=self.runtime,
             library_versions=versions("openvino", "openvino-genai", "openvino-tokenizers", "transformers",
                                       "tokenizers", "numpy"),
@@ -259,7 +264,7 @@ class OpenVINOEngine(HFTokenizerMixin):
         ids = np.asarray([input_ids], dtype=np.int64)
         return self.genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
 
-    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
         cfg = self.gen_config
         cfg.max_new_tokens = max_new_tokens
         cfg.min_new_tokens = max_new_tokens
@@ -267,13 +272,12 @@ class OpenVINOEngine(HFTokenizerMixin):
         result = self.pipe.generate(self._inputs(input_ids), cfg, streamer)
         out = [int(t) for t in result.tokens[0]]
         pm = result.perf_metrics
-        self.runtime["perf_metrics"].append({
+        return Generation(out, {"genai_perf_metrics": {  # GenAI's own figures for this request (ms)
             "input_tokens": int(pm.get_num_input_tokens()), "generated_tokens": int(pm.get_num_generated_tokens()),
             "streamed_tokens": streamer.count,
             "ttft_ms": round(float(pm.get_ttft().mean), 3), "tpot_ms": round(float(pm.get_tpot().mean), 3),
             "generate_ms": round(float(pm.get_generate_duration().mean), 3),
-            "inference_ms": round(float(pm.get_inference_duration().mean), 3)})
-        return out
+            "inference_ms": round(float(pm.get_inference_duration().mean), 3)}})
 
     def _scorer(self):
         """optimum-intel's OVModelForCausalLM on the same IR and properties (loaded on first score)."""

