@@ -1,7 +1,6 @@
 """GGUF for llama.cpp: convert the HF model directory to an F32 GGUF with llama.cpp's own converter, then quantize.
 
-params:
-  type   Q4_K_M | Q8_0 | F16 | ... (see QUANT_TYPES): the llama.cpp file type (llama-quantize's names)
+Params: ``PARAMS`` below (docs/options.md): ``type``, the llama.cpp file type (llama-quantize's names).
 
 Steps (all in the ``llamacpp`` env):
   1. ``convert_hf_to_gguf.py --outtype f32`` (lossless from the fp32 safetensors). The script is not part of the
@@ -35,9 +34,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from llmbench.planning.options import REQUIRED, Option
 from llmbench.provenance import version_of, versions
 
 ENV = "llamacpp"
+FORMAT = "gguf"  # one GGUF file + the HF tokenizer (tokenizer/)
 
 # params.type -> name of the llama_ftype constant in llama_cpp (LLAMA_FTYPE_<...>). The IQ* types are left out:
 # most need an importance matrix (llama-quantize --imatrix), which this builder does not compute.
@@ -52,7 +53,8 @@ QUANT_TYPES = {
 FTYPE_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
                11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M",
                18: "Q6_K", 32: "BF16"}
-PARAMS = {"type": tuple(QUANT_TYPES)}
+PARAMS = {"type": Option(str, REQUIRED, "llama.cpp file type (the IQ* types are left out: most need an "
+                          "importance matrix)", choices=tuple(QUANT_TYPES))}
 
 GGUF_FILE = "model.gguf"
 TOKENIZER_DIR = "tokenizer"
@@ -62,22 +64,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 KNOWN_SDIST_SHA256 = {"0.3.36": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"}
 # What the builder needs from the sdist (vendor/llama.cpp/...).
 _SRC_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
-
-
-class GGUFParamsError(ValueError):
-    pass
-
-
-def check_params(params: dict[str, Any]) -> str:
-    unknown = sorted(set(params) - set(PARAMS))
-    if unknown:
-        raise GGUFParamsError(f"gguf params {unknown} unknown; allowed params: {', '.join(PARAMS)}")
-    if "type" not in params:
-        raise GGUFParamsError(f"gguf needs params.type; allowed types: {', '.join(QUANT_TYPES)}")
-    qtype = params["type"]
-    if qtype not in QUANT_TYPES:
-        raise GGUFParamsError(f"gguf params.type = {params['type']!r}: allowed types are {', '.join(QUANT_TYPES)}")
-    return qtype
 
 
 def sha256_file(path: Path) -> str:
@@ -250,7 +236,7 @@ def quantize(src: Path, dst: Path, qtype: str, nthread: int = 0) -> None:
 
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    qtype = check_params(params)
+    qtype = params["type"]
     if model_manifest.get("synthetic"):
         raise ValueError("gguf: a synthetic model stores no weights (they are drawn at load time); "
                          "GGUF conversion needs a model with real weights")

@@ -1,13 +1,8 @@
 """MLC LLM adapter: ``mlc_llm.MLCEngine`` on an artifact of method ``mlc`` (converted weights, mlc-chat-config.json
 and the compiled model library), fed the harness's token ids through MLC's completions API.
 
-Options (a variant in config names a set of them):
-  device        cpu | cuda | rocm | vulkan | metal | opencl (default cpu); must be the device the artifact's
-                library was compiled for (its ``device`` param). Anything but cpu claims one GPU (gpus_needed)
-  mode          local | interactive | server (default local): MLCEngine's preset for max batch size, total
-                sequence length and prefill chunk (see MLCEngine's docstring)
-  prefix_cache  bool (default false): MLC's radix prefix cache (EngineConfig.prefix_cache_mode, MLC's default
-                "radix"); off, so a repeated prompt is prefilled again and TTFT stays a prefill measurement
+Options: ``OPTIONS`` below (docs/options.md). ``prefix_cache`` is off by default although MLC's default is
+"radix", so a repeated prompt is prefilled again and TTFT stays a prefill measurement.
 
 Generation (python/mlc_llm/serve/engine.py, protocol/openai_api_protocol.py, cpp/serve/request_state.cc):
 ``engine.completions.create(prompt=<token ids>, max_tokens=N, temperature=0, stream=True,
@@ -33,6 +28,7 @@ unverified row with the reason.
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
+from llmbench.planning.options import Option
 
 import json
 from pathlib import Path
@@ -40,10 +36,18 @@ from typing import Any, Callable
 
 ENV = "mlc"
 DEVICES = ("cpu", "cuda", "rocm", "vulkan", "metal", "opencl")
+ACCEPTS = ("mlc",)  # artifact formats this engine loads (see the artifact modules' FORMAT)
+OPTIONS = {
+    "device": Option(str, "cpu", "must be the device the artifact's library was compiled for (its device "
+                     "param); anything but cpu claims one GPU", choices=DEVICES),
+    "mode": Option(str, "local", "MLCEngine's preset for max batch size, total sequence length and prefill chunk",
+                   choices=("local", "interactive", "server")),
+    "prefix_cache": Option(bool, False, "MLC's radix prefix cache (EngineConfig.prefix_cache_mode)"),
+}
 
 
 def gpus_needed(options: dict[str, Any]) -> int:
-    return 0 if options.get("device", "cpu") == "cpu" else 1
+    return 0 if options["device"] == "cpu" else 1
 
 
 def token_id_engine(engine_cls: type) -> type:
@@ -71,24 +75,16 @@ def token_id_engine(engine_cls: type) -> type:
 
 class MLCEngineAdapter(HFTokenizerMixin):
     name = "mlc"
-    OPTIONS: dict[str, Any] = {
-        "device": DEVICES,
-        "mode": ("local", "interactive", "server"),
-        "prefix_cache": bool,
-    }
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
-        from llmbench.artifacts.mlc import DEFAULTS, import_error, not_installable
+        from llmbench.artifacts.mlc import import_error, not_installable
         from llmbench.engines.base import EngineUnavailable, Loaded
 
         artifact_dir = Path(artifact_dir)
         if manifest.get("method") not in (None, "mlc"):
             raise ValueError(f"{artifact_dir} was built by method {manifest.get('method')!r}; the mlc engine loads "
                              "artifacts of method mlc (MLC weights + mlc-chat-config.json + compiled library)")
-        device = options.get("device", "cpu")
-        mode = options.get("mode", "local")
-        if device not in DEVICES:
-            raise ValueError(f"device {device!r}; allowed: {DEVICES}")
+        device, mode = options["device"], options["mode"]
         error = import_error()
         if error is not None:
             raise EngineUnavailable(not_installable(error) + "; the mlc engine needs it to load MLC artifacts")
@@ -100,7 +96,7 @@ class MLCEngineAdapter(HFTokenizerMixin):
 
         from llmbench.provenance import cpu_name, versions
 
-        built_for = {**DEFAULTS, **manifest.get("params", {})}["device"]
+        built_for = manifest["device"]  # the compile target, recorded by the builder
         if built_for != device:
             raise ValueError(f"variant device {device!r}, but {artifact_dir}'s model library was compiled for "
                              f"{built_for!r} (artifact param device); build an artifact for {device!r}")
@@ -108,7 +104,7 @@ class MLCEngineAdapter(HFTokenizerMixin):
         if not lib.exists():
             raise FileNotFoundError(f"{lib}: the artifact's model library is missing")
         cls = token_id_engine(MLCEngine)
-        config = EngineConfig(prefix_cache_mode="radix" if options.get("prefix_cache", False) else "disable")
+        config = EngineConfig(prefix_cache_mode="radix" if options["prefix_cache"] else "disable")
         # model_lib given: MLC would otherwise JIT-compile a library of its own
         self.engine = cls(model=str(artifact_dir), model_lib=str(lib), device=device, mode=mode, engine_config=config)
         self.tokenizer = AutoTokenizer.from_pretrained(str(artifact_dir))
