@@ -61,9 +61,13 @@ def test_default_config_plans(workdir):
         (lambda c: c["scenarios"]["latency"].update(max_tokens=10),
          ["max_tokens", "Additional properties"]),
         (lambda c: c.pop("benchmarks"), ["benchmarks", "required"]),
+        (lambda c: c["benchmarks"].append({"models": ["smollm2-135m"], "artifacts": ["ct2-int8"],
+                                           "variants": ["llamacpp-cpu"], "scenarios": ["latency"]}),
+         ["variant 'llamacpp-cpu' (engine llamacpp) cannot load artifact 'ct2-int8': its format is ct2 (method ct2), "
+          "engine llamacpp accepts gguf"]),
     ],
     ids=["engine", "option-value", "option-name", "option-type", "method", "artifact-param", "undefined-ref", "scheme",
-         "preset", "hf-revision", "number", "type", "prompts-file", "typo-key", "missing-key"],
+         "preset", "hf-revision", "number", "type", "prompts-file", "typo-key", "missing-key", "artifact-format"],
 )
 def test_bad_config_stops_before_any_job(workdir, mutate, expected):
     rc, out = plan_with(workdir, mutate)

@@ -22,7 +22,7 @@ from llmbench.job.scenarios.latency import check_counts, measure  # noqa: E402
 from conftest import REPO, copy_workflow, snakemake, write_yaml  # noqa: E402
 
 N = 16
-OPTIONS = {"device": "cpu", "compute_type": "int8", "intra_threads": 2}
+OPTIONS = engines.resolved("ct2", {"device": "cpu", "compute_type": "int8", "intra_threads": 2})
 # Short answers: greedy decoding reaches <|im_end|> well before N tokens for at least one of them.
 SHORT = ["Hi", "What is 2+2? Answer with a number only.", "Say OK."]
 
@@ -38,7 +38,7 @@ def merged(base: dict, over: dict) -> dict:
 @pytest.fixture(scope="module")
 def int8_dir(embedded_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ct2") / "ct2-int8"
-    artifacts.build("ct2", embedded_model_dir, {"quantization": "int8"}, out)
+    artifacts.build("ct2", embedded_model_dir, artifacts.resolved("ct2", {"quantization": "int8"}), out)
     return out
 
 
@@ -68,10 +68,10 @@ def test_int8_artifact_manifest(int8_dir, embedded_model_dir):
 def test_artifact_params_are_checked_before_converting():
     ct2_builder = artifacts.module("ct2")
     with pytest.raises(ValueError, match="allowed values are int8, .*float32"):
-        ct2_builder.build(REPO, {}, {"quantization": "int4"}, REPO / "never-written")
-    with pytest.raises(ValueError, match="unknown params \\['dtype'\\]; allowed params: quantization"):
-        ct2_builder.build(REPO, {}, {"dtype": "float16"}, REPO / "never-written")
-    assert not (REPO / "never-written").exists()
+        artifacts.resolved("ct2", {"quantization": "int4"})
+    with pytest.raises(ValueError, match="params.dtype: unknown parameter of method ct2; allowed parameters are "
+                                         "quantization"):
+        artifacts.resolved("ct2", {"dtype": "float16"})
     # the builder's list is the installed library's
     from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES
     assert set(ct2_builder.QUANTIZATIONS) == set(ACCEPTED_MODEL_TYPES)
@@ -149,13 +149,14 @@ def test_score_is_teacher_forced_and_finite(int8_engine):
 def test_float32_matches_hf_greedy_and_log_probs(embedded_model_dir, tmp_path_factory):
     torch = pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("ct2") / "ct2-fp32"
-    artifacts.build("ct2", embedded_model_dir, {"quantization": "float32"}, out)
+    artifacts.build("ct2", embedded_model_dir, artifacts.resolved("ct2", {"quantization": "float32"}), out)
     ct2 = engines.create("ct2")
-    rt = ct2.load(out, manifest.read(out), {"device": "cpu", "compute_type": "float32", "intra_threads": 2}).runtime
+    rt = ct2.load(out, manifest.read(out),
+                  engines.resolved("ct2", {"device": "cpu", "compute_type": "float32", "intra_threads": 2})).runtime
     assert rt["compute_type"] == "float32"
     hf = engines.create("hf")
     hf.load(embedded_model_dir, manifest.read(embedded_model_dir),
-            {"device": "cpu", "dtype": "float32", "attn_implementation": "sdpa", "num_threads": 2})
+            engines.resolved("hf", {"device": "cpu", "dtype": "float32", "attn_implementation": "sdpa", "num_threads": 2}))
     for prompt in ["Explain what a hash table is.", "Hi"]:
         ids = ct2.encode(prompt)
         assert ids == hf.encode(prompt)

@@ -141,11 +141,11 @@ def test_build_tiny_env(tmp_path):
 PROBE_ENGINE = '''\
 """A test-only engine whose jobs run in envs/probe.yaml."""
 ENV = "probe"
+OPTIONS = {}
 
 
 class Probe:
     name = "probe"
-    OPTIONS = {}
 
 
 ADAPTER = Probe

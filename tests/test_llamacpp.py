@@ -24,16 +24,16 @@ PROMPT = "What are the differences between Javascript and Python?"
 
 # ---------------------------------------------------------------------------------------------- no llama_cpp needed
 def test_params_are_validated_and_the_error_lists_the_allowed_types():
-    from llmbench.artifacts import gguf
+    from llmbench import artifacts
 
-    assert gguf.check_params({"type": "Q4_K_M"}) == "Q4_K_M"
-    with pytest.raises(gguf.GGUFParamsError) as e:
-        gguf.check_params({"type": "Q9_X"})
+    assert artifacts.resolved("gguf", {"type": "Q4_K_M"}) == {"type": "Q4_K_M"}
+    with pytest.raises(ValueError) as e:
+        artifacts.resolved("gguf", {"type": "Q9_X"})
     assert "Q4_K_M" in str(e.value) and "Q8_0" in str(e.value) and "F16" in str(e.value)
-    with pytest.raises(gguf.GGUFParamsError, match="allowed types"):
-        gguf.check_params({})
-    with pytest.raises(gguf.GGUFParamsError, match="unknown"):
-        gguf.check_params({"type": "Q8_0", "imatrix": "x"})
+    with pytest.raises(ValueError, match="params.type: required; allowed values are F32, F16"):
+        artifacts.resolved("gguf", {})
+    with pytest.raises(ValueError, match="params.imatrix: unknown parameter of method gguf"):
+        artifacts.resolved("gguf", {"type": "Q8_0", "imatrix": "x"})
 
 
 def test_synthetic_models_are_refused(tmp_path):
@@ -68,9 +68,6 @@ def test_example_config_is_valid():
     extra = yaml.safe_load((REPO / "config/examples/llamacpp.yaml").read_text())
     cfg = _merge(base, extra)
     llmbench_config.check(cfg, REPO)
-    from llmbench.artifacts import gguf
-    for a in extra["artifacts"].values():
-        gguf.check_params(a["params"])
     bad = _merge(cfg, {"variants": {"llamacpp-cpu": {"options": {"n_threads": "one", "n_ctx": 0}}},
                        "artifacts": {"gguf-q4_k_m": {"params": {"type": "Q4_K_X"}}}})
     with pytest.raises(llmbench_config.ConfigError) as e:
@@ -106,7 +103,7 @@ def built(embedded_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("gguf")
     for qtype in ("Q8_0", "Q4_K_M"):
         out[qtype] = root / qtype
-        artifacts.build("gguf", embedded_model_dir, {"type": qtype}, out[qtype])
+        artifacts.build("gguf", embedded_model_dir, artifacts.resolved("gguf", {"type": qtype}), out[qtype])
     return out
 
 
@@ -115,7 +112,8 @@ def load(art_dir, **options):
     from llmbench.provenance import manifest
 
     engine = engines.create("llamacpp")
-    loaded = engine.load(art_dir, manifest.verify(art_dir), {"n_threads": 1, "n_ctx": 1024, **options})
+    loaded = engine.load(art_dir, manifest.verify(art_dir),
+                         engines.resolved("llamacpp", {"n_threads": 1, "n_ctx": 1024, **options}))
     return engine, loaded
 
 
@@ -229,15 +227,16 @@ def test_gpu_layers_on_a_cpu_build_fail_loudly(built):
 @needs_llama_cpp
 def test_f32_gguf_reproduces_the_hf_fp32_model(embedded_model_dir, tmp_path):
     """The conversion is lossless: llama.cpp on the F32 GGUF predicts what HF transformers fp32 predicts."""
-    from llmbench import artifacts
+    from llmbench import artifacts, engines
     from llmbench.provenance import manifest
     from llmbench.engines.hf import HFEngine
 
     out = tmp_path / "F32"
-    artifacts.build("gguf", embedded_model_dir, {"type": "F32"}, out)
+    artifacts.build("gguf", embedded_model_dir, artifacts.resolved("gguf", {"type": "F32"}), out)
     assert set(manifest.read(out)["gguf"]["tensor_types"]) == {"F32"}
     hf = HFEngine()
-    hf.load(embedded_model_dir, manifest.read(embedded_model_dir), {"device": "cpu", "dtype": "float32", "num_threads": 1})
+    hf.load(embedded_model_dir, manifest.read(embedded_model_dir),
+            engines.resolved("hf", {"device": "cpu", "dtype": "float32", "num_threads": 1}))
     engine, _ = load(out)
     agree = total = 0
     for prompt in (PROMPT, "Implement a Python function to compute the Fibonacci numbers."):

@@ -35,10 +35,15 @@ OUT = "/w/resources/artifacts/smollm2-135m/mlc-q4f16_1"
 INPUT = f"{OUT}/mlc-input"
 
 
+def P(**params):
+    """Complete params, as the builder's helpers receive them from the workflow."""
+    return artifacts.resolved("mlc", params)
+
+
 # ------------------------------------------------------------------------------------------- commands
 
 def test_commands_are_mlcs_documented_three_steps():
-    argvs = mlc.commands(INPUT, OUT, {"quantization": "q4f16_1"}, model_name="smollm2-135m")
+    argvs = mlc.commands(INPUT, OUT, P(quantization="q4f16_1"), model_name="smollm2-135m")
     assert argvs == [
         ["mlc_llm", "convert_weight", INPUT, "--quantization", "q4f16_1", "--device", "cpu", "-o", OUT],
         ["mlc_llm", "gen_config", INPUT, "--quantization", "q4f16_1", "--conv-template", "chatml", "-o", OUT],
@@ -50,18 +55,18 @@ def test_commands_are_mlcs_documented_three_steps():
 def test_commands_with_every_param():
     params = {"quantization": "q4f32_1", "conv_template": "llama-3", "device": "cuda", "context_window_size": 2048,
               "prefill_chunk_size": 512, "opt": "O3"}
-    convert, gen, comp = mlc.commands(INPUT, OUT, params, model_name="m")
+    convert, gen, comp = mlc.commands(INPUT, OUT, P(**params), model_name="m")
     assert convert == ["mlc_llm", "convert_weight", INPUT, "--quantization", "q4f32_1", "--device", "cuda", "-o", OUT]
     assert gen == ["mlc_llm", "gen_config", INPUT, "--quantization", "q4f32_1", "--conv-template", "llama-3",
                    "--context-window-size", "2048", "--prefill-chunk-size", "512", "-o", OUT]
     assert comp == ["mlc_llm", "compile", f"{OUT}/mlc-chat-config.json", "--device", "cuda", "--opt", "O3",
                     "-o", f"{OUT}/lib/m-q4f32_1-cuda.so"]
     # metal libraries are .dylib in MLC's docs; the library is named after the model dir by default
-    assert mlc.commands("/m/Some-Model", OUT, {"device": "metal"})[2][-1] == f"{OUT}/lib/Some-Model-q4f16_1-metal.dylib"
+    assert mlc.commands("/m/Some-Model", OUT, P(device="metal"))[2][-1] == f"{OUT}/lib/Some-Model-q4f16_1-metal.dylib"
 
 
 def test_script_is_valid_bash_and_relocatable(tmp_path):
-    argvs = mlc.commands(INPUT, OUT, {"context_window_size": 1024}, model_name="smollm2-135m")
+    argvs = mlc.commands(INPUT, OUT, P(context_window_size=1024), model_name="smollm2-135m")
     text = mlc.script(argvs, OUT, "a header\nsecond line")
     assert OUT not in text  # the artifact dir is "$OUT": the build dir is renamed after the build
     path = tmp_path / "commands.sh"
@@ -78,20 +83,18 @@ def test_script_is_valid_bash_and_relocatable(tmp_path):
 # --------------------------------------------------------------------------------------------- params
 
 @pytest.mark.parametrize("params, message", [
-    ({"quantization": "int4"}, r"quantization = 'int4'; allowed values are q0f16, .*q4f16_1"),
-    ({"device": "tpu"}, r"device = 'tpu'; allowed values are cpu, cuda, rocm, vulkan, metal, opencl"),
-    ({"conv_template": "smollm"}, r"conv_template = 'smollm'; allowed values are .*chatml"),
-    ({"context_window_size": 0}, r"context_window_size = 0; expected a positive integer or null"),
-    ({"prefill_chunk_size": True}, r"prefill_chunk_size = True; expected a positive integer"),
-    ({"opt": "O4"}, r"opt = 'O4'; allowed values are O0, O1, O2, O3, null"),
-    ({"bits": 4}, r"unknown params \['bits'\]; allowed params: quantization, conv_template, device"),
+    ({"quantization": "int4"}, r"quantization = 'int4': allowed values are q0f16, .*q4f16_1"),
+    ({"device": "tpu"}, r"device = 'tpu': allowed values are cpu, cuda, rocm, vulkan, metal, opencl"),
+    ({"conv_template": "smollm"}, r"conv_template = 'smollm': allowed values are .*chatml"),
+    ({"context_window_size": 0}, r"context_window_size = 0: expected a value >= 1"),
+    ({"prefill_chunk_size": True}, r"prefill_chunk_size = True: expected int or null"),
+    ({"opt": "O4"}, r"opt = 'O4': allowed values are O0, O1, O2, O3, null"),
+    ({"bits": 4}, r"params.bits: unknown parameter of method mlc; allowed parameters are quantization, "
+                  r"conv_template, device"),
 ])
-def test_params_are_checked(params, message, tmp_path):
+def test_params_are_checked(params, message):
     with pytest.raises(ValueError, match=message):
-        mlc.check_params(params)
-    with pytest.raises(ValueError, match=message):  # before anything is written
-        mlc.build(REPO, {}, params, tmp_path / "never")
-    assert not (tmp_path / "never").exists()
+        artifacts.resolved("mlc", params)
 
 
 def test_default_config_passes_and_bad_params_are_config_errors():
@@ -128,7 +131,7 @@ def test_rope_parameters_are_given_to_mlc_as_rope_theta():
 
 def test_predicted_chat_config_of_the_embedded_model(embedded_model_dir, tmp_path):
     staged = mlc.prepare_input(embedded_model_dir, tmp_path)
-    expected = mlc.expected_config(tmp_path / "mlc-input", {"quantization": "q4f16_1"})
+    expected = mlc.expected_config(tmp_path / "mlc-input", P(quantization="q4f16_1"))
     hf = json.loads((embedded_model_dir / "config.json").read_text())
     assert expected["model_type"] == "llama" and expected["quantization"] == "q4f16_1"
     assert expected["conv_template"] == {"name": "chatml"}
@@ -145,19 +148,19 @@ def test_predicted_chat_config_of_the_embedded_model(embedded_model_dir, tmp_pat
     assert mc["position_embedding_base"] == hf["rope_parameters"]["rope_theta"] == 100000.0
     assert staged["config_changes"] and "rope_theta = 100000.0" in staged["config_changes"][0]
     # ... where the model's own config.json (transformers 5: rope_parameters only) would give MLC's fallback
-    raw = mlc.predict_chat_config(hf, None, {}, ["tokenizer.json"])
+    raw = mlc.predict_chat_config(hf, None, P(), ["tokenizer.json"])
     assert raw["model_config"]["position_embedding_base"] == 10000
 
 
 def test_predicted_window_overrides(embedded_model_dir):
     hf = json.loads((embedded_model_dir / "config.json").read_text())
-    small = mlc.predict_chat_config(hf, None, {"context_window_size": 2048}, [])
+    small = mlc.predict_chat_config(hf, None, P(context_window_size=2048), [])
     assert small["context_window_size"] == 2048 and small["prefill_chunk_size"] == 2048  # clipped to the window
-    both = mlc.predict_chat_config(hf, None, {"context_window_size": 4096, "prefill_chunk_size": 1024}, [])
+    both = mlc.predict_chat_config(hf, None, P(context_window_size=4096, prefill_chunk_size=1024), [])
     assert (both["context_window_size"], both["prefill_chunk_size"]) == (4096, 1024)
-    assert mlc.predict_chat_config(hf, None, {}, [])["active_vocab_size"] == 49152
+    assert mlc.predict_chat_config(hf, None, P(), [])["active_vocab_size"] == 49152
     with pytest.raises(ValueError, match="context window"):
-        mlc.predict_chat_config({k: v for k, v in hf.items() if k != "max_position_embeddings"}, None, {}, [])
+        mlc.predict_chat_config({k: v for k, v in hf.items() if k != "max_position_embeddings"}, None, P(), [])
 
 
 def test_compare_chat_config():
@@ -182,7 +185,7 @@ def unverified_artifact(embedded_model_dir, tmp_path_factory):
     # the same layout as the workflow: resources/{models,artifacts}/..., so the weight index is relative
     root = tmp_path_factory.mktemp("mlcwf") / "resources"
     out = root / "artifacts/smollm2-135m/mlc-q4f16_1"
-    artifacts.build("mlc", embedded_model_dir, {"quantization": "q4f16_1"}, out)
+    artifacts.build("mlc", embedded_model_dir, P(quantization="q4f16_1"), out)
     return out
 
 
@@ -229,7 +232,7 @@ def test_commands_sh_and_weight_index(unverified_artifact, embedded_model_dir):
 def test_engine_load_without_mlc_raises_unavailable(unverified_artifact):
     engine = engines.create("mlc")
     with pytest.raises(EngineUnavailable, match=r"^mlc_llm is not installable here \(import mlc_llm: "):
-        engine.load(unverified_artifact, manifest.read(unverified_artifact), {"device": "cpu"})
+        engine.load(unverified_artifact, manifest.read(unverified_artifact), engines.resolved("mlc", {"device": "cpu"}))
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +244,8 @@ def unverified_run(unverified_artifact, embedded_model_dir, tmp_path_factory):
     spec = {"model": "smollm2-135m", "artifact": "mlc-q4f16_1", "variant_name": "mlc-cpu",
             "scenario_name": "latency", "model_dir": str(embedded_model_dir), "artifact_dir": str(unverified_artifact),
             "model_config": cfg["models"]["smollm2-135m"], "artifact_config": cfg["artifacts"]["mlc-q4f16_1"],
-            "variant": cfg["variants"]["mlc-cpu"], "scenario": scenario}
+            "variant": {**cfg["variants"]["mlc-cpu"], "options": llmbench_config.resolved_options(cfg, "mlc-cpu")},
+            "scenario": scenario}
     return bench.run_job(spec, tmp_path_factory.mktemp("runs") / "latency.parquet", log=lambda m: None)
 
 
@@ -389,9 +393,9 @@ def stand_in_mlc(tmp_path, monkeypatch):
 def test_build_runs_the_commands_when_mlc_llm_imports(stand_in_mlc, embedded_model_dir, tmp_path):
     out = tmp_path / "resources/artifacts/smollm2-135m/mlc-q4f16_1"
     out.mkdir(parents=True)
-    m = mlc.build(embedded_model_dir, manifest.read(embedded_model_dir), {"quantization": "q4f16_1"}, out)
+    m = mlc.build(embedded_model_dir, manifest.read(embedded_model_dir), P(quantization="q4f16_1"), out)
     ran = [json.loads(line) for line in stand_in_mlc.read_text().splitlines()]
-    assert [["mlc_llm", *a] for a in ran] == mlc.commands(out / "mlc-input", out, {}, model_name=embedded_model_dir.name)
+    assert [["mlc_llm", *a] for a in ran] == mlc.commands(out / "mlc-input", out, P(), model_name=embedded_model_dir.name)
     assert m["library"] == "mlc_llm" and m["model_lib"] == "lib/smollm2-135m-q4f16_1-cpu.so"
     assert (out / m["model_lib"]).exists() and m["run_as"].endswith(" -m mlc_llm")
     assert m["commands"][2][-1] == "<artifact dir>/lib/smollm2-135m-q4f16_1-cpu.so"
@@ -400,5 +404,5 @@ def test_build_runs_the_commands_when_mlc_llm_imports(stand_in_mlc, embedded_mod
     assert not [d for d in m["expected_config_differences"] if d.startswith("model_config.position_embedding_base")]
     # the installed library's lists are checked too (this stand-in knows two templates)
     with pytest.raises(ValueError, match="conv_template = 'gpt2'; allowed values are chatml, llama-3$"):
-        mlc.build(embedded_model_dir, {}, {"conv_template": "gpt2"}, tmp_path / "other")
+        mlc.build(embedded_model_dir, {}, P(conv_template="gpt2"), tmp_path / "other")
     assert not (tmp_path / "other").exists()  # checked before anything is written

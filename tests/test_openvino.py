@@ -21,7 +21,6 @@ import yaml
 from llmbench import artifacts, engines
 from llmbench.planning import config as llmbench_config
 from llmbench.artifacts import openvino as ova
-from llmbench.planning.config import _check_option
 from llmbench.engines import openvino as ove
 
 from conftest import REPO  # noqa: E402
@@ -30,9 +29,10 @@ HAVE_GENAI = importlib.util.find_spec("openvino_genai") is not None
 needs_genai = pytest.mark.skipif(not HAVE_GENAI, reason="openvino_genai is not importable in this interpreter")
 
 N = 16
-OPTIONS = {"device": "cpu", "num_threads": 2}
-EXACT = {"device": "cpu", "num_threads": 2, "inference_precision": "f32", "kv_cache_precision": "f32",
-         "dynamic_quantization_group_size": 0}
+OPTIONS = engines.resolved("openvino", {"device": "cpu", "num_threads": 2})
+EXACT = engines.resolved("openvino", {"device": "cpu", "num_threads": 2, "inference_precision": "f32",
+                                      "kv_cache_precision": "f32", "dynamic_quantization_group_size": 0})
+INT4_NA = {"group_size": None, "ratio": None, "group_size_fallback": None}  # int4-only params elsewhere
 # Short answers: greedy decoding reaches <|im_end|> well before N tokens for at least one of them.
 SHORT = ["Hi", "What is 2+2? Answer with a number only.", "Say OK."]
 
@@ -59,45 +59,43 @@ def test_registered_without_importing_openvino():
 
 
 @pytest.mark.parametrize("params, expected", [
-    ({}, {"weight_format": "int8", "sym": False}),
-    ({"weight_format": "int8", "sym": True}, {"weight_format": "int8", "sym": True}),
+    ({}, {"weight_format": "int8", "sym": False, **INT4_NA}),
+    ({"weight_format": "int8", "sym": True}, {"weight_format": "int8", "sym": True, **INT4_NA}),
     ({"weight_format": "int4"}, {"weight_format": "int4", "sym": False, "group_size": 64, "ratio": 1.0,
                                  "group_size_fallback": "error"}),
     ({"weight_format": "int4", "group_size": -1, "ratio": 1, "sym": True, "group_size_fallback": "adjust"},
-     {"weight_format": "int4", "sym": True, "group_size": -1, "ratio": 1.0, "group_size_fallback": "adjust"}),
-    ({"weight_format": "fp16"}, {"weight_format": "fp16", "sym": False}),
+     {"weight_format": "int4", "sym": True, "group_size": -1, "ratio": 1, "group_size_fallback": "adjust"}),
+    ({"weight_format": "fp16"}, {"weight_format": "fp16", "sym": False, **INT4_NA}),
 ])
 def test_good_params(params, expected):
-    assert ova.check_params(params) == expected
-    for key, value in params.items():  # the type check config.py runs before any job
-        assert _check_option("a", key, value, ova.PARAMS[key]) is None
+    assert artifacts.resolve("openvino", params) == (expected, [])
 
 
 @pytest.mark.parametrize("params, expected", [
-    ({"weight_format": "int3"}, "weight_format = 'int3'; allowed values are int8, int4, fp16, fp32"),
-    ({"bits": 4}, "unknown params \\['bits'\\]; allowed params: weight_format, sym, group_size"),
-    ({"weight_format": "int8", "group_size": 64}, "group_size apply to weight_format int4 only"),
-    ({"weight_format": "fp32", "ratio": 0.8}, "ratio apply to weight_format int4 only"),
+    ({"weight_format": "int3"}, "weight_format = 'int3': allowed values are int8, int4, fp16, fp32"),
+    ({"bits": 4}, "params.bits: unknown parameter of method openvino; allowed parameters are weight_format, sym, "
+                  "group_size"),
+    ({"weight_format": "int8", "group_size": 64}, "group_size = 64: applies to weight_format int4 only"),
+    ({"weight_format": "fp32", "ratio": 0.8}, "ratio = 0.8: applies to weight_format int4 only"),
     ({"weight_format": "fp16", "sym": True}, "sym applies to int8/int4 only"),
     ({"weight_format": "int4", "group_size": 0}, "group_size = 0: expected a positive int or -1"),
     ({"weight_format": "int4", "group_size": True}, "group_size = True"),
-    ({"weight_format": "int4", "ratio": 1.5}, "ratio = 1.5: expected a number in \\(0, 1\\]"),
+    ({"weight_format": "int4", "ratio": 1.5}, "ratio = 1.5: expected a number in (0, 1]"),
     ({"weight_format": "int4", "group_size_fallback": "round"}, "group_size_fallback = 'round'"),
     ({"sym": "yes"}, "sym = 'yes': expected bool"),
 ])
-def test_bad_params_fail_before_anything_is_imported_or_written(params, expected):
-    with pytest.raises(ValueError, match=expected):
-        ova.build(REPO, {}, params, REPO / "never-written")
-    assert not (REPO / "never-written").exists()
+def test_bad_params_are_config_problems(params, expected):
+    _, found = artifacts.resolve("openvino", params)
+    assert any(expected in p for p in found), found
 
 
 def test_export_call_and_cli_equivalent():
-    p = ova.check_params({"weight_format": "int4", "sym": True})
+    p = artifacts.resolved("openvino", {"weight_format": "int4", "sym": True})
     assert ova.quantization_kwargs(p) == {"bits": 4, "sym": True, "group_size": 64, "ratio": 1.0,
                                           "group_size_fallback": "error"}
     assert ova.cli_equivalent(REPO, p).endswith("--weight-format int4 --group-size 64 --ratio 1.0 --sym <artifact dir>")
-    assert ova.quantization_kwargs(ova.check_params({})) == {"bits": 8, "sym": False}
-    assert ova.quantization_kwargs(ova.check_params({"weight_format": "fp32"})) is None
+    assert ova.quantization_kwargs(artifacts.resolved("openvino", {})) == {"bits": 8, "sym": False}
+    assert ova.quantization_kwargs(artifacts.resolved("openvino", {"weight_format": "fp32"})) is None
 
 
 def test_example_config_is_valid_and_options_are_checked():
@@ -125,12 +123,13 @@ def test_example_config_is_valid_and_options_are_checked():
     ({"attention_backend": "SDPA", "prefix_caching": True}, "prefix_caching applies to attention_backend PA only"),
 ])
 def test_option_problems(options, expected):
-    assert any(expected in p for p in ove.option_problems(options))
-    assert ove.option_problems(EXACT) == []
+    assert any(expected in p for p in engines.resolve("openvino", options)[1])
+    assert engines.resolve("openvino", EXACT)[1] == []
 
 
 def test_options_map_to_openvino_properties():
-    assert ove.ov_properties({"device": "cpu"}) == {"PERFORMANCE_HINT": "LATENCY", "ATTENTION_BACKEND": "PA"}
+    assert ove.ov_properties(engines.resolved("openvino", {"device": "cpu"})) == {
+        "PERFORMANCE_HINT": "LATENCY", "ATTENTION_BACKEND": "PA"}
     props = ove.ov_properties({**EXACT, "inference_precision": "auto", "attention_backend": "SDPA",
                                "performance_hint": "THROUGHPUT", "prefix_caching": False})
     assert props == {"INFERENCE_NUM_THREADS": 2, "PERFORMANCE_HINT": "THROUGHPUT", "KV_CACHE_PRECISION": "f32",
@@ -172,7 +171,7 @@ def model_dir(request):
 @pytest.fixture(scope="module")
 def int8_dir(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ov") / "openvino-int8"
-    artifacts.build("openvino", model_dir, {"weight_format": "int8"}, out)
+    artifacts.build("openvino", model_dir, artifacts.resolved("openvino", {"weight_format": "int8"}), out)
     return out
 
 
@@ -191,7 +190,7 @@ def test_int8_artifact_manifest(int8_dir, model_dir):
 
     m = manifest.verify(int8_dir)  # every file hashed and unchanged
     model = manifest.read(model_dir)
-    assert m["method"] == "openvino" and m["params"] == {"weight_format": "int8"}
+    assert m["method"] == "openvino" and m["params"] == {"weight_format": "int8", "sym": False, **INT4_NA}
     assert m["library"] == "optimum-intel" and m["weight_format"] == "int8"
     lv = m["library_versions"]
     assert all(lv[k] for k in ("openvino", "openvino-genai", "openvino-tokenizers", "optimum-intel", "nncf"))
@@ -283,11 +282,11 @@ def test_float32_matches_hf_greedy_and_log_probs(model_dir, tmp_path_factory):
     from llmbench.provenance import manifest
 
     out = tmp_path_factory.mktemp("ov") / "openvino-fp32"
-    m = artifacts.build("openvino", model_dir, {"weight_format": "fp32"}, out)
+    m = artifacts.build("openvino", model_dir, artifacts.resolved("openvino", {"weight_format": "fp32"}), out)
     assert m["compression"]["applied"] is None and set(m["weight_constants_by_type"]) == {"f32"}
     hf = engines.create("hf")
     hf.load(model_dir, manifest.read(model_dir),
-            {"device": "cpu", "dtype": "float32", "attn_implementation": "sdpa", "num_threads": 2})
+            engines.resolved("hf", {"device": "cpu", "dtype": "float32", "attn_implementation": "sdpa", "num_threads": 2}))
     for backend in ("PA", "SDPA"):
         ov = engines.create("openvino")
         rt = ov.load(out, manifest.read(out), {**EXACT, "attention_backend": backend}).runtime

@@ -24,7 +24,7 @@ from conftest import REPO, copy_workflow, snakemake, write_yaml  # noqa: E402
 
 N = 8
 CALIB = {"num_samples": 8, "seq_len": 128}
-LOAD = {"device": "cpu", "dtype": "auto"}
+LOAD = engines.resolved("hf", {"device": "cpu", "dtype": "auto"})
 HAVE_LLMCOMPRESSOR = importlib.util.find_spec("llmcompressor") is not None
 needs_llmcompressor = pytest.mark.skipif(not HAVE_LLMCOMPRESSOR, reason="llmcompressor not installed (envs/quant.yaml)")
 
@@ -53,41 +53,44 @@ def test_corpus_is_fixed_disjoint_and_hashed():
 
 # ---------------------------------------------------------------- params (fast, no library needed)
 
+def problems(method, params):
+    return artifacts.resolve(method, params)[1]
+
+
 @pytest.mark.parametrize("method", ["gptq", "awq"])
 def test_params_are_checked_before_anything_runs(method):
     mod = artifacts.module(method)
     assert mod.ENV == "quant" and artifacts.env(method) == "quant"
     cases = {
-        "bits": (3, "params.bits = 3: expected one of 4, 8"),
+        "bits": (3, "params.bits = 3: allowed values are 4, 8"),
         "sym": ("yes", "params.sym = 'yes': expected bool"),
-        "group_size": (0, "params.group_size = 0: must be an integer >= 1"),
+        "group_size": (0, "params.group_size = 0: expected a value >= 1"),
         "num_samples": (2.5, "params.num_samples = 2.5: expected int"),
-        "dtype": ("float16", "params.dtype = 'float16': expected one of 'float32', 'bfloat16'"),
+        "dtype": ("float16", "params.dtype = 'float16': allowed values are float32, bfloat16"),
+        "ignore": (["lm_head", 3], "params.ignore = ['lm_head', 3]: expected a list of module names (strings)"),
     }
     for key, (value, msg) in cases.items():
-        with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(")", r"\)")):
-            mod.build(REPO, {}, {key: value}, REPO / "never-written")
-    with pytest.raises(ValueError, match=f"unknown param\\(s\\) nope; allowed params of method {method}: bits"):
-        mod.build(REPO, {}, {"nope": 1}, REPO / "never-written")
-    assert not (REPO / "never-written").exists()
-    assert mod.check({})["group_size"] == 64 and mod.check({})["bits"] == 4
+        assert problems(method, {key: value}) == [msg]
+    assert problems(method, {"nope": 1}) == [f"params.nope: unknown parameter of method {method}; allowed "
+                                             f"parameters are {', '.join(mod.PARAMS)}"]
+    defaults = artifacts.resolved(method, {})
+    assert defaults["group_size"] == 64 and defaults["bits"] == 4 and defaults["ignore"] == ["lm_head"]
+    defaults["ignore"].append("x")  # a resolved list is the caller's own
+    assert artifacts.resolved(method, {})["ignore"] == ["lm_head"]
 
 
 def test_method_specific_params():
-    from llmbench.artifacts import awq, gptq
+    assert problems("gptq", {}) == [] and problems("awq", {"n_grid": 5}) == []
+    assert problems("awq", {"bits": "4", "n_grid": 0}) == ["params.bits = '4': allowed values are 4, 8",
+                                                          "params.n_grid = 0: expected a value >= 1"]
+    assert problems("gptq", {"bits": 4.0}) == ["params.bits = 4.0: allowed values are 4, 8"]  # 4.0 is not 4
 
-    # params_problems: the same messages, as a list, for a config check before any job
-    assert gptq.params_problems({}) == [] and awq.params_problems({"n_grid": 5}) == []
-    assert awq.params_problems({"bits": "4", "n_grid": 0}) == ["params.bits = '4': expected one of 4, 8",
-                                                             "params.n_grid = 0: must be an integer >= 1"]
-
-    assert gptq.check({})["sym"] is True and awq.check({})["sym"] is False  # AWQ's usual W4A16_ASYM
-    with pytest.raises(ValueError, match=r"params.damp = 1.5: expected a number in \(0, 1\)"):
-        gptq.check({"damp": 1.5})
-    with pytest.raises(ValueError, match="params.actorder = 'dynamic': expected one of 'static', 'group'"):
-        gptq.check({"actorder": "dynamic"})
-    with pytest.raises(ValueError, match="params.duo_scaling = 1: expected one of True, False, 'both'"):
-        awq.check({"duo_scaling": 1})
+    assert artifacts.resolved("gptq")["sym"] is True and artifacts.resolved("awq")["sym"] is False  # W4A16_ASYM
+    assert problems("gptq", {"damp": 1.5}) == ["params.damp = 1.5: expected a number in (0, 1)"]
+    assert problems("gptq", {"actorder": "dynamic"}) == [
+        "params.actorder = 'dynamic': allowed values are static, group, weight, null"]
+    assert problems("awq", {"duo_scaling": 1}) == [  # 1 is not true
+        "params.duo_scaling = 1: allowed values are true, false, both"]
 
 
 def test_group_size_must_divide_the_hidden_size():
@@ -107,9 +110,8 @@ def test_example_config_is_valid():
     cfg = merged(yaml.safe_load((REPO / "config/config.yaml").read_text()),
                  yaml.safe_load((REPO / "config/examples/quant.yaml").read_text()))
     assert llmbench_config.problems(cfg, REPO) == []
-    from llmbench.artifacts import awq, gptq
-    assert gptq.check(cfg["artifacts"]["gptq-w4g64"]["params"])["group_size"] == 64
-    assert awq.check(cfg["artifacts"]["awq-w4g64"]["params"])["group_size"] == 64
+    assert llmbench_config.resolved_params(cfg, "gptq-w4g64")["group_size"] == 64
+    assert llmbench_config.resolved_params(cfg, "awq-w4g64")["group_size"] == 64
 
 
 # ---------------------------------------------------------------- real builds (slow)
@@ -117,7 +119,7 @@ def test_example_config_is_valid():
 def _build(method, embedded_model_dir, tmp_path_factory, params):
     pytest.importorskip("llmcompressor")
     out = tmp_path_factory.mktemp(method) / f"{method}-w4g64"
-    artifacts.build(method, embedded_model_dir, params, out)
+    artifacts.build(method, embedded_model_dir, artifacts.resolved(method, params), out)
     return out
 
 

@@ -12,7 +12,6 @@ import sys
 import pytest
 
 from llmbench import engines
-from llmbench.planning.config import _check_option
 from llmbench.engines import vllm as ve
 from llmbench.engines.base import Placement
 
@@ -26,7 +25,6 @@ def test_registered_without_importing_vllm():
             "assert 'vllm' not in sys.modules, 'importing the adapter imported vllm'")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert "vllm" in engines.names()
-    assert set(ve.VLLMEngine.OPTIONS) == set(ve.DEFAULTS)
 
 
 @pytest.mark.parametrize("options", [
@@ -38,9 +36,7 @@ def test_registered_without_importing_vllm():
      "max_model_len": 4096, "enforce_eager": False},
 ])
 def test_good_options(options):
-    assert ve.option_problems(options) == []
-    for key, value in options.items():  # the type check config.py runs before any job
-        assert _check_option("v", key, value, ve.VLLMEngine.OPTIONS[key]) is None
+    assert engines.resolve("vllm", options) == (engines.resolved("vllm", options), [])
 
 
 @pytest.mark.parametrize("options, expected", [
@@ -48,51 +44,53 @@ def test_good_options(options):
     ({"dtype": "int8"}, "dtype = 'int8'"),
     ({"tensor_parallel_size": 0}, "tensor_parallel_size = 0"),
     ({"tensor_parallel_size": True}, "tensor_parallel_size = True"),
-    ({"device": "cuda", "kv_cache_space_gib": 2}, "kv_cache_space_gib = 2: CPU only"),
-    ({"device": "cpu", "gpu_memory_utilization": 0.9}, "gpu_memory_utilization = 0.9: CUDA only"),
+    ({"device": "cuda", "kv_cache_space_gib": 2}, "kv_cache_space_gib = 2: applies to device cpu only"),
+    ({"device": "cpu", "gpu_memory_utilization": 0.9}, "gpu_memory_utilization = 0.9: applies to device cuda only"),
     ({"device": "cuda", "gpu_memory_utilization": 1.5}, "expected a number in (0, 1]"),
     ({"max_model_len": 0}, "max_model_len = 0"),
-    ({"device": "cuda", "cpu_threads_bind": "0-1"}, "cpu_threads_bind = '0-1': CPU only"),
+    ({"device": "cuda", "cpu_threads_bind": "0-1"}, "cpu_threads_bind = '0-1': applies to device cpu only"),
     ({"cpu_threads_bind": "cores 0 and 1"}, "expected auto, nobind or CPU lists"),
     ({"tensor_parallel_size": 3, "cpu_threads_bind": "0|1"}, "give one per TP rank"),
-    ({"enforce_eagre": True}, "unknown option(s) enforce_eagre"),
+    ({"enforce_eagre": True}, "options.enforce_eagre: unknown option of engine vllm"),
+    ({"kv_cache_space_gib": "2"}, "kv_cache_space_gib = '2': expected int"),
 ])
 def test_bad_options(options, expected):
-    found = ve.option_problems(options)
+    _, found = engines.resolve("vllm", options)
     assert any(expected in f for f in found), found
-    with pytest.raises(ValueError, match="vllm options"):
-        ve.resolve_options(options)
-
-
-def test_type_check_rejects_bool_as_int():
-    assert _check_option("v", "tensor_parallel_size", True, ve.VLLMEngine.OPTIONS["tensor_parallel_size"])
-    assert _check_option("v", "kv_cache_space_gib", "2", ve.VLLMEngine.OPTIONS["kv_cache_space_gib"])
+    with pytest.raises(ValueError, match="engine vllm: "):
+        engines.resolved("vllm", options)
 
 
 def test_defaults_env_and_engine_kwargs():
-    opts = ve.resolve_options({})
+    opts = engines.resolved("vllm", {})
     assert opts["device"] == "cpu" and opts["enforce_eager"] is True and opts["enable_prefix_caching"] is False
-    assert opts["kv_cache_space_gib"] == ve.DEFAULT_KV_CACHE_GIB
+    assert opts["kv_cache_space_gib"] == ve.OPTIONS["kv_cache_space_gib"].default
     env = ve.environment(opts)
-    assert env["VLLM_CPU_KVCACHE_SPACE"] == str(ve.DEFAULT_KV_CACHE_GIB)
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == str(ve.OPTIONS["kv_cache_space_gib"].default)
     assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
     kw = ve.engine_kwargs("/m", opts)
     assert kw["model"] == kw["tokenizer"] == "/m"
     assert kw["dtype"] == "auto" and kw["tensor_parallel_size"] == 1 and kw["enforce_eager"] is True
     assert kw["enable_prefix_caching"] is False
     assert "gpu_memory_utilization" not in kw and "load_format" not in kw and "max_model_len" not in kw
-    cuda = ve.resolve_options({"device": "cuda", "gpu_memory_utilization": 0.8, "tensor_parallel_size": 4})
+    cuda = engines.resolved("vllm", {"device": "cuda", "gpu_memory_utilization": 0.8, "tensor_parallel_size": 4})
+    assert cuda["kv_cache_space_gib"] is None  # a CPU-only option has no value on cuda
     assert "VLLM_CPU_KVCACHE_SPACE" not in ve.environment(cuda)
     assert ve.engine_kwargs("/m", cuda)["gpu_memory_utilization"] == 0.8
     assert ve.engine_kwargs("/m", opts, synthetic_seed=7)["load_format"] == "dummy"
     assert "VLLM_CPU_OMP_THREADS_BIND" not in env
-    assert ve.environment(ve.resolve_options({"cpu_threads_bind": "0-1"}))["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
+    assert ve.environment(engines.resolved("vllm", {"cpu_threads_bind": "0-1"}))["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
 
 
 def test_placement():
-    assert ve.placement({"device": "cpu", "tensor_parallel_size": 2}) == Placement("cpu", 0)
-    assert ve.placement({"device": "cuda"}) == Placement("cuda", 1)
-    assert ve.placement({"device": "cuda", "tensor_parallel_size": 4}) == Placement("cuda", 4)
+    assert engines.placement("vllm", {"device": "cpu", "tensor_parallel_size": 2}) == Placement("cpu", 0)
+    assert engines.placement("vllm", {"device": "cuda"}) == Placement("cuda", 1)
+    assert engines.placement("vllm", {"device": "cuda", "tensor_parallel_size": 4}) == Placement("cuda", 4)
+
+
+def test_gpus_claimed():
+    assert engines.gpus("vllm", {"device": "cpu", "tensor_parallel_size": 2}) == 0
+    assert engines.gpus("vllm", {"device": "cuda"}) == 1
     assert engines.gpus("vllm", {"device": "cuda", "tensor_parallel_size": 4}) == 4
 
 
@@ -116,8 +114,8 @@ def loaded_vllm(embedded_model_dir):
     from llmbench.provenance import manifest
     eng = engines.create("vllm")
     man = manifest.read(embedded_model_dir)
-    loaded = eng.load(embedded_model_dir, man, {"device": "cpu", "dtype": "float32", "kv_cache_space_gib": 1,
-                                                "max_model_len": 1024})
+    loaded = eng.load(embedded_model_dir, man, engines.resolved("vllm", {"device": "cpu", "dtype": "float32",
+                                                                         "kv_cache_space_gib": 1, "max_model_len": 1024}))
     yield eng, loaded
     eng.close()
 

@@ -25,7 +25,7 @@ def cmd_build_artifact(a):
     from llmbench.provenance import atomic
     spec = _spec(a.spec)
     with atomic.directory(a.out) as tmp:
-        artifacts.build(spec["method"], Path(spec["model_dir"]), spec.get("params", {}), tmp)
+        artifacts.build(spec["method"], Path(spec["model_dir"]), spec["params"], tmp)
 
 
 def cmd_bench(a):
@@ -70,6 +70,15 @@ def cmd_schema_doc(a):
         sys.stdout.write(text)
 
 
+def cmd_options_doc(a):
+    from llmbench.planning import options
+    text = options.markdown_doc()
+    if a.out:
+        Path(a.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
 def cmd_build_env(a):
     from llmbench.planning import envs
     return envs.main_build(a.name, a.file, a.prefix, a.base_dir, a.installer)
@@ -91,6 +100,8 @@ def main(argv=None) -> int:
     s.add_argument("--name", required=True); s.add_argument("--file", required=True); s.add_argument("--prefix", required=True)
     s.add_argument("--base-dir"); s.add_argument("--installer", choices=("pip", "uv", "auto")); s.set_defaults(fn=cmd_build_env)
     s = sub.add_parser("schema-doc", help="print the table schemas (requests, latency, quality) as markdown"); s.add_argument("--out"); s.set_defaults(fn=cmd_schema_doc)
+    s = sub.add_parser("options-doc", help="print every engine's options and artifact method's params as markdown")
+    s.add_argument("--out"); s.set_defaults(fn=cmd_options_doc)
     a = p.parse_args(argv)
     return a.fn(a) or 0
 

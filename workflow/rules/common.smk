@@ -44,7 +44,7 @@ def artifact_spec(wildcards):
     return quoted(
         {
             "method": a["method"],
-            "params": a.get("params", {}),
+            "params": llmbench_config.resolved_params(config, wildcards.artifact),
             "model_dir": f"resources/models/{wildcards.model}",
         }
     )
@@ -60,8 +60,14 @@ def bench_spec(wildcards):
             "model_dir": f"resources/models/{wildcards.model}",
             "artifact_dir": f"resources/artifacts/{wildcards.model}/{wildcards.artifact}",
             "model_config": config["models"][wildcards.model],
-            "artifact_config": config["artifacts"][wildcards.artifact],
-            "variant": config["variants"][wildcards.variant],
+            "artifact_config": {
+                **config["artifacts"][wildcards.artifact],
+                "params": llmbench_config.resolved_params(config, wildcards.artifact),
+            },
+            "variant": {
+                **config["variants"][wildcards.variant],
+                "options": llmbench_config.resolved_options(config, wildcards.variant),
+            },
             "scenario": config["scenarios"][wildcards.scenario],
         }
     )
@@ -156,7 +162,7 @@ def quality_spec(wildcards):
             "artifact": wildcards.artifact,
             "artifact_dir": f"resources/artifacts/{wildcards.model}/{wildcards.artifact}",
             "variant_name": v,
-            "variant": config["variants"][v],
+            "variant": {**config["variants"][v], "options": llmbench_config.resolved_options(config, v)},
             "quality": config["quality"],
             "reference_quality": ref[0] if ref else None,
         }

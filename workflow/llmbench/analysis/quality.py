@@ -54,7 +54,7 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     if ids is None:
         raise RuntimeError(f"engine {variant['engine']} has score() but no tokenize_plain(); cannot compute perplexity")
     t = time.perf_counter()
-    ppl, argmax, n = score_text(engine, ids, int(q.get("window", 256)))
+    ppl, argmax, n = score_text(engine, ids, int(q["window"]))
     agreement = None
     if spec.get("reference_quality"):
         ref = pq.read_table(spec["reference_quality"]).to_pylist()[0]

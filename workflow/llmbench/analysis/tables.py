@@ -101,7 +101,7 @@ def add_quality(summary: pd.DataFrame, df: pd.DataFrame, quality_files: list, sp
                 summary.loc[i, "perplexity"] = q.loc[key, "perplexity"]
                 summary.loc[i, "teacher_forced_agreement"] = q.loc[key, "teacher_forced_agreement"]
                 summary.loc[i, "quality_by"] = q.loc[key, "variant"]
-    k = int(spec.get("agreement_tokens", 32))
+    k = int(spec["agreement_tokens"])
     measured = df[~df["warmup"] & df["success"] & (df["repeat"] == 0)]
     ref = measured[(measured["artifact"] == spec["reference_artifact"]) & (measured["variant"] == spec["reference_variant"])]
     for i, line in summary.iterrows():

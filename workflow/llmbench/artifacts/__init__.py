@@ -1,7 +1,8 @@
 """Artifact builders: ``llmbench/artifacts/<method>.py`` defines ``build`` — see registry.py.
 
-A builder gets (model_dir, model_manifest, params, out_dir) and returns manifest fields: at least
-``library`` (what made it) and ``library_versions``. :func:`build` adds hashes, timing and memory.
+A builder gets (model_dir, model_manifest, params, out_dir), params resolved from its ``PARAMS`` (every key
+present, checked before any job), and returns manifest fields: at least ``library`` (what made it) and
+``library_versions``. ``FORMAT`` names what it writes (engines list the formats they load in ``ACCEPTS``). :func:`build` adds hashes, timing and memory.
 Builders never import engines, and engines never import builders (what both need: ``llmbench/formats``).
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 from llmbench.provenance import manifest
 from llmbench.job import memory
 from llmbench.planning import registry
+from llmbench.planning.options import Option, resolve as resolve_spec
 
 
 class ArtifactUnavailable(RuntimeError):
@@ -53,7 +55,27 @@ def env(method: str) -> str:
     return registry.env_of(module(method), method)
 
 
+def params_spec(method: str) -> dict[str, Option]:
+    """The method's declared params (module-level ``PARAMS``; none declared: no params allowed)."""
+    return getattr(module(method), "PARAMS", {})
+
+
+def resolve(method: str, params: dict | None, where: str = "params") -> tuple[dict[str, Any], list[str]]:
+    """(every param of the method, defaults filled in; every problem), see planning/options.py."""
+    return resolve_spec(params_spec(method), params, where=where, owner=f"parameter of method {method}",
+                        checks=getattr(module(method), "CHECKS", ()))
+
+
+def resolved(method: str, params: dict | None = None, where: str = "params") -> dict[str, Any]:
+    """Complete params for ``build`` from partial ones (tests, tools); ValueError naming every problem."""
+    values, problems = resolve(method, params, where)
+    if problems:
+        raise ValueError(f"artifact method {method}: " + "; ".join(problems))
+    return values
+
+
 def build(method: str, model_dir: Path, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Run the builder with ``params`` as given: resolved ones (the workflow's spec; ``resolved`` for others)."""
     builder = module(method).build
     model_manifest = manifest.verify(model_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

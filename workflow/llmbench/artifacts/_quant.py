@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.analysis import corpus
+from llmbench.planning.options import Option, at_least
 from llmbench.provenance import versions
 
 LIBRARY = "llm-compressor"
@@ -26,61 +27,23 @@ LIBRARY_NOTE = ("llm-compressor (github.com/vllm-project/llm-compressor); the ol
                 "(successor llm-compressor)")
 DISTS = ("llmcompressor", "compressed-tensors", "transformers", "torch", "accelerate", "safetensors")
 
-# param -> (allowed values or type(s), default); the same format as engines' OPTIONS (see config.py)
-COMMON_PARAMS: dict[str, tuple[Any, Any]] = {
-    "bits": ((4, 8), 4),
-    "group_size": (int, 64),          # > 0, must divide every quantized layer's input size (576 here: not 128)
-    "sym": (bool, True),
-    "num_samples": (int, 16),         # calibration sequences
-    "seq_len": (int, 256),            # tokens per calibration sequence
-    "dtype": (("float32", "bfloat16"), "float32"),  # model dtype while calibrating (and of the saved scales)
-    "ignore": (list, ["lm_head"]),   # modules left unquantized
+FORMAT = "hf"  # a transformers checkpoint (compressed-tensors), which the hf and vllm engines load
+
+# The params both methods share (gptq.py and awq.py add theirs); see planning/options.py.
+PARAMS = {
+    "bits": Option(int, 4, "weight bits", choices=(4, 8)),
+    "group_size": Option(int, 64, "weights per quantization group; must divide every quantized layer's input "
+                         "size (the embedded model's hidden size 576 rules out 128)", check=at_least(1)),
+    "sym": Option(bool, True, "symmetric quantization (no zero points)"),
+    "num_samples": Option(int, 16, "calibration sequences (consecutive token blocks of "
+                          "llmbench.analysis.corpus)", check=at_least(1)),
+    "seq_len": Option(int, 256, "tokens per calibration sequence", check=at_least(16)),
+    "dtype": Option(str, "float32", "model dtype while calibrating (and of the saved scales)",
+                    choices=("float32", "bfloat16")),
+    "ignore": Option(list, ["lm_head"], "modules left unquantized",
+                     check=lambda v: None if all(isinstance(x, str) for x in v)
+                     else "expected a list of module names (strings)"),
 }
-
-
-def params_problems(method: str, params: dict[str, Any], spec: dict[str, tuple[Any, Any]]) -> list[str]:
-    """Every bad param, each naming the param, its value and what is allowed (empty: all fine)."""
-    bad = []
-    unknown = sorted(set(params) - set(spec))
-    if unknown:
-        bad.append(f"unknown param(s) {', '.join(unknown)}; allowed params of method {method}: {', '.join(spec)}")
-    out = fill(params, spec)
-    for key, (allowed, _default) in spec.items():
-        value = out[key]
-        if isinstance(allowed, tuple) and all(isinstance(a, type) for a in allowed):
-            ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
-            names = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
-        elif isinstance(allowed, type):
-            ok = isinstance(value, allowed) and not (isinstance(value, bool) and allowed is not bool)
-            names = allowed.__name__
-        else:
-            ok = any(value == a and type(value) is type(a) for a in allowed)  # 1 is not True, 4.0 not 4
-            names = "one of " + ", ".join(map(repr, allowed))
-        if not ok:
-            bad.append(f"params.{key} = {value!r}: expected {names}")
-    for key, low in (("group_size", 1), ("num_samples", 1), ("seq_len", 16), ("n_grid", 1), ("block_size", 1)):
-        v = out.get(key)
-        if isinstance(v, int) and not isinstance(v, bool) and v < low:
-            bad.append(f"params.{key} = {v!r}: must be an integer >= {low}")
-    damp = out.get("damp")
-    if damp is not None and not (isinstance(damp, (int, float)) and not isinstance(damp, bool) and 0 < damp < 1):
-        bad.append(f"params.damp = {damp!r}: expected a number in (0, 1)")
-    ignore = out.get("ignore")
-    if isinstance(ignore, list) and not all(isinstance(x, str) for x in ignore):
-        bad.append(f"params.ignore = {ignore!r}: expected a list of module names (strings)")
-    return bad
-
-
-def fill(params: dict[str, Any], spec: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
-    return {key: params.get(key, default) for key, (_allowed, default) in spec.items()}
-
-
-def check_params(method: str, params: dict[str, Any], spec: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
-    """Fill defaults and validate; raise ValueError naming every bad param and what is allowed."""
-    bad = params_problems(method, params, spec)
-    if bad:
-        raise ValueError(f"artifact method {method}: invalid params:\n  - " + "\n  - ".join(bad))
-    return fill(params, spec)
 
 
 def check_group_size(model, group_size: int, ignore: list[str]) -> list[int]:

@@ -1,10 +1,6 @@
 """AWQ weight-only quantization with llm-compressor (``oneshot`` + ``AWQModifier`` + ``QuantizationModifier``).
 
-Params (defaults in brackets): bits 4|8 [4], group_size [64] (must divide every quantized layer's input
-size: the embedded model's hidden size 576 rules out 128), sym [false: AWQ's usual asymmetric W4A16_ASYM],
-num_samples [16] and seq_len [256] (calibration: that many consecutive token blocks of llmbench.analysis.corpus),
-dtype float32|bfloat16 [float32], ignore [["lm_head"]], n_grid (scale grid points per layer; fewer is
-faster) [20], duo_scaling true|false|"both" [true].
+Params: ``PARAMS`` below (docs/options.md); ``sym`` defaults to false, AWQ's usual asymmetric W4A16_ASYM.
 
 On a machine without an accelerator llm-compressor 0.14's AWQ fails in ``IntermediatesCache.pin_memory``;
 the builder then makes that a no-op (only there) and records it in the manifest (``cpu_workarounds``).
@@ -18,26 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.artifacts import _quant, refuse_synthetic
+from llmbench.planning.options import Option, at_least
 
 ENV = "quant"
 
-PARAMS_SPEC: dict[str, tuple[Any, Any]] = {
-    **_quant.COMMON_PARAMS,
-    "sym": (bool, False),
-    "n_grid": (int, 20),
-    "duo_scaling": ((True, False, "both"), True),
+FORMAT = _quant.FORMAT
+PARAMS = {
+    **_quant.PARAMS,
+    "sym": Option(bool, False, "symmetric quantization (no zero points); false: AWQ's usual W4A16_ASYM"),
+    "n_grid": Option(int, 20, "scale grid points per layer (fewer is faster)", check=at_least(1)),
+    "duo_scaling": Option((bool, str), True, "AWQ duo scaling", choices=(True, False, "both")),
 }
-PARAMS = {k: v[0] for k, v in PARAMS_SPEC.items()}
-
-
-def params_problems(params: dict[str, Any]) -> list[str]:
-    """For a config check before any job: every bad param with what is allowed ([] if fine)."""
-    return _quant.params_problems("awq", params, PARAMS_SPEC)
-
-
-def check(params: dict[str, Any]) -> dict[str, Any]:
-    """Params with defaults filled in; ValueError naming every bad param."""
-    return _quant.check_params("awq", params, PARAMS_SPEC)
 
 
 def _recipe(p: dict[str, Any]):
@@ -49,7 +36,7 @@ def _recipe(p: dict[str, Any]):
 
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    p = check(params)
+    p = params
     refuse_synthetic("awq", model_manifest, "they are calibrated and quantized")
     return _quant.run("awq", model_dir, p, out_dir, _recipe,
                       {"awq": {"n_grid": p["n_grid"], "duo_scaling": p["duo_scaling"]}})

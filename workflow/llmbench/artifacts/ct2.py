@@ -1,9 +1,7 @@
 """CTranslate2 model: the HF model directory converted by CTranslate2's ``TransformersConverter``.
 
-Params:
-  quantization   weight type written to model.bin: int8 | int8_float32 | int8_float16 | int8_bfloat16 | int16 |
-                 float16 | bfloat16 | float32 (default int8). The engine's ``compute_type`` decides what runs;
-                 CTranslate2 converts the weights at load time when the two differ.
+Params: ``PARAMS`` below (docs/options.md). The engine's ``compute_type`` decides what runs; CTranslate2
+converts the weights at load time when it differs from ``quantization``.
 
 The artifact directory holds CTranslate2's own files (model.bin, config.json, vocabulary.json) plus the HF
 tokenizer files, so the engine tokenizes with the same tokenizer and chat template as the HF engine.
@@ -18,38 +16,30 @@ from typing import Any
 
 from llmbench.artifacts import refuse_synthetic
 from llmbench.formats import TOKENIZER_FILES
+from llmbench.planning.options import Option
 from llmbench.provenance import versions
 
 ENV = "ct2"
+FORMAT = "ct2"  # CTranslate2's model directory (model.bin, config.json, vocabulary.json) + the HF tokenizer
 
 # ctranslate2 4.8.5 ``specs.model_spec.ACCEPTED_MODEL_TYPES``; build() checks against the installed library too.
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
-PARAMS: dict[str, Any] = {"quantization": QUANTIZATIONS}
-DEFAULTS = {"quantization": "int8"}
+PARAMS = {"quantization": Option(str, "int8", "weight type written to model.bin", choices=QUANTIZATIONS)}
 
 # TOKENIZER_FILES are copied next to the converted model (config.json is not: CTranslate2 writes its own).
 
 
-def check_params(params: dict[str, Any], accepted: tuple[str, ...] = QUANTIZATIONS) -> dict[str, Any]:
-    """Params with defaults filled in; raises ValueError naming the key, the value and what is allowed."""
-    unknown = sorted(set(params) - set(PARAMS))
-    if unknown:
-        raise ValueError(f"ct2 artifact: unknown params {unknown}; allowed params: {', '.join(PARAMS)}")
-    p = {**DEFAULTS, **params}
-    if p["quantization"] not in accepted:
-        raise ValueError(f"ct2 artifact: quantization = {p['quantization']!r}; allowed values are {', '.join(accepted)}")
-    return p
-
-
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    p = check_params(params)
+    p = params
     refuse_synthetic("ct2", model_manifest, "CTranslate2's converter converts them")
 
     import ctranslate2
     from ctranslate2.converters import TransformersConverter
     from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES
 
-    check_params(params, tuple(ACCEPTED_MODEL_TYPES))  # the installed library may accept fewer
+    if p["quantization"] not in ACCEPTED_MODEL_TYPES:  # the installed library may accept fewer
+        raise ValueError(f"ct2 artifact: quantization = {p['quantization']!r}; the installed ctranslate2 "
+                         f"{ctranslate2.__version__} allows {', '.join(ACCEPTED_MODEL_TYPES)}")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise RuntimeError(f"ct2 artifact: {out_dir} is not empty; the converter replaces the whole directory")

@@ -1,7 +1,6 @@
 """GGUF for llama.cpp: convert the HF model directory to an F32 GGUF with llama.cpp's own converter, then quantize.
 
-params:
-  type   Q4_K_M | Q8_0 | F16 | ... (see QUANT_TYPES): the llama.cpp file type (llama-quantize's names)
+Params: ``PARAMS`` below (docs/options.md): ``type``, the llama.cpp file type (llama-quantize's names).
 
 Steps (all in the ``llamacpp`` env):
   1. ``convert_hf_to_gguf.py --outtype f32`` (lossless from the fp32 safetensors). The script is not part of the
@@ -38,10 +37,12 @@ from typing import Any
 from llmbench.artifacts import refuse_synthetic
 from llmbench.formats import TOKENIZER_FILES as HF_TOKENIZER_FILES
 from llmbench.formats.gguf import TOKENIZER_DIR, file_type_name
+from llmbench.planning.options import REQUIRED, Option
 from llmbench.provenance import version_of, versions
 from llmbench.provenance.manifest import sha256_file
 
 ENV = "llamacpp"
+FORMAT = "gguf"  # one GGUF file + the HF tokenizer (tokenizer/)
 
 # params.type -> name of the llama_ftype constant in llama_cpp (LLAMA_FTYPE_<...>). The IQ* types are left out:
 # most need an importance matrix (llama-quantize --imatrix), which this builder does not compute.
@@ -52,7 +53,8 @@ QUANT_TYPES = {
     "Q4_K_M": "MOSTLY_Q4_K_M", "Q4_K_S": "MOSTLY_Q4_K_S", "Q4_1": "MOSTLY_Q4_1", "Q4_0": "MOSTLY_Q4_0",
     "Q3_K_L": "MOSTLY_Q3_K_L", "Q3_K_M": "MOSTLY_Q3_K_M", "Q3_K_S": "MOSTLY_Q3_K_S", "Q2_K": "MOSTLY_Q2_K",
 }
-PARAMS = {"type": tuple(QUANT_TYPES)}
+PARAMS = {"type": Option(str, REQUIRED, "llama.cpp file type (the IQ* types are left out: most need an "
+                          "importance matrix)", choices=tuple(QUANT_TYPES))}
 
 GGUF_FILE = "model.gguf"
 # copied to TOKENIZER_DIR, with config.json (AutoTokenizer reads the model type from it where
@@ -64,20 +66,6 @@ KNOWN_SDIST_SHA256 = {"0.3.36": "832db0699007f1be95a7e41ef12e88926b02ba836461e36
 _SRC_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/", "LICENSE")
 
 
-class GGUFParamsError(ValueError):
-    pass
-
-
-def check_params(params: dict[str, Any]) -> str:
-    unknown = sorted(set(params) - set(PARAMS))
-    if unknown:
-        raise GGUFParamsError(f"gguf params {unknown} unknown; allowed params: {', '.join(PARAMS)}")
-    if "type" not in params:
-        raise GGUFParamsError(f"gguf needs params.type; allowed types: {', '.join(QUANT_TYPES)}")
-    qtype = params["type"]
-    if qtype not in QUANT_TYPES:
-        raise GGUFParamsError(f"gguf params.type = {params['type']!r}: allowed types are {', '.join(QUANT_TYPES)}")
-    return qtype
 
 
 def sha256_tree(root: Path, rels: list[str]) -> str:
@@ -242,7 +230,7 @@ def quantize(src: Path, dst: Path, qtype: str, nthread: int = 0) -> None:
 
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    qtype = check_params(params)
+    qtype = params["type"]
     refuse_synthetic("gguf", model_manifest, "convert_hf_to_gguf.py converts them")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     src, origin = converter_source()

@@ -2,17 +2,9 @@
 and a model library compiled by ``mlc_llm compile`` (MLC's documented three-step flow, docs/compilation/
 compile_models.rst and convert_weights.rst).
 
-Params:
-  quantization         one of MLC's quantization names (default q4f16_1: 4-bit weights in groups of 32,
-                       float16 activations); QUANTIZATIONS lists mlc_llm.quantization.QUANTIZATION
-  conv_template        MLC conversation template for gen_config (default chatml, which is SmolLM2's format).
-                       It only matters for MLC's chat API: the engine sends the token ids of the HF chat template
-                       through the completions API and ignores end tokens, so the measured tokens do not depend on it
-  device               the compile target (default cpu): cpu | cuda | rocm | vulkan | metal | opencl
-                       (mlc_llm.support.auto_device.AUTO_DETECT_DEVICES); the weights are quantized on it too
-  context_window_size  gen_config --context-window-size (null: the model's max_position_embeddings)
-  prefill_chunk_size   gen_config --prefill-chunk-size (null: min(context window, 8192))
-  opt                  compile --opt O0..O3 (null: MLC's default, O2)
+Params: ``PARAMS`` below (docs/options.md). ``conv_template`` only matters for MLC's chat API: the engine sends
+the token ids of the HF chat template through the completions API and ignores end tokens, so the measured
+tokens do not depend on it. ``device`` is the compile target, and the weights are quantized on it too.
 
 What MLC reads: not the model directory itself but ``mlc-input/`` in the artifact, written by llmbench:
   - ``config.json``: the model's, plus a top-level ``rope_theta`` (and ``rope_scaling``) taken from
@@ -46,8 +38,10 @@ from typing import Any
 from llmbench.artifacts import ArtifactUnavailable, refuse_synthetic
 from llmbench.formats import TOKENIZER_FILES
 from llmbench.formats.mlc import DEFAULT_DEVICE, DEVICES, import_error, not_installable
+from llmbench.planning.options import Option, at_least
 
 ENV = "mlc"
+FORMAT = "mlc"  # MLC weights + mlc-chat-config.json + the compiled model library + the HF tokenizer
 
 # Read from mlc-ai/mlc-llm at commit 79d603f0 (2026-07-23, tag v0.26.dev0-4), which is what the pinned nightly
 # wheels (envs/mlc.yaml) are built from or close to; build() re-checks against the installed library.
@@ -72,16 +66,20 @@ CONV_TEMPLATES = tuple(sorted((
 OPT_LEVELS = ("O0", "O1", "O2", "O3")  # interface/compiler_flags.py: OPT_FLAG_PRESET
 LIB_SUFFIX = {"metal": ".dylib"}       # MLC's docs name Linux/CUDA/Vulkan/CPU libraries .so
 
-PARAMS: dict[str, Any] = {
-    "quantization": QUANTIZATIONS,
-    "conv_template": CONV_TEMPLATES,
-    "device": DEVICES,
-    "context_window_size": (int, type(None)),
-    "prefill_chunk_size": (int, type(None)),
-    "opt": OPT_LEVELS + (None,),
+PARAMS = {
+    "quantization": Option(str, "q4f16_1", "MLC's quantization name (q4f16_1: 4-bit weights in groups of 32, "
+                           "float16 activations); QUANTIZATIONS lists mlc_llm.quantization.QUANTIZATION",
+                           choices=QUANTIZATIONS),
+    "conv_template": Option(str, "chatml", "MLC conversation template for gen_config (chatml is SmolLM2's "
+                            "format); the measured tokens do not depend on it", choices=CONV_TEMPLATES),
+    "device": Option(str, DEFAULT_DEVICE, "the compile target (mlc_llm.support.auto_device.AUTO_DETECT_DEVICES)",
+                     choices=DEVICES),
+    "context_window_size": Option((int, None), None, "gen_config --context-window-size (null: the model's "
+                                  "max_position_embeddings)", check=at_least(1)),
+    "prefill_chunk_size": Option((int, None), None, "gen_config --prefill-chunk-size (null: min(context window, "
+                                 "8192))", check=at_least(1)),
+    "opt": Option((str, None), None, "compile --opt (null: MLC's default, O2)", choices=OPT_LEVELS + (None,)),
 }
-DEFAULTS: dict[str, Any] = {"quantization": "q4f16_1", "conv_template": "chatml", "device": DEFAULT_DEVICE,
-                            "context_window_size": None, "prefill_chunk_size": None, "opt": None}
 
 INPUT_DIR = "mlc-input"
 COMMANDS_FILE = "commands.sh"
@@ -101,28 +99,17 @@ GEN_CONFIG_MAX_BATCH_SIZE = 128  # cli/gen_config.py: --max-batch-size default, 
 
 # ------------------------------------------------------------------------------------------------ params
 
-def check_params(params: dict[str, Any], quantizations: tuple[str, ...] = QUANTIZATIONS,
-                 conv_templates: tuple[str, ...] = CONV_TEMPLATES) -> dict[str, Any]:
-    """Params with defaults filled in; raises ValueError naming the key, the value and what is allowed."""
-    unknown = sorted(set(params) - set(PARAMS))
-    if unknown:
-        raise ValueError(f"mlc artifact: unknown params {unknown}; allowed params: {', '.join(PARAMS)}")
-    p = {**DEFAULTS, **params}
-    for key, allowed in (("quantization", quantizations), ("conv_template", conv_templates), ("device", DEVICES),
-                         ("opt", PARAMS["opt"])):
+def check_installed(p: dict[str, Any], quantizations: tuple[str, ...], conv_templates: tuple[str, ...]) -> None:
+    """The installed MLC may accept fewer quantizations and templates than its source at MLC_SOURCE (which
+    PARAMS lists); raises ValueError naming the key, the value and what the installed library allows."""
+    for key, allowed in (("quantization", quantizations), ("conv_template", conv_templates)):
         if p[key] not in allowed:
-            shown = ", ".join("null" if a is None else a for a in allowed)
-            raise ValueError(f"mlc artifact: {key} = {p[key]!r}; allowed values are {shown}")
-    for key in ("context_window_size", "prefill_chunk_size"):
-        v = p[key]
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"mlc artifact: {key} = {v!r}; expected a positive integer or null")
-    return p
+            raise ValueError(f"mlc artifact: {key} = {p[key]!r}; allowed values are {', '.join(allowed)}")
 
 
 def lib_name(model_name: str, params: dict[str, Any]) -> str:
     """``<model>-<quantization>-<device>.so``, the naming of MLC's docs (e.g. RedPajama-...-q4f16_1-cuda.so)."""
-    p = {**DEFAULTS, **params}
+    p = params
     return f"{model_name}-{p['quantization']}-{p['device']}{LIB_SUFFIX.get(p['device'], '.so')}"
 
 
@@ -131,8 +118,9 @@ def commands(model_dir: str | Path, out_dir: str | Path, params: dict[str, Any],
     """The exact argv of the three MLC commands (``mlc_llm`` as in MLC's docs; ``python -m mlc_llm`` is the same).
 
     ``model_dir``: the directory MLC reads config.json (and, through it, the weights) from; ``build`` passes
-    ``<out_dir>/mlc-input``. ``model_name`` names the library (default: the name of ``model_dir``)."""
-    p = check_params(params)
+    ``<out_dir>/mlc-input``. ``model_name`` names the library (default: the name of ``model_dir``). ``params``:
+    resolved."""
+    p = params
     model_dir, out_dir = str(model_dir), str(out_dir)
     q, d = p["quantization"], p["device"]
     convert = ["mlc_llm", "convert_weight", model_dir, "--quantization", q, "--device", d, "-o", out_dir]
@@ -275,7 +263,7 @@ def predict_chat_config(hf_config: dict[str, Any], generation_config: dict[str, 
     Predicted for every model: model_type, quantization, conv_template (its name), tokenizer_files and the
     generation fields; the model_config block, vocab and window sizes follow MLC's LlamaConfig (model type
     llama only). Not predicted: tokenizer_info (MLC's tokenizer detection) and the conversation template's body."""
-    p = check_params(params)
+    p = params
     model_type = hf_config.get("model_type") or hf_config.get("model_config", {}).get("model_type")
     if model_type == "mixformer-sequential":
         model_type = "phi-msft"
@@ -355,15 +343,15 @@ def _run(argv: list[str]) -> None:
 
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    p = check_params(params)
+    p = params
     refuse_synthetic("mlc", model_manifest, "MLC's convert_weight quantizes them")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     error = import_error()
-    if error is None:  # the installed MLC may accept fewer quantizations and templates than its source at MLC_SOURCE
+    if error is None:
         from mlc_llm.interface.gen_config import CONV_TEMPLATES as installed_templates
         from mlc_llm.quantization import QUANTIZATION
 
-        check_params(params, tuple(QUANTIZATION), tuple(sorted(installed_templates)))
+        check_installed(p, tuple(QUANTIZATION), tuple(sorted(installed_templates)))
     # Everything that needs no MLC, first: MLC's input, the exact commands, the predicted config, the tokenizer.
     staged = prepare_input(model_dir, out_dir)
     argvs = commands(out_dir / INPUT_DIR, out_dir, p, model_name=model_dir.name)

@@ -1,18 +1,9 @@
 """OpenVINO IR: the HF model directory exported by optimum-intel, weights compressed by NNCF.
 
-Params:
-  weight_format        int8 | int4 | fp16 | fp32 (default int8). int8: NNCF per-channel weight compression of
-                       every MatMul/embedding; int4: group-wise 4-bit weights, with the embedding/lm_head (and the
-                       share ``1 - ratio`` of the rest) at the backup precision int8_asym, as optimum-cli does;
-                       fp16/fp32: no quantization, weights stored as f16 or f32.
-  sym                  bool (default false): symmetric int8/int4 (no zero points); int4/int8 only.
-  group_size           int4 only: weights per quantization group, -1 = per output channel (default 64).
-                       optimum-cli's int4 default is 128, which does not divide a hidden size of 576
-                       (SmolLM2-135M): NNCF then refuses with InvalidGroupSizeError (checked 2026-11-27) unless
-                       group_size_fallback is ignore/adjust. 64 divides it.
-  ratio                int4 only: share of the ratio-defining layers at 4 bit, in (0, 1] (default 1.0).
-  group_size_fallback  int4 only: error (default) | ignore | adjust: what NNCF does with layers the group size
-                       does not divide.
+Params: ``PARAMS`` below (docs/options.md). int4 keeps the embedding/lm_head (and the share ``1 - ratio`` of the
+rest) at the backup precision int8_asym, as optimum-cli does. Its group size defaults to 64, not optimum-cli's
+128: 128 does not divide a hidden size of 576 (SmolLM2-135M), and NNCF then refuses with InvalidGroupSizeError
+(checked 2026-11-27) unless group_size_fallback is ignore/adjust.
 
 The directory holds what ``openvino_genai.LLMPipeline`` reads (openvino_model.xml/.bin, config.json,
 generation_config.json, openvino_tokenizer.xml and openvino_detokenizer.xml from openvino_tokenizers) plus the
@@ -31,66 +22,41 @@ from typing import Any
 from llmbench.artifacts import refuse_synthetic
 from llmbench.formats import TOKENIZER_FILES
 from llmbench.formats.openvino import ir_facts
+from llmbench.planning.options import Option, in_range
 from llmbench.provenance import versions
 
 ENV = "openvino"
+FORMAT = "openvino"  # OpenVINO IR + the converted and the HF tokenizers
 
 WEIGHT_FORMATS = ("int8", "int4", "fp16", "fp32")
 FALLBACKS = ("error", "ignore", "adjust")
-PARAMS: dict[str, Any] = {
-    "weight_format": WEIGHT_FORMATS,
-    "sym": bool,
-    "group_size": (int,),
-    "ratio": (float, int),
-    "group_size_fallback": FALLBACKS,
+INT4 = {"weight_format": ("int4",)}
+PARAMS = {
+    "weight_format": Option(str, "int8", "int8: NNCF per-channel weight compression of every MatMul/embedding; "
+                            "int4: group-wise 4-bit weights; fp16/fp32: no quantization, weights stored as f16 or "
+                            "f32", choices=WEIGHT_FORMATS),
+    "sym": Option(bool, False, "symmetric int8/int4 (no zero points); int8/int4 only"),
+    "group_size": Option(int, 64, "weights per quantization group, -1 = per output channel", when=INT4,
+                         check=lambda v: None if v == -1 or v > 0 else "expected a positive int or -1 (per channel)"),
+    "ratio": Option(float, 1.0, "share of the ratio-defining layers at 4 bit", check=in_range(0, 1, low_open=True),
+                    when=INT4),
+    "group_size_fallback": Option(str, "error", "what NNCF does with layers the group size does not divide",
+                                  choices=FALLBACKS, when=INT4),
 }
-DEFAULTS: dict[str, Any] = {"weight_format": "int8", "sym": False}
-INT4_DEFAULTS: dict[str, Any] = {"group_size": 64, "ratio": 1.0, "group_size_fallback": "error"}
-INT4_ONLY = ("group_size", "ratio", "group_size_fallback")
+CHECKS = [lambda p: f"sym applies to int8/int4 only; weight_format is {p['weight_format']!r}"
+          if p["sym"] and p["weight_format"] in ("fp16", "fp32") else None]
 
 # Texts the converted OpenVINO tokenizer/detokenizer are checked on against the HF tokenizer.
 CHECK_TEXTS = ("Hello there, général Kenobi! 123", "def f(x):\n    return x ** 2  # square\n",
                "Explain what a hash table is, in one sentence.", "   leading spaces and émojis 🙂 and 中文")
 
 
-def check_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Params with defaults filled in; raises ValueError naming the key, the value and what is allowed."""
-    unknown = sorted(set(params) - set(PARAMS))
-    if unknown:
-        raise ValueError(f"openvino artifact: unknown params {unknown}; allowed params: {', '.join(PARAMS)}")
-    p = {**DEFAULTS, **params}
-    fmt = p["weight_format"]
-    if fmt not in WEIGHT_FORMATS:
-        raise ValueError(f"openvino artifact: weight_format = {fmt!r}; allowed values are {', '.join(WEIGHT_FORMATS)}")
-    if not isinstance(p["sym"], bool):
-        raise ValueError(f"openvino artifact: sym = {p['sym']!r}: expected bool")
-    if fmt != "int4":
-        given = [k for k in INT4_ONLY if k in params]
-        if given:
-            raise ValueError(f"openvino artifact: {', '.join(given)} apply to weight_format int4 only "
-                             f"(int8 is per output channel, fp16/fp32 are not quantized); weight_format is {fmt!r}")
-        if fmt in ("fp16", "fp32") and params.get("sym"):
-            raise ValueError(f"openvino artifact: sym applies to int8/int4 only; weight_format is {fmt!r}")
-        return p
-    p = {**INT4_DEFAULTS, **p}
-    gs, ratio = p["group_size"], p["ratio"]
-    if isinstance(gs, bool) or not isinstance(gs, int) or not (gs == -1 or gs > 0):
-        raise ValueError(f"openvino artifact: group_size = {gs!r}: expected a positive int or -1 (per channel)")
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-        raise ValueError(f"openvino artifact: ratio = {ratio!r}: expected a number in (0, 1]")
-    if p["group_size_fallback"] not in FALLBACKS:
-        raise ValueError(f"openvino artifact: group_size_fallback = {p['group_size_fallback']!r}; allowed values "
-                         f"are {', '.join(FALLBACKS)}")
-    p["ratio"] = float(ratio)
-    return p
-
-
 def quantization_kwargs(p: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``OVWeightQuantizationConfig`` arguments for checked params (None: no weight quantization)."""
+    """The ``OVWeightQuantizationConfig`` arguments for resolved params (None: no weight quantization)."""
     if p["weight_format"] == "int8":
         return {"bits": 8, "sym": p["sym"]}
     if p["weight_format"] == "int4":
-        return {"bits": 4, "sym": p["sym"], "group_size": p["group_size"], "ratio": p["ratio"],
+        return {"bits": 4, "sym": p["sym"], "group_size": p["group_size"], "ratio": float(p["ratio"]),
                 "group_size_fallback": p["group_size_fallback"]}
     return None
 
@@ -99,10 +65,10 @@ def cli_equivalent(model_dir: Path, p: dict[str, Any]) -> str:
     cmd = f"optimum-cli export openvino --model {model_dir} --task text-generation-with-past " \
           f"--weight-format {p['weight_format']}"
     if p["weight_format"] == "int4":
-        cmd += f" --group-size {p['group_size']} --ratio {p['ratio']}"
+        cmd += f" --group-size {p['group_size']} --ratio {float(p['ratio'])}"
         if p["group_size_fallback"] != "error":
             cmd += f" --group-size-fallback {p['group_size_fallback']}"
-    if p.get("sym"):
+    if p["sym"]:
         cmd += " --sym"
     return cmd + " <artifact dir>"
 
@@ -198,7 +164,7 @@ def convert_tokenizers(model_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    p = check_params(params)
+    p = params
     refuse_synthetic("openvino", model_manifest, "optimum-intel exports them")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     tokenizer_files = [f for f in TOKENIZER_FILES if (model_dir / f).exists()]

@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.formats import TOKENIZER_FILES
+from llmbench.planning.options import Option
 from llmbench.provenance import versions
 
 ENV = "hf"
-PARAMS = {"dtype": ("float32", "float16", "bfloat16")}
+FORMAT = "hf"  # a transformers model directory (safetensors + config + tokenizer)
+PARAMS = {"dtype": Option(str, "float32", "dtype the weights are saved in", choices=("float32", "float16", "bfloat16"))}
 
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    dtype = params.get("dtype", "float32")
+    dtype = params["dtype"]
     libs = versions("torch", "transformers", "safetensors")
     if model_manifest.get("synthetic"):
         # Random weights are drawn at load time from the seed; the artifact is the shape, seed and dtype.

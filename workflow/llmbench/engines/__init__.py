@@ -6,6 +6,7 @@ from typing import Any
 
 from llmbench.engines.base import Placement
 from llmbench.planning import registry
+from llmbench.planning.options import Option, resolve as resolve_spec
 
 PACKAGE = "llmbench.engines"
 
@@ -22,13 +23,33 @@ def adapter_class(name: str) -> type:
     return module(name).ADAPTER
 
 
+def options_spec(name: str) -> dict[str, Option]:
+    """The engine's declared options (module-level ``OPTIONS``; none declared: no options allowed)."""
+    return getattr(module(name), "OPTIONS", {})
+
+
+def resolve(name: str, options: dict | None, where: str = "options") -> tuple[dict[str, Any], list[str]]:
+    """(every option of the engine, defaults filled in; every problem), see planning/options.py."""
+    mod = module(name)
+    return resolve_spec(options_spec(name), options, where=where, owner=f"option of engine {name}",
+                        checks=getattr(mod, "CHECKS", ()))
+
+
+def resolved(name: str, options: dict | None = None, where: str = "options") -> dict[str, Any]:
+    """Complete options for ``load`` from partial ones (tests, tools); ValueError naming every problem."""
+    values, problems = resolve(name, options, where)
+    if problems:
+        raise ValueError(f"engine {name}: " + "; ".join(problems))
+    return values
+
+
 def env(name: str, options: dict | None = None) -> str:
     """The env file a variant of this engine runs in: ``ENV_BY_DEVICE[device]`` when the module has one
     (e.g. vLLM's CPU build vs its CUDA build), else ``ENV``, else the engine's name."""
     mod = module(name)
     by_device = getattr(mod, "ENV_BY_DEVICE", None)
     if by_device and options is not None:
-        return by_device[options.get("device", "cpu")]
+        return by_device[resolved(name, options)["device"]]
     return registry.env_of(mod, name)
 
 
@@ -40,7 +61,9 @@ def default_placement(options: dict) -> Placement:
 
 
 def placement(name: str, options: dict) -> Placement:
-    """Where a variant runs: the module's ``placement(options)``, else :func:`default_placement`."""
+    """Where a variant runs: the module's ``placement(options)``, else :func:`default_placement`. Options are
+    resolved here (resolving complete options changes nothing), so modules see every key."""
+    options = resolved(name, options)
     fn = getattr(module(name), "placement", None)
     return fn(options) if fn is not None else default_placement(options)
 

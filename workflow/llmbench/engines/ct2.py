@@ -1,11 +1,6 @@
 """CTranslate2 adapter: ``Generator.generate_tokens`` streams each token to the harness as it is decoded.
 
-Options (a variant in config names a set of them):
-  device         cpu | cuda
-  compute_type   default (the type the weights were saved in, or the nearest the device supports) | int8 |
-                 int8_float32 | int8_float16 | float32 | float16 | bfloat16
-  intra_threads  OpenMP threads per generator (0 or null: CTranslate2's default, OMP_NUM_THREADS or min(4, cores))
-  inter_threads  parallel generators (replicas); batch-1 latency uses one
+Options: ``OPTIONS`` below (docs/options.md).
 
 Exactly ``max_new_tokens``: with ``include_prompt_in_result=False`` (what ``generate_tokens`` uses) CTranslate2's
 ``max_length``/``min_length`` count new tokens only, and ``min_length`` masks the end tokens until it is reached,
@@ -18,6 +13,7 @@ from __future__ import annotations
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines._native_output import capture_fd
 from llmbench.engines.base import Generation, Placement
+from llmbench.planning.options import Option, at_least
 
 import json
 import logging
@@ -29,6 +25,17 @@ from typing import Any, Callable
 ENV = "ct2"
 
 COMPUTE_TYPES = ("default", "int8", "int8_float32", "int8_float16", "float32", "float16", "bfloat16")
+ACCEPTS = ("ct2",)  # artifact formats this engine loads (see the artifact modules' FORMAT)
+OPTIONS = {
+    "device": Option(str, "cpu", "where CTranslate2 runs", choices=("cpu", "cuda")),
+    "compute_type": Option(str, "default", "default: the type the weights were saved in, or the nearest the "
+                           "device supports; CTranslate2 converts the weights at load when they differ",
+                           choices=COMPUTE_TYPES),
+    "intra_threads": Option((int, None), None, "OpenMP threads per generator (0 or null: CTranslate2's default, "
+                            "OMP_NUM_THREADS or min(4, cores))", check=at_least(0)),
+    "inter_threads": Option((int, None), 1, "parallel generators (replicas); batch-1 latency uses one "
+                            "(null: 1)", check=at_least(1)),
+}
 
 # CTranslate2's load-time log lines worth keeping in the runtime record: what it picked on this machine.
 _LOG_FACTS = {
@@ -50,12 +57,6 @@ def placement(options: dict[str, Any]) -> Placement:
 
 class CT2Engine(HFTokenizerMixin):
     name = "ct2"
-    OPTIONS: dict[str, Any] = {
-        "device": ("cpu", "cuda"),
-        "compute_type": COMPUTE_TYPES,
-        "intra_threads": (int, type(None)),
-        "inter_threads": (int, type(None)),
-    }
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
         import ctranslate2
@@ -69,12 +70,7 @@ class CT2Engine(HFTokenizerMixin):
         if manifest.get("method") not in (None, "ct2"):
             raise ValueError(f"{artifact_dir} was built by method {manifest.get('method')!r}; the ct2 engine loads "
                              "artifacts of method ct2 (CTranslate2 format)")
-        device = options.get("device", "cpu")
-        compute_type = options.get("compute_type", "default")
-        if device not in self.OPTIONS["device"]:
-            raise ValueError(f"device {device!r}; allowed: {self.OPTIONS['device']}")
-        if compute_type not in COMPUTE_TYPES:
-            raise ValueError(f"compute_type {compute_type!r}; allowed: {COMPUTE_TYPES}")
+        device, compute_type = options["device"], options["compute_type"]
         if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
             raise RuntimeError("variant asks for device=cuda but CTranslate2 sees no CUDA device here "
                                "(its Linux wheel needs libcublas.so.12, i.e. CUDA 12)")
@@ -82,8 +78,8 @@ class CT2Engine(HFTokenizerMixin):
         if compute_type != "default" and compute_type not in supported:
             raise ValueError(f"compute_type {compute_type!r} is not supported by CTranslate2 on {device} here; "
                              f"supported: {', '.join(supported)} (or default)")
-        intra = int(options.get("intra_threads") or 0)
-        inter = int(options.get("inter_threads") or 1)
+        intra = options["intra_threads"] or 0
+        inter = options["inter_threads"] or 1
 
         previous_level = ctranslate2.get_log_level()
         ctranslate2.set_log_level(logging.INFO)  # CTranslate2 then logs the ISA, GEMM backends and compute type

@@ -1,27 +1,37 @@
 """HF transformers adapter: ``model.generate`` with a streamer that hands each token to the harness.
 
-Options (a variant in config names a set of them):
-  device               auto | cpu | cuda
-  dtype                auto (as stored in the artifact) | float32 | float16 | bfloat16
-  attn_implementation  eager | sdpa | flash_attention_2
-  cache_implementation dynamic | static   (static lets generate() auto-compile the forward on GPU)
-  torch_compile        bool: false passes disable_compile; true with a dynamic cache compiles model.forward
-  max_cache_len        static cache only: its size in tokens (null: transformers sizes it to each request's
-                       prompt + max_new_tokens and GROWS it when a longer request comes, which recompiles the
-                       forward inside that measured request, 40 s seen on an H200). Set it to at least the
-                       longest prompt + max_new_tokens so one compiled graph serves every request.
-  num_threads          CPU threads for torch (null: torch's default)
+Options: ``OPTIONS`` below (docs/options.md). ``max_cache_len`` matters because with a static cache and no size
+transformers sizes the cache to each request's prompt + max_new_tokens and GROWS it when a longer request
+comes, which recompiles the forward inside that measured request (40 s seen on an H200); set it to at least
+the longest prompt + max_new_tokens so one compiled graph serves every request.
 """
 
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines.base import Generation, Placement
+from llmbench.planning.options import Option, at_least
 
 from pathlib import Path
 from typing import Any, Callable
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+ACCEPTS = ("hf",)  # artifact formats this engine loads (see the artifact modules' FORMAT)
+OPTIONS = {
+    "device": Option(str, "auto", "auto: cuda when torch sees a GPU, else cpu", choices=("auto", "cpu", "cuda")),
+    "dtype": Option(str, "auto", "weights and activations; auto: as stored in the artifact", choices=DTYPES),
+    "attn_implementation": Option(str, "sdpa", "transformers' attention kernel",
+                                  choices=("eager", "sdpa", "flash_attention_2")),
+    "cache_implementation": Option(str, "dynamic", "KV cache; static lets generate() auto-compile the forward "
+                                   "on GPU", choices=("dynamic", "static")),
+    "torch_compile": Option(bool, False, "false passes disable_compile to generate(); true with a dynamic cache "
+                            "compiles model.forward"),
+    "num_threads": Option((int, None), None, "CPU threads for torch (null: torch's default)", check=at_least(1)),
+    "max_cache_len": Option((int, None), None, "static cache size in tokens (null: transformers sizes it per "
+                            "request, see the module docstring)", check=at_least(1)),
+}
+CHECKS = [lambda o: "max_cache_len applies to cache_implementation static only"
+          if o["max_cache_len"] is not None and o["cache_implementation"] != "static" else None]
 
 
 def placement(options: dict[str, Any]) -> Placement:
@@ -55,16 +65,6 @@ class _TokenStreamer:
 
 class HFEngine(HFTokenizerMixin):
     name = "hf"
-    # option -> allowed values (a tuple) or a type; checked before any job runs
-    OPTIONS: dict[str, Any] = {
-        "device": ("auto", "cpu", "cuda"),
-        "dtype": DTYPES,
-        "attn_implementation": ("eager", "sdpa", "flash_attention_2"),
-        "cache_implementation": ("dynamic", "static"),
-        "torch_compile": bool,
-        "num_threads": (int, type(None)),
-        "max_cache_len": (int, type(None)),
-    }
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
         import torch
@@ -75,23 +75,18 @@ class HFEngine(HFTokenizerMixin):
         from llmbench.provenance import cpu_name, versions
 
         self.torch = torch
-        if options.get("num_threads"):
-            torch.set_num_threads(int(options["num_threads"]))
-        device = options.get("device", "auto")
+        if options["num_threads"]:
+            torch.set_num_threads(options["num_threads"])
+        device = options["device"]
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("variant asks for device=cuda but torch sees no CUDA device here")
-        dtype_name = options.get("dtype", "auto")
-        if dtype_name not in DTYPES:
-            raise ValueError(f"dtype {dtype_name!r}; allowed: {DTYPES}")
-        dtype = "auto" if dtype_name == "auto" else getattr(torch, dtype_name)
-        attn = options.get("attn_implementation", "sdpa")
-        self.cache_implementation = options.get("cache_implementation", "dynamic")
-        self.torch_compile = bool(options.get("torch_compile", False))
-        self.max_cache_len = options.get("max_cache_len")
-        if self.max_cache_len is not None and self.cache_implementation != "static":
-            raise ValueError("option max_cache_len applies to cache_implementation: static only")
+        dtype = "auto" if options["dtype"] == "auto" else getattr(torch, options["dtype"])
+        attn = options["attn_implementation"]
+        self.cache_implementation = options["cache_implementation"]
+        self.torch_compile = options["torch_compile"]
+        self.max_cache_len = options["max_cache_len"]
 
         synthetic = manifest.get("synthetic")
         if synthetic:

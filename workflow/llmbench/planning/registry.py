@@ -3,9 +3,11 @@
 Built-ins are discovered from the modules of a package, so adding one adds files and touches no other:
   llmbench/engines/<name>.py     defines ``ADAPTER`` (a class implementing engines.base.Engine)
   llmbench/artifacts/<name>.py   defines ``build(model_dir, model_manifest, params, out_dir) -> dict``
-Each may set ``ENV`` (the file envs/<ENV>.yaml its jobs run in; default: its own name) and ``OPTIONS`` /
-``PARAMS`` (option -> allowed values or type, checked before any job). Importing such a module must not
-import the engine's library: that happens inside ``load``/``build``.
+Each may set ``ENV`` (the file envs/<ENV>.yaml its jobs run in; default: its own name), ``OPTIONS`` /
+``PARAMS`` (name -> planning.options.Option, resolved before any job; none: nothing may be given) with
+``CHECKS`` (cross-field rules), and ``ACCEPTS`` (engine: the artifact formats it loads) / ``FORMAT`` (method:
+the format it writes). Importing such a module must not import the engine's library: that happens inside
+``load``/``build``.
 
 Plugins: an installed package registers a module with the same contract under the entry-point group
 ``llmbench.engines`` or ``llmbench.artifacts`` (name = the engine/method name, value = ``package.module``).
@@ -19,6 +21,8 @@ import importlib.metadata
 import inspect
 import pkgutil
 from types import ModuleType
+
+from llmbench.planning.options import Option
 
 SKIP = {"base"}
 GROUPS = {"llmbench.engines": "llmbench.engines", "llmbench.artifacts": "llmbench.artifacts"}
@@ -56,9 +60,28 @@ def _positional(fn) -> list[str]:
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
+def _declaration_problems(mod: ModuleType, name: str) -> list[str]:
+    """OPTIONS/PARAMS must be Option declarations (the one format config checks and docs read)."""
+    spec = getattr(mod, name, {})
+    if not isinstance(spec, dict):
+        return [f"{name} must be a dict of llmbench.planning.options.Option, got {type(spec).__name__}"]
+    out = [f"{name}[{key!r}] is not an llmbench.planning.options.Option" for key, o in spec.items()
+           if not isinstance(o, Option)]
+    if not all(callable(c) for c in getattr(mod, "CHECKS", ())):
+        out.append("CHECKS must be functions of the resolved values")
+    if name == "OPTIONS" and hasattr(getattr(mod, "ADAPTER", None), "OPTIONS"):
+        out.append("ADAPTER.OPTIONS is no longer read: declare OPTIONS at module level (planning/options.py)")
+    return out
+
+
 def _contract_problems(group: str, mod) -> list[str]:
     if not isinstance(mod, ModuleType):
         return [f"the entry point must name a module, got {type(mod).__name__}"]
+    declared = _declaration_problems(mod, "OPTIONS" if group == "llmbench.engines" else "PARAMS")
+    return declared + _callable_problems(group, mod)
+
+
+def _callable_problems(group: str, mod: ModuleType) -> list[str]:
     if group == "llmbench.engines":
         adapter = getattr(mod, "ADAPTER", None)
         if adapter is None:

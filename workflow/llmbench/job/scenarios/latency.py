@@ -81,8 +81,8 @@ def run(engine, spec: dict[str, Any], log=print) -> list[RequestResult]:
     sc = spec["scenario"]
     items = prompts.load(sc["prompts"])
     max_new = int(sc["max_new_tokens"])
-    plan = [(p, -1, True) for p in items[: int(sc.get("warmup", 1))]]
-    plan += [(p, r, False) for r in range(int(sc.get("repeats", 1))) for p in items]
+    plan = [(p, -1, True) for p in items[: sc["warmup"]]]
+    plan += [(p, r, False) for r in range(sc["repeats"]) for p in items]
     encoded = {str(p["id"]): engine.encode(p["prompt"]) for p in items}  # outside the timed region
     results = []
     for i, (p, repeat, warm) in enumerate(plan):
