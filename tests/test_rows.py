@@ -171,7 +171,7 @@ def test_merge_and_quality_write_their_declared_schemas(dirs, tmp_path, monkeypa
     qfile = quality.run_job(qspec, tmp_path / "q.parquet", log=lambda m: None)
     assert pq.read_schema(qfile).metadata[b"llmbench_table"] == b"quality"
     tables.merge([run], tmp_path / "tables", quality_files=[qfile],
-                 quality_spec={"reference_artifact": "a", "reference_variant": "v"})
+                 quality_spec={"reference_artifact": "a", "reference_variant": "v", "agreement_tokens": 32})
     summary = pq.read_table(tmp_path / "tables/latency.parquet")
     assert summary.schema.equals(rows.SUMMARY.schema, check_metadata=False)
     assert summary.schema.metadata[b"llmbench_schema_version"] == str(rows.SUMMARY_VERSION).encode()
