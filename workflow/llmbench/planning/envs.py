@@ -236,14 +236,9 @@ def _installer(py: str, choice: str) -> list[str]:
     if uv and choice in ("uv", "auto"):
         cmd = [uv, "pip", "install", "--python", py]
         cfg = _pip_config()
-        for link in cfg["find-links"]:
-            cmd += ["--find-links", link]
-        for url in cfg["index-url"]:
-            cmd += ["--index-url", url]
-        for url in cfg["extra-index-url"]:
-            cmd += ["--extra-index-url", url]
-        for c in cfg["constraint"]:
-            cmd += ["--constraint", c]
+        for key in ("find-links", "index-url", "extra-index-url", "constraint"):  # uv's flags have pip's names
+            for value in cfg[key]:
+                cmd += [f"--{key}", value]
         return cmd + ["--index-strategy", "unsafe-best-match"]
     return [py, "-m", "pip", "install", "--progress-bar", "off"]
 
