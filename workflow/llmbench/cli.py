@@ -61,22 +61,22 @@ def cmd_inspect(a):
     return 0
 
 
-def cmd_schema_doc(a):
-    from llmbench.job import rows
-    text = rows.markdown_doc()
-    if a.out:
-        Path(a.out).write_text(text)
+def _write_doc(text: str, out) -> None:
+    """A generated document to ``--out`` when given, else to stdout."""
+    if out:
+        Path(out).write_text(text)
     else:
         sys.stdout.write(text)
+
+
+def cmd_schema_doc(a):
+    from llmbench.job import rows
+    _write_doc(rows.markdown_doc(), a.out)
 
 
 def cmd_options_doc(a):
     from llmbench.planning import options
-    text = options.markdown_doc()
-    if a.out:
-        Path(a.out).write_text(text)
-    else:
-        sys.stdout.write(text)
+    _write_doc(options.markdown_doc(), a.out)
 
 
 def cmd_build_env(a):

@@ -229,23 +229,25 @@ def quantize(src: Path, dst: Path, qtype: str, nthread: int = 0) -> None:
         raise RuntimeError(f"llama_model_quantize({src.name} -> {qtype}) returned {rc}")
 
 
-def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    qtype = params["type"]
-    refuse_synthetic("gguf", model_manifest, "convert_hf_to_gguf.py converts them")
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    src, origin = converter_source()
-    script = src / "convert_hf_to_gguf.py"
-    origin.update({
+def _converter_facts(src: Path, origin: dict[str, Any]) -> dict[str, Any]:
+    """``origin`` (where the converter came from) plus hashes of the script, its conversion/ package and the
+    gguf-py it imports, so the manifest pins exactly what converted the model."""
+    pyproject = src / "gguf-py" / "pyproject.toml"
+    m = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.M) if pyproject.exists() else None
+    return {
+        **origin,
         "script": "convert_hf_to_gguf.py",
-        "script_sha256": sha256_file(script),
+        "script_sha256": sha256_file(src / "convert_hf_to_gguf.py"),
         "conversion_sha256": sha256_tree(src, [p.relative_to(src).as_posix() for p in (src / "conversion").rglob("*.py")]),
         "gguf_py_sha256": sha256_tree(src, [p.relative_to(src).as_posix() for p in (src / "gguf-py" / "gguf").rglob("*.py")]),
         "outtype": "f32",
-    })
-    m = re.search(r'^version = "([^"]+)"', (src / "gguf-py" / "pyproject.toml").read_text(), re.M) \
-        if (src / "gguf-py" / "pyproject.toml").exists() else None
-    origin["gguf_py_version"] = m.group(1) if m else None
+        "gguf_py_version": m.group(1) if m else None,
+    }
 
+
+def _convert_and_quantize(script: Path, model_dir: Path, out_dir: Path, qtype: str) -> dict[str, Any]:
+    """HF dir -> F32 GGUF (the converter, a child process) -> ``qtype`` at out_dir/GGUF_FILE, in a scratch
+    directory removed afterwards; returns the timings and the converter's peak RSS for the manifest."""
     work = Path(tempfile.mkdtemp(prefix=".gguf-work-", dir=out_dir))
     try:
         f32 = work / "model-f32.gguf"
@@ -268,11 +270,12 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
         quantize_s = time.perf_counter() - t
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return {"convert_time_s": round(convert_s, 3), "converter_peak_rss_bytes": convert_rss,
+            "quantize_time_s": round(quantize_s, 3)}
 
-    facts = gguf_facts(out_dir / GGUF_FILE)
-    if facts["file_type"] != qtype:
-        raise RuntimeError(f"the GGUF written says file type {facts['file_type']}, {qtype} was asked for")
 
+def _copy_tokenizer(model_dir: Path, out_dir: Path) -> list[str]:
+    """The HF tokenizer files into TOKENIZER_DIR (the engine encodes with them); returns the names copied."""
     tok = out_dir / TOKENIZER_DIR
     tok.mkdir()
     copied = []
@@ -280,7 +283,20 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
         if (model_dir / name).exists():
             shutil.copy(model_dir / name, tok / name)
             copied.append(name)
+    return copied
 
+
+def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    qtype = params["type"]
+    refuse_synthetic("gguf", model_manifest, "convert_hf_to_gguf.py converts them")
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    src, origin = converter_source()
+    origin = _converter_facts(src, origin)
+    timings = _convert_and_quantize(src / "convert_hf_to_gguf.py", model_dir, out_dir, qtype)
+    facts = gguf_facts(out_dir / GGUF_FILE)
+    if facts["file_type"] != qtype:
+        raise RuntimeError(f"the GGUF written says file type {facts['file_type']}, {qtype} was asked for")
+    copied = _copy_tokenizer(model_dir, out_dir)
     origin_model = {k: model_manifest.get(k) for k in ("converted_from", "gguf_file", "dequantized_to")
                     if model_manifest.get(k)}
     return {
@@ -293,9 +309,7 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
         "gguf": facts,
         "converter": origin,
         "quantizer": "llama_cpp.llama_model_quantize (default params)" if qtype != "F32" else None,
-        "convert_time_s": round(convert_s, 3),
-        "converter_peak_rss_bytes": convert_rss,
-        "quantize_time_s": round(quantize_s, 3),
+        **timings,
         "tokenizer_dir": TOKENIZER_DIR,
         "tokenizer_files": copied,
         # the embedded model was itself dequantized from a GGUF: requantizing it is not the same as

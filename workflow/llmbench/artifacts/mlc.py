@@ -342,17 +342,9 @@ def _run(argv: list[str]) -> None:
     print(f"  ({time.perf_counter() - t:.1f} s)", flush=True)
 
 
-def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    p = params
-    refuse_synthetic("mlc", model_manifest, "MLC's convert_weight quantizes them")
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    error = import_error()
-    if error is None:
-        from mlc_llm.interface.gen_config import CONV_TEMPLATES as installed_templates
-        from mlc_llm.quantization import QUANTIZATION
-
-        check_installed(p, tuple(QUANTIZATION), tuple(sorted(installed_templates)))
-    # Everything that needs no MLC, first: MLC's input, the exact commands, the predicted config, the tokenizer.
+def _write_plan(model_dir: Path, out_dir: Path, p: dict[str, Any]) -> tuple[dict[str, Any], list[list[str]], dict]:
+    """Everything that needs no MLC: MLC's input directory, commands.sh with the exact commands, and the
+    mlc-chat-config.json they are predicted to write. Returns (what was staged, the commands, the prediction)."""
     staged = prepare_input(model_dir, out_dir)
     argvs = commands(out_dir / INPUT_DIR, out_dir, p, model_name=model_dir.name)
     changes = "".join("; " + c for c in staged["config_changes"])
@@ -365,6 +357,20 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
     (out_dir / COMMANDS_FILE).chmod(0o755)
     expected = expected_config(out_dir / INPUT_DIR, p)
     (out_dir / EXPECTED_CONFIG).write_text(json.dumps(expected, indent=2) + "\n")
+    return staged, argvs, expected
+
+
+def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    p = params
+    refuse_synthetic("mlc", model_manifest, "MLC's convert_weight quantizes them")
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    error = import_error()
+    if error is None:
+        from mlc_llm.interface.gen_config import CONV_TEMPLATES as installed_templates
+        from mlc_llm.quantization import QUANTIZATION
+
+        check_installed(p, tuple(QUANTIZATION), tuple(sorted(installed_templates)))
+    staged, argvs, expected = _write_plan(model_dir, out_dir, p)
     tokenizer_files = [f for f in HF_TOKENIZER_FILES if (model_dir / f).exists()]
     for name in tokenizer_files:
         shutil.copy(model_dir / name, out_dir / name)

@@ -163,18 +163,12 @@ def convert_tokenizers(model_dir: Path, out_dir: Path) -> dict[str, Any]:
     return info
 
 
-def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    p = params
-    refuse_synthetic("openvino", model_manifest, "optimum-intel exports them")
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    tokenizer_files = [f for f in TOKENIZER_FILES if (model_dir / f).exists()]
-    if not {"tokenizer.json", "tokenizer.model"} & set(tokenizer_files):
-        raise FileNotFoundError(f"openvino artifact: {model_dir} has no tokenizer.json or tokenizer.model")
-
+def _export(model_dir: Path, out_dir: Path, p: dict[str, Any], qkw: dict[str, Any] | None) -> dict[str, Any]:
+    """optimum-intel's export of the HF model to out_dir (NNCF weight compression when ``qkw``; fp16: constants
+    saved as f16 afterwards); returns the from_pretrained keyword arguments used."""
     import openvino as ov
     from optimum.intel import OVModelForCausalLM, OVWeightQuantizationConfig
 
-    qkw = quantization_kwargs(p)
     kwargs: dict[str, Any] = {"export": True, "compile": False}
     if qkw is None:
         kwargs["load_in_8bit"] = False  # no NNCF: weights as exported (f32), then saved as f16 or f32
@@ -186,14 +180,11 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
     model.save_pretrained(out_dir)  # openvino_model.xml/.bin (f32 constants unless compressed), configs
     if p["weight_format"] == "fp16":
         ov.save_model(model.model, str(out_dir / "openvino_model.xml"), compress_to_fp16=True)
-    del model
+    return kwargs
 
-    tokenizer = convert_tokenizers(model_dir, out_dir)
-    for name in tokenizer_files:  # the HF engine's own files (generation_config.json: the EOS it masks)
-        shutil.copy(model_dir / name, out_dir / name)
 
-    facts = ir_facts(out_dir / "openvino_model.xml")
-    applied = facts["nncf_weight_compression"]
+def _check_compression(p: dict[str, Any], applied: dict[str, Any] | None) -> None:
+    """The compression NNCF recorded in the IR must be the one asked for (mode, and group size for int4)."""
     expected = _expected_mode(p)
     if expected is None and applied is not None:
         raise RuntimeError(f"openvino artifact: weight_format {p['weight_format']} asked for no compression but "
@@ -203,6 +194,25 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
             raise RuntimeError(f"openvino artifact: asked for {expected}, the IR records {applied}")
         if p["weight_format"] == "int4" and applied.get("group_size") != str(p["group_size"]):
             raise RuntimeError(f"openvino artifact: asked for group size {p['group_size']}, the IR records {applied}")
+
+
+def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    p = params
+    refuse_synthetic("openvino", model_manifest, "optimum-intel exports them")
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    tokenizer_files = [f for f in TOKENIZER_FILES if (model_dir / f).exists()]
+    if not {"tokenizer.json", "tokenizer.model"} & set(tokenizer_files):
+        raise FileNotFoundError(f"openvino artifact: {model_dir} has no tokenizer.json or tokenizer.model")
+
+    qkw = quantization_kwargs(p)
+    kwargs = _export(model_dir, out_dir, p, qkw)
+    tokenizer = convert_tokenizers(model_dir, out_dir)
+    for name in tokenizer_files:  # the HF engine's own files (generation_config.json: the EOS it masks)
+        shutil.copy(model_dir / name, out_dir / name)
+
+    facts = ir_facts(out_dir / "openvino_model.xml")
+    applied = facts["nncf_weight_compression"]
+    _check_compression(p, applied)
 
     ov_config_path = out_dir / "openvino_config.json"
     return {

@@ -87,3 +87,31 @@ class Engine(Protocol):
     def peak_memory(self) -> tuple[int, str] | None:
         """(bytes, what was measured) for device memory, e.g. GPU max allocated; None: the harness measures
         the process's peak RSS instead."""
+
+
+# --- small pieces several adapters share -----------------------------------------------------------------
+
+def check_method(artifact_dir: Path, manifest: dict[str, Any], engine: str, method: str, holds: str) -> None:
+    """Refuse an artifact another method built. The config already pairs formats with engines (ACCEPTS); this
+    catches a direct ``load`` (tools, tests) with a clear message instead of a library error deep inside."""
+    found = manifest.get("method")
+    if found not in (None, method):
+        raise ValueError(f"{artifact_dir} was built by method {found!r}; the {engine} engine loads artifacts of "
+                         f"method {method} ({holds})")
+
+
+def device_missing(asked: str, here: str) -> RuntimeError:
+    """The error for a variant this machine or build cannot run as asked (never a fallback, which would
+    measure something else): "variant asks for <asked> but <here>"."""
+    return RuntimeError(f"variant asks for {asked} but {here}")
+
+
+class HostPeakMemory:
+    """The memory half for adapters whose library reports no allocator peak: ``peak_memory`` returns None,
+    so the harness measures the process's peak RSS instead."""
+
+    def reset_peak_memory(self) -> None:
+        pass
+
+    def peak_memory(self) -> tuple[int, str] | None:
+        return None

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines._native_output import capture_fd
-from llmbench.engines.base import Generation, Placement
+from llmbench.engines.base import (Generation, HostPeakMemory, Loaded, Placement, check_method,
+                                   device_missing)
 from llmbench.planning.options import Option, at_least
 
 import json
@@ -55,45 +56,63 @@ def placement(options: dict[str, Any]) -> Placement:
     return Placement(device="cpu", gpus=0, cpu_threads=options.get("intra_threads") or None)
 
 
-class CT2Engine(HFTokenizerMixin):
+def _check_device(ctranslate2, device: str, compute_type: str) -> None:
+    """Fail before loading when this machine cannot run the variant as asked (no silent CPU or type fallback)."""
+    if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        raise device_missing("device=cuda", "CTranslate2 sees no CUDA device here "
+                             "(its Linux wheel needs libcublas.so.12, i.e. CUDA 12)")
+    supported = sorted(ctranslate2.get_supported_compute_types(device))
+    if compute_type != "default" and compute_type not in supported:
+        raise ValueError(f"compute_type {compute_type!r} is not supported by CTranslate2 on {device} here; "
+                         f"supported: {', '.join(supported)} (or default)")
+
+
+def _start_generator(ctranslate2, artifact_dir: Path, options: dict[str, Any]):
+    """(the Generator, the facts its INFO log printed while loading: ISA, GEMM backends, compute type)."""
+    previous_level = ctranslate2.get_log_level()
+    ctranslate2.set_log_level(logging.INFO)  # CTranslate2 then logs the ISA, GEMM backends and compute type
+    try:
+        generator, log_text = capture_fd(2, lambda: ctranslate2.Generator(
+            str(artifact_dir), device=options["device"], compute_type=options["compute_type"],
+            intra_threads=options["intra_threads"] or 0, inter_threads=options["inter_threads"] or 1))
+    finally:
+        ctranslate2.set_log_level(previous_level)
+    facts = {}
+    for key, pattern in _LOG_FACTS.items():
+        m = re.search(pattern, log_text, re.MULTILINE)
+        if m:
+            facts[key] = m.group(1).strip()
+    return generator, facts
+
+
+def _cpu_threads(intra: int) -> tuple[int, str]:
+    """(threads per generator on the CPU, where that number comes from), as CTranslate2 picks it."""
+    if intra:
+        return intra, "intra_threads"
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    return min(4, os.cpu_count() or 4), "ctranslate2 default min(4, cores)"
+
+
+class CT2Engine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CTranslate2 exposes no allocator statistics
     name = "ct2"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
         import ctranslate2
-        from transformers import AutoTokenizer
-
-        from llmbench.engines.base import Loaded
-        from llmbench.provenance import cpu_name, versions
 
         self.ct2 = ctranslate2
         artifact_dir = Path(artifact_dir)
-        if manifest.get("method") not in (None, "ct2"):
-            raise ValueError(f"{artifact_dir} was built by method {manifest.get('method')!r}; the ct2 engine loads "
-                             "artifacts of method ct2 (CTranslate2 format)")
-        device, compute_type = options["device"], options["compute_type"]
-        if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
-            raise RuntimeError("variant asks for device=cuda but CTranslate2 sees no CUDA device here "
-                               "(its Linux wheel needs libcublas.so.12, i.e. CUDA 12)")
-        supported = sorted(ctranslate2.get_supported_compute_types(device))
-        if compute_type != "default" and compute_type not in supported:
-            raise ValueError(f"compute_type {compute_type!r} is not supported by CTranslate2 on {device} here; "
-                             f"supported: {', '.join(supported)} (or default)")
-        intra = options["intra_threads"] or 0
-        inter = options["inter_threads"] or 1
+        check_method(artifact_dir, manifest, "ct2", "ct2", "CTranslate2 format")
+        _check_device(ctranslate2, options["device"], options["compute_type"])
+        self.generator, log_facts = _start_generator(ctranslate2, artifact_dir, options)
+        self._load_tokens(artifact_dir)
+        self.device = self.generator.device
+        self.runtime = self._runtime(options, log_facts)
+        return self._loaded(artifact_dir)
 
-        previous_level = ctranslate2.get_log_level()
-        ctranslate2.set_log_level(logging.INFO)  # CTranslate2 then logs the ISA, GEMM backends and compute type
-        try:
-            self.generator, log_text = capture_fd(2, lambda: ctranslate2.Generator(
-                str(artifact_dir), device=device, compute_type=compute_type,
-                intra_threads=intra, inter_threads=inter))
-        finally:
-            ctranslate2.set_log_level(previous_level)
-        facts = {}
-        for key, pattern in _LOG_FACTS.items():
-            m = re.search(pattern, log_text, re.MULTILINE)
-            if m:
-                facts[key] = m.group(1).strip()
+    def _load_tokens(self, artifact_dir: Path) -> None:
+        """The HF tokenizer, the id -> token string table the Generator is fed, and the end tokens to mask."""
+        from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
         # Token strings in, ids out: the model's vocabulary must be the tokenizer's, id for id.
@@ -103,17 +122,13 @@ class CT2Engine(HFTokenizerMixin):
         self.id_to_token = vocab
         self.end_token = self._end_token_ids(artifact_dir)
 
+    def _runtime(self, options: dict[str, Any], log_facts: dict[str, str]) -> dict[str, Any]:
+        """What ran, read back from the Generator and CTranslate2's load log."""
         g = self.generator
-        if intra:
-            threads, source = intra, "intra_threads"
-        elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
-            threads, source = int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
-        else:
-            threads, source = min(4, os.cpu_count() or 4), "ctranslate2 default min(4, cores)"
-        self.device = g.device
-        self.runtime = {
+        threads, source = _cpu_threads(options["intra_threads"] or 0)
+        return {
             "compute_type": g.compute_type,
-            "compute_type_requested": compute_type,
+            "compute_type_requested": options["compute_type"],
             "device": g.device,
             "device_index": list(g.device_index),
             "num_generators": g.num_generators,
@@ -122,13 +137,18 @@ class CT2Engine(HFTokenizerMixin):
             "end_token_ids_masked": self.end_token,
             "stop_rule": "min_length = max_length = max_new_tokens (new tokens only)",
             "ct2_env": {k: v for k, v in os.environ.items() if k.startswith("CT2_")},
-            **facts,
+            **log_facts,
         }
-        name = cpu_name() if g.device == "cpu" else f"cuda:{g.device_index[0]}"
+
+    def _loaded(self, artifact_dir: Path) -> Loaded:
+        from llmbench.provenance import cpu_name, versions
+
+        g = self.generator
+        device = "cpu" if g.device == "cpu" else f"cuda:{g.device_index[0]}"
         return Loaded(
-            engine_version=ctranslate2.__version__,
-            device=g.device if g.device == "cpu" else f"cuda:{g.device_index[0]}",
-            device_name=name,
+            engine_version=self.ct2.__version__,
+            device=device,
+            device_name=cpu_name() if device == "cpu" else device,
             # weight_bytes: model.bin as written by the converter (CTranslate2 reports no loaded sizes; a
             # compute_type that differs from the saved weight type converts them at load, not counted here)
             weight_bytes=(artifact_dir / "model.bin").stat().st_size,
@@ -175,12 +195,6 @@ class CT2Engine(HFTokenizerMixin):
         ids = np.asarray(token_ids[1:])
         actual = lp[np.arange(len(ids)), ids]
         return actual.astype(float).tolist(), lp.argmax(-1).astype(int).tolist()
-
-    def reset_peak_memory(self) -> None:
-        pass
-
-    def peak_memory(self) -> tuple[int, str] | None:
-        return None  # CTranslate2 exposes no allocator statistics; the harness measures process RSS
 
 
 ADAPTER = CT2Engine

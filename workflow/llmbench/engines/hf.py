@@ -9,7 +9,7 @@ the longest prompt + max_new_tokens so one compiled graph serves every request.
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
-from llmbench.engines.base import Generation, Placement
+from llmbench.engines.base import Generation, Loaded, Placement, device_missing
 from llmbench.planning.options import Option, at_least
 
 from pathlib import Path
@@ -63,91 +63,119 @@ class _TokenStreamer:
         pass
 
 
+def _device(torch, asked: str) -> str:
+    """The device the variant runs on: auto -> cuda when torch sees a GPU, else cpu; cuda without one fails."""
+    device = asked
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise device_missing("device=cuda", "torch sees no CUDA device here")
+    return device
+
+
+def _model(torch, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any], device: str):
+    """The model on ``device`` in eval mode: the artifact's weights, or a synthetic manifest's seeded random ones
+    (dtype auto: the dtype the synthetic artifact declares)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dtype = "auto" if options["dtype"] == "auto" else getattr(torch, options["dtype"])
+    attn = options["attn_implementation"]
+    synthetic = manifest.get("synthetic")
+    if synthetic:
+        config = AutoConfig.from_pretrained(artifact_dir)
+        if dtype == "auto":
+            dtype = getattr(torch, manifest.get("params", {}).get("dtype", "float16"))
+        torch.manual_seed(int(synthetic["seed"]))
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(artifact_dir, dtype=dtype, attn_implementation=attn)
+        model.to(device)
+    model.eval()
+    return model
+
+
 class HFEngine(HFTokenizerMixin):
     name = "hf"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
         import torch
-        import transformers
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-        from llmbench.engines.base import Loaded
-        from llmbench.provenance import cpu_name, versions
+        from transformers import AutoTokenizer
 
         self.torch = torch
         if options["num_threads"]:
             torch.set_num_threads(options["num_threads"])
-        device = options["device"]
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("variant asks for device=cuda but torch sees no CUDA device here")
-        dtype = "auto" if options["dtype"] == "auto" else getattr(torch, options["dtype"])
-        attn = options["attn_implementation"]
+        device = _device(torch, options["device"])
         self.cache_implementation = options["cache_implementation"]
         self.torch_compile = options["torch_compile"]
         self.max_cache_len = options["max_cache_len"]
-
-        synthetic = manifest.get("synthetic")
-        if synthetic:
-            config = AutoConfig.from_pretrained(artifact_dir)
-            if dtype == "auto":
-                dtype = getattr(torch, manifest.get("params", {}).get("dtype", "float16"))
-            torch.manual_seed(int(synthetic["seed"]))
-            with torch.device(device):
-                model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(artifact_dir, dtype=dtype, attn_implementation=attn)
-            model.to(device)
-        model.eval()
-        self.vocab_size = model.config.vocab_size
+        self.model = _model(torch, artifact_dir, manifest, options, device)
+        self.vocab_size = self.model.config.vocab_size
         self.fold_vocab = self.vocab_size  # encode: identity unless a synthetic shape has a smaller vocab
         self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
-        self.model = model
         self.device = torch.device(device)
+        self._compile_and_watch()
+        self._greedy_generation_config()
+        self.runtime = self._runtime(synthetic=bool(manifest.get("synthetic")))
+        self.weights_recorded = False
+        self.loaded = self._loaded()
+        return self.loaded
 
+    def _compile_and_watch(self) -> None:
+        """Compile the forward when asked with a dynamic cache (a static cache lets generate() compile), and
+        spy on generate()'s compile decision, so the metrics say whether it really compiled, not what we asked."""
+        model = self.model
         self.compiled_by_generate: bool | None = None
         if self.torch_compile and self.cache_implementation == "dynamic":
-            model.forward = torch.compile(model.forward)
+            model.forward = self.torch.compile(model.forward)
         original = model._valid_auto_compile_criteria
 
-        def spy(*args, **kwargs):  # record whether generate() really compiled, not whether we asked
+        def spy(*args, **kwargs):
             self.compiled_by_generate = original(*args, **kwargs)
             return self.compiled_by_generate
 
         model._valid_auto_compile_criteria = spy
 
-        gen = model.generation_config
+    def _greedy_generation_config(self) -> None:
+        """Greedy with no sampling knobs left in the model's generation config (they would only warn)."""
+        gen = self.model.generation_config
         gen.do_sample, gen.temperature, gen.top_p, gen.top_k = False, None, None, None
         if gen.pad_token_id is None:
             gen.pad_token_id = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
 
+    def _runtime(self, synthetic: bool) -> dict[str, Any]:
+        """What ran, read back from the loaded model (dtype of its weights, attention kernel, Linear classes)."""
+        model = self.model
         p = next(model.parameters())
         linear_kinds = sorted({type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__})
         qcfg = getattr(model.config, "quantization_config", None)
-        self.runtime = {
+        return {
             "dtype": str(p.dtype).removeprefix("torch."),
             "attn_implementation": model.config._attn_implementation,
             "cache_implementation": self.cache_implementation,
             "torch_compile_requested": self.torch_compile,
             "linear_modules": linear_kinds,
             "quantization": (qcfg.to_dict() if hasattr(qcfg, "to_dict") else qcfg) if qcfg else None,
-            "torch_threads": torch.get_num_threads(),
-            "synthetic_weights": bool(synthetic),
+            "torch_threads": self.torch.get_num_threads(),
+            "synthetic_weights": synthetic,
         }
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else cpu_name()
-        self.weights_recorded = False
+
+    def _loaded(self) -> Loaded:
+        import transformers
+
+        from llmbench.provenance import cpu_name, versions
+
+        cuda = self.device.type == "cuda"
         # weight_bytes: parameters + buffers as loaded; re-read after the first request (_record_weights_as_run),
         # when compressed-tensors checkpoints have been unpacked, so rows get the weights as they ran
-        self.loaded = Loaded(
+        return Loaded(
             engine_version=transformers.__version__,
             device=str(self.device),
-            device_name=name,
-            weight_bytes=_weight_bytes(model),
+            device_name=self.torch.cuda.get_device_name(self.device) if cuda else cpu_name(),
+            weight_bytes=_weight_bytes(self.model),
             runtime=self.runtime,
             library_versions=versions("torch", "transformers", "accelerate", "safetensors"),
         )
-        return self.loaded
 
     def _record_weights_as_run(self) -> dict[str, Any]:
         """After the first request (a warm-up), record the weights as they ran: compressed-tensors

@@ -21,7 +21,8 @@ aborts the whole process on it (std::out_of_range, uncatchable from Python). Gen
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
-from llmbench.engines.base import Generation, Placement
+from llmbench.engines.base import (Generation, HostPeakMemory, Loaded, Placement, check_method,
+                                   device_missing)
 from llmbench.planning.options import Option, at_least
 
 import ctypes
@@ -58,67 +59,71 @@ def placement(options: dict[str, Any]) -> Placement:
     return Placement(device="cpu", gpus=0, cpu_threads=threads)
 
 
-class LlamaCppEngine(HFTokenizerMixin):
+def _llama_kwargs(model_path: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``llama_cpp.Llama`` keyword arguments from resolved options (n_threads_batch null: n_threads). Pure."""
+    return {
+        "model_path": model_path,
+        "n_ctx": options["n_ctx"],
+        "n_threads": options["n_threads"],
+        "n_threads_batch": options["n_threads_batch"] or options["n_threads"],
+        "n_gpu_layers": options["n_gpu_layers"],
+        "flash_attn": options["flash_attn"],
+        "seed": 0,
+        "verbose": False,
+    }
+
+
+class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, the harness measures peak RSS
     name = "llamacpp"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
         import llama_cpp
         from transformers import AutoTokenizer
 
-        from llmbench.engines.base import Loaded
-        from llmbench.provenance import cpu_name, versions
-        from llmbench.formats.gguf import TOKENIZER_DIR, file_type_name
+        from llmbench.formats.gguf import TOKENIZER_DIR
 
         artifact_dir = Path(artifact_dir)
-        gguf_file = manifest.get("gguf_file")
-        if manifest.get("method") not in (None, "gguf") or not gguf_file:
-            raise ValueError(f"{artifact_dir}: the llamacpp engine runs GGUF artifacts (method gguf), "
-                             f"not method {manifest.get('method')!r}")
-        self.model_path = str(artifact_dir / gguf_file)
+        check_method(artifact_dir, manifest, "llamacpp", "gguf", "one GGUF file + the HF tokenizer")
+        if not manifest.get("gguf_file"):
+            raise ValueError(f"{artifact_dir}: its manifest names no gguf_file; the llamacpp engine runs GGUF "
+                             "artifacts (method gguf)")
+        self.model_path = str(artifact_dir / manifest["gguf_file"])
         n_gpu_layers = options["n_gpu_layers"]
         gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
         if n_gpu_layers != 0 and not gpu_offload:
-            raise RuntimeError(f"variant asks for n_gpu_layers={n_gpu_layers} but this llama-cpp-python build "
-                               "has no GPU backend (llama_supports_gpu_offload() is false)")
-        self.kwargs = {
-            "model_path": self.model_path,
-            "n_ctx": options["n_ctx"],
-            "n_threads": options["n_threads"],
-            "n_threads_batch": options["n_threads_batch"] or options["n_threads"],
-            "n_gpu_layers": n_gpu_layers,
-            "flash_attn": options["flash_attn"],
-            "seed": 0,
-            "verbose": False,
-        }
+            raise device_missing(f"n_gpu_layers={n_gpu_layers}", "this llama-cpp-python build has no GPU backend "
+                                 "(llama_supports_gpu_offload() is false)")
+        self.kwargs = _llama_kwargs(self.model_path, options)
         self.llama_cpp = llama_cpp
         self.llm = llama_cpp.Llama(logits_all=False, **self.kwargs)
         self._scorer = None
-
-        tok_dir = artifact_dir / manifest.get("tokenizer_dir", TOKENIZER_DIR)
-        self.tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir / manifest.get("tokenizer_dir", TOKENIZER_DIR))
         self.vocab_size = self.llm.n_vocab()
+        self.runtime = self._runtime(manifest, gpu_offload)
+        return self._loaded(on_gpu=gpu_offload and n_gpu_layers != 0)
 
-        cp = self.llm.context_params
-        meta = self.llm.metadata
-        ftype = meta.get("general.file_type")
+    def _runtime(self, manifest: dict[str, Any], gpu_offload: bool) -> dict[str, Any]:
+        """What ran, read back from the llama.cpp context and model (quant type, threads, batch sizes, offload)."""
+        from llmbench.formats.gguf import file_type_name
+
+        llama_cpp, llm = self.llama_cpp, self.llm
+        cp, mp, meta = llm.context_params, llm.model_params, llm.metadata
         desc = ctypes.create_string_buffer(256)
-        llama_cpp.llama_model_desc(self.llm.model, desc, 256)
-        version = llama_cpp.__version__
-        self.runtime = {
-            "quant_type": file_type_name(ftype),
+        llama_cpp.llama_model_desc(llm.model, desc, 256)
+        return {
+            "quant_type": file_type_name(meta.get("general.file_type")),
             "model_desc": desc.value.decode(errors="replace"),
-            "model_size_bytes": int(llama_cpp.llama_model_size(self.llm.model)),
-            "n_params": int(llama_cpp.llama_model_n_params(self.llm.model)),
+            "model_size_bytes": int(llama_cpp.llama_model_size(llm.model)),
+            "n_params": int(llama_cpp.llama_model_n_params(llm.model)),
             "n_threads": int(cp.n_threads),
             "n_threads_batch": int(cp.n_threads_batch),
-            "n_ctx": int(self.llm.n_ctx()),
+            "n_ctx": int(llm.n_ctx()),
             "n_batch": int(cp.n_batch),
             "n_ubatch": int(cp.n_ubatch),
-            "n_gpu_layers": int(self.llm.model_params.n_gpu_layers),
+            "n_gpu_layers": int(mp.n_gpu_layers),
             "gpu_offload_supported": gpu_offload,
             "flash_attn": FLASH_ATTN_TYPES.get(int(cp.flash_attn_type), str(cp.flash_attn_type)),
-            "load_mode": LOAD_MODES.get(getattr(self.llm.model_params, "load_mode", None),
-                                        getattr(self.llm.model_params, "load_mode", None)),
+            "load_mode": LOAD_MODES.get(getattr(mp, "load_mode", None), getattr(mp, "load_mode", None)),
             "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "sampler": "llama.cpp sampler chain: penalties (repeat 1.0, i.e. none) + greedy",
@@ -126,16 +131,18 @@ class LlamaCppEngine(HFTokenizerMixin):
             "kv_prefix_reuse": False,
             "tokenizer": "hf (transformers AutoTokenizer from the artifact's tokenizer/, chat template applied)",
             "gguf_tokenizer_model": meta.get("tokenizer.ggml.model"),
-            "llama_cpp_commit": LLAMA_CPP_COMMITS.get(version),
+            "llama_cpp_commit": LLAMA_CPP_COMMITS.get(llama_cpp.__version__),
             "artifact_built_with": (manifest.get("library_versions") or {}).get("llama-cpp-python"),
         }
-        device = "cpu"
-        if gpu_offload and n_gpu_layers != 0:
-            device = "gpu"
+
+    def _loaded(self, on_gpu: bool) -> Loaded:
+        from llmbench.provenance import cpu_name, versions
+
+        version = self.llama_cpp.__version__
         return Loaded(
             engine_version=version,
-            device=device,
-            device_name=cpu_name() if device == "cpu" else "gpu (llama.cpp backend)",
+            device="gpu" if on_gpu else "cpu",
+            device_name="gpu (llama.cpp backend)" if on_gpu else cpu_name(),
             weight_bytes=self.runtime["model_size_bytes"],  # llama_model_size: bytes of all the model's tensors
             runtime=self.runtime,
             library_versions={**versions("llama-cpp-python", "transformers", "tokenizers", "numpy"),
@@ -191,13 +198,6 @@ class LlamaCppEngine(HFTokenizerMixin):
         targets = np.asarray(token_ids[1:])
         logp = logits[np.arange(n - 1), targets] - lse
         return logp.tolist(), logits.argmax(axis=1).astype(int).tolist()
-
-    # ------------------------------------------------------------------ memory
-    def reset_peak_memory(self) -> None:
-        pass
-
-    def peak_memory(self) -> tuple[int, str] | None:
-        return None  # CPU: the harness measures the process's peak RSS
 
 
 ADAPTER = LlamaCppEngine

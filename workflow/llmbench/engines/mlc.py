@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.formats.mlc import DEVICES
-from llmbench.engines.base import Generation, Placement
+from llmbench.engines.base import (EngineUnavailable, Generation, HostPeakMemory, Loaded, Placement,
+                                   check_method)
 from llmbench.planning.options import Option
 
 import json
@@ -79,43 +80,51 @@ def token_id_engine(engine_cls: type) -> type:
     return TokenIdMLCEngine
 
 
-class MLCEngineAdapter(HFTokenizerMixin):
+def _model_lib(artifact_dir: Path, manifest: dict[str, Any], device: str) -> Path:
+    """The artifact's compiled model library, which must have been compiled for the variant's device."""
+    from llmbench.formats.mlc import compiled_for
+
+    built_for = compiled_for(manifest)
+    if built_for != device:
+        raise ValueError(f"variant device {device!r}, but {artifact_dir}'s model library was compiled for "
+                         f"{built_for!r} (artifact param device); build an artifact for {device!r}")
+    lib = artifact_dir / manifest["model_lib"]
+    if not lib.exists():
+        raise FileNotFoundError(f"{lib}: the artifact's model library is missing")
+    return lib
+
+
+class MLCEngineAdapter(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: MLCEngine exposes no allocator peak
     name = "mlc"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
-        from llmbench.formats.mlc import compiled_for, import_error, not_installable
-        from llmbench.engines.base import EngineUnavailable, Loaded
+        from llmbench.formats.mlc import import_error, not_installable
 
         artifact_dir = Path(artifact_dir)
-        if manifest.get("method") not in (None, "mlc"):
-            raise ValueError(f"{artifact_dir} was built by method {manifest.get('method')!r}; the mlc engine loads "
-                             "artifacts of method mlc (MLC weights + mlc-chat-config.json + compiled library)")
-        device, mode = options["device"], options["mode"]
+        check_method(artifact_dir, manifest, "mlc", "mlc", "MLC weights + mlc-chat-config.json + compiled library")
+        device = options["device"]
         error = import_error()
         if error is not None:
             raise EngineUnavailable(not_installable(error) + "; the mlc engine needs it to load MLC artifacts")
 
-        import mlc_llm
         from mlc_llm import MLCEngine
         from mlc_llm.serve import EngineConfig
         from transformers import AutoTokenizer
 
-        from llmbench.provenance import cpu_name, versions
-
-        built_for = compiled_for(manifest)
-        if built_for != device:
-            raise ValueError(f"variant device {device!r}, but {artifact_dir}'s model library was compiled for "
-                             f"{built_for!r} (artifact param device); build an artifact for {device!r}")
-        lib = artifact_dir / manifest["model_lib"]
-        if not lib.exists():
-            raise FileNotFoundError(f"{lib}: the artifact's model library is missing")
+        lib = _model_lib(artifact_dir, manifest, device)
         cls = token_id_engine(MLCEngine)
         config = EngineConfig(prefix_cache_mode="radix" if options["prefix_cache"] else "disable")
         # model_lib given: MLC would otherwise JIT-compile a library of its own
-        self.engine = cls(model=str(artifact_dir), model_lib=str(lib), device=device, mode=mode, engine_config=config)
+        self.engine = cls(model=str(artifact_dir), model_lib=str(lib), device=device, mode=options["mode"],
+                          engine_config=config)
         self.tokenizer = AutoTokenizer.from_pretrained(str(artifact_dir))
-        complete = json.loads(self.engine.engine_config.asjson())  # read back after reload: what MLC chose
-        runtime = {
+        self.runtime = self._runtime(manifest)
+        return self._loaded(manifest, device)
+
+    def _runtime(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """What ran: the engine config MLC completed at reload (read back, not the one passed in)."""
+        complete = json.loads(self.engine.engine_config.asjson())
+        return {
             "api": "MLCEngine.completions.create(prompt=token ids, temperature=0, stream=True, "
                    "extra_body={'debug_config': {'ignore_eos': True}}); ids from _request_stream_callback_impl",
             "model_lib": manifest["model_lib"],
@@ -127,7 +136,12 @@ class MLCEngineAdapter(HFTokenizerMixin):
             "stop_rule": "debug_config.ignore_eos (no stop tokens or strings) + max_tokens = max_new_tokens",
             "tokenizer": "HF tokenizer of the artifact (chat template applied by the harness)",
         }
-        self.runtime = runtime
+
+    def _loaded(self, manifest: dict[str, Any], device: str) -> Loaded:
+        import mlc_llm
+
+        from llmbench.provenance import cpu_name, versions
+
         dev = getattr(self.engine, "device", None)
         return Loaded(
             engine_version=getattr(mlc_llm, "__version__", None) or "unknown",
@@ -135,7 +149,7 @@ class MLCEngineAdapter(HFTokenizerMixin):
             device_name=cpu_name() if device == "cpu" else str(dev or device),
             # weight_bytes: the converted weight shards (params_shard_*.bin), which MLC loads onto the device
             weight_bytes=sum(f["size"] for name, f in manifest["files"].items() if name.startswith("params_shard_")),
-            runtime=runtime,
+            runtime=self.runtime,
             library_versions=versions("mlc-llm-nightly-cpu", "mlc-ai-nightly-cpu", "mlc-llm", "mlc-ai",
                                       "apache-tvm-ffi", "transformers", "tokenizers"),
         )
@@ -160,12 +174,6 @@ class MLCEngineAdapter(HFTokenizerMixin):
         finally:
             self.engine.token_sink = None
         return Generation(out, chunks)
-
-    def reset_peak_memory(self) -> None:
-        pass
-
-    def peak_memory(self) -> tuple[int, str] | None:
-        return None  # MLCEngine exposes no allocator peak; the harness measures process RSS
 
 
 ADAPTER = MLCEngineAdapter

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines._native_output import capture_fd
-from llmbench.engines.base import Generation, Placement
+from llmbench.engines.base import Generation, HostPeakMemory, Loaded, Placement, check_method
 from llmbench.planning.options import Option, at_least
 
 import os
@@ -142,7 +142,36 @@ def _streamer_class(base, running):
     return TokenStreamer
 
 
-class OpenVINOEngine(HFTokenizerMixin):
+def _pipeline_config(openvino_genai, options: dict[str, Any], props: dict[str, Any]):
+    """(LLMPipeline keyword arguments, the SchedulerConfig passed or None): the requested properties, plus on PA
+    GenAI's own scheduler default for LLMPipeline (unlimited tokens per step, so a prompt is prefilled in one
+    step) except prefix caching; the Python SchedulerConfig() default would split prefill at 256."""
+    config: dict[str, Any] = dict(props)
+    scheduler = None
+    if props.get("ATTENTION_BACKEND", "PA") == "PA":
+        scheduler = openvino_genai.SchedulerConfig()
+        scheduler.max_num_batched_tokens = 2**64 - 1
+        scheduler.enable_prefix_caching = options["prefix_caching"]
+        config["scheduler_config"] = scheduler
+    return config, scheduler
+
+
+def _pipeline_and_printout(openvino_genai, artifact_dir: Path, config: dict[str, Any]):
+    """(the LLMPipeline, GenAI's printout of each compiled model's properties, parsed), built with
+    OPENVINO_LOG_LEVEL=2 for the duration, so GenAI prints them."""
+    previous = os.environ.get("OPENVINO_LOG_LEVEL")
+    os.environ["OPENVINO_LOG_LEVEL"] = "2"
+    try:
+        pipe, log_text = capture_fd(1, lambda: openvino_genai.LLMPipeline(str(artifact_dir), "CPU", **config))
+    finally:
+        if previous is None:
+            os.environ.pop("OPENVINO_LOG_LEVEL", None)
+        else:
+            os.environ["OPENVINO_LOG_LEVEL"] = previous
+    return pipe, parse_properties(log_text)
+
+
+class OpenVINOEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, the harness measures peak RSS
     name = "openvino"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
@@ -151,64 +180,43 @@ class OpenVINOEngine(HFTokenizerMixin):
         import openvino_genai
         from transformers import AutoTokenizer
 
-        from llmbench.formats.openvino import recorded_ir_facts
-        from llmbench.engines.base import Loaded
-        from llmbench.provenance import cpu_name, versions
-
         artifact_dir = Path(artifact_dir)
-        if manifest.get("method") not in (None, "openvino"):
-            raise ValueError(f"{artifact_dir} was built by method {manifest.get('method')!r}; the openvino engine "
-                             "loads artifacts of method openvino (OpenVINO IR)")
+        check_method(artifact_dir, manifest, "openvino", "openvino", "OpenVINO IR")
         self.np, self.ov, self.genai = np, ov, openvino_genai
         self.artifact_dir = artifact_dir
         self.options = dict(options)
-        props = ov_properties(options)
-        self.props = props
-        backend = props.get("ATTENTION_BACKEND", "PA")
-        config: dict[str, Any] = dict(props)
-        scheduler = None
-        if backend == "PA":
-            # GenAI's own default for LLMPipeline on PA (unlimited tokens per step, so a prompt is prefilled in
-            # one step), except prefix caching; the Python SchedulerConfig() default would split prefill at 256
-            scheduler = openvino_genai.SchedulerConfig()
-            scheduler.max_num_batched_tokens = 2**64 - 1
-            scheduler.enable_prefix_caching = options["prefix_caching"]
-            config["scheduler_config"] = scheduler
-
-        previous = os.environ.get("OPENVINO_LOG_LEVEL")
-        os.environ["OPENVINO_LOG_LEVEL"] = "2"  # GenAI then prints each compiled model's properties
-        try:
-            self.pipe, log_text = capture_fd(
-                1, lambda: openvino_genai.LLMPipeline(str(artifact_dir), "CPU", **config))
-        finally:
-            if previous is None:
-                os.environ.pop("OPENVINO_LOG_LEVEL", None)
-            else:
-                os.environ["OPENVINO_LOG_LEVEL"] = previous
-        printed = parse_properties(log_text)
-        llm_title = next((t for t in printed if t not in ("OV Tokenizer", "OV Detokenizer", "SchedulerConfig")), None)
-        compiled = printed.get(llm_title, {}) if llm_title else {}
-
+        self.props = ov_properties(options)
+        config, scheduler = _pipeline_config(openvino_genai, options, self.props)
+        self.pipe, printed = _pipeline_and_printout(openvino_genai, artifact_dir, config)
         self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
         self.gen_config = self.pipe.get_generation_config()  # generation_config.json: eos_token_id
         self.gen_config.do_sample = False
         self.gen_config.num_beams = 1
         self.gen_config.ignore_eos = True
         self.streamer_class = _streamer_class(openvino_genai.StreamerBase, openvino_genai.StreamingStatus.RUNNING)
+        self.runtime = self._runtime(manifest, printed, scheduler)
+        return self._loaded()
 
-        facts = recorded_ir_facts(manifest, artifact_dir / "openvino_model.xml")
-        core = ov.Core()
-        self.runtime: dict[str, Any] = {
-            "openvino_version": ov.get_version(),
+    def _runtime(self, manifest: dict[str, Any], printed: dict[str, dict[str, Any]], scheduler) -> dict[str, Any]:
+        """What ran: the LLM's compiled properties from GenAI's printout (warns when it printed none), the CPU
+        plugin's defaults, and the weight compression the IR records."""
+        from llmbench.formats.openvino import recorded_ir_facts
+
+        llm_title = next((t for t in printed if t not in ("OV Tokenizer", "OV Detokenizer", "SchedulerConfig")), None)
+        compiled = printed.get(llm_title, {}) if llm_title else {}
+        facts = recorded_ir_facts(manifest, self.artifact_dir / "openvino_model.xml")
+        core = self.ov.Core()
+        runtime = {
+            "openvino_version": self.ov.get_version(),
             "pipeline_model": llm_title,  # e.g. "LLM with Paged Attention"
-            "attention_backend": backend if llm_title else None,
+            "attention_backend": self.props.get("ATTENTION_BACKEND", "PA") if llm_title else None,
             **{short: compiled.get(prop) for prop, short in READ_BACK.items()},
             "compiled_properties": compiled or None,
             "compiled_properties_source": "GenAI printout at load (OPENVINO_LOG_LEVEL=2)" if compiled else
                                           "not printed by this GenAI version: nothing read back",
             "scheduler_config": printed.get("SchedulerConfig"),
             "prefix_caching": scheduler.enable_prefix_caching if scheduler is not None else None,
-            "requested_properties": props,
+            "requested_properties": self.props,
             "plugin_defaults": {p: _prop_str(core.get_property("CPU", p))
                                 for p in ("INFERENCE_PRECISION_HINT", "KV_CACHE_PRECISION", "INFERENCE_NUM_THREADS")},
             "weight_compression": facts["nncf_weight_compression"],
@@ -220,12 +228,17 @@ class OpenVINOEngine(HFTokenizerMixin):
         if not compiled:
             print("WARNING: GenAI printed no compiled-model properties; runtime records the requested ones only",
                   file=sys.stderr)
+        return runtime
+
+    def _loaded(self) -> Loaded:
+        from llmbench.provenance import cpu_name, versions
+
         return Loaded(
-            engine_version=openvino_genai.__version__,
+            engine_version=self.genai.__version__,
             device="cpu",
             device_name=cpu_name(),
             # weight_bytes: openvino_model.bin, the IR's constants (compressed weights as stored and run)
-            weight_bytes=(artifact_dir / "openvino_model.bin").stat().st_size,
+            weight_bytes=(self.artifact_dir / "openvino_model.bin").stat().st_size,
             runtime=self.runtime,
             library_versions=versions("openvino", "openvino-genai", "openvino-tokenizers", "transformers",
                                       "tokenizers", "numpy"),
@@ -285,12 +298,6 @@ class OpenVINOEngine(HFTokenizerMixin):
         logprobs = torch.log_softmax(logits, dim=-1)
         actual = logprobs.gather(1, ids[0, 1:, None])[:, 0]
         return actual.tolist(), logits.argmax(dim=-1).tolist()
-
-    def reset_peak_memory(self) -> None:
-        pass
-
-    def peak_memory(self) -> tuple[int, str] | None:
-        return None  # CPU: the harness measures the process's peak RSS
 
 
 ADAPTER = OpenVINOEngine

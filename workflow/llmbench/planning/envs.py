@@ -236,14 +236,9 @@ def _installer(py: str, choice: str) -> list[str]:
     if uv and choice in ("uv", "auto"):
         cmd = [uv, "pip", "install", "--python", py]
         cfg = _pip_config()
-        for link in cfg["find-links"]:
-            cmd += ["--find-links", link]
-        for url in cfg["index-url"]:
-            cmd += ["--index-url", url]
-        for url in cfg["extra-index-url"]:
-            cmd += ["--extra-index-url", url]
-        for c in cfg["constraint"]:
-            cmd += ["--constraint", c]
+        for key in ("find-links", "index-url", "extra-index-url", "constraint"):  # uv's flags have pip's names
+            for value in cfg[key]:
+                cmd += [f"--{key}", value]
         return cmd + ["--index-strategy", "unsafe-best-match"]
     return [py, "-m", "pip", "install", "--progress-bar", "off"]
 
@@ -284,6 +279,75 @@ def _du(path: Path) -> int:
     return total
 
 
+def _remove_stale(prefix: Path, info: dict | None, log) -> None:
+    """A prefix that is not up to date is rebuilt from scratch, never patched."""
+    if prefix.exists():
+        why = "incomplete (no env.json)" if info is None else f"built for {info.get('requirements_hash', '?')[:12]}"
+        log(f"removing {prefix}: {why}")
+        shutil.rmtree(prefix)
+
+
+def _install_requirements(spec: EnvSpec, py: str, base: Path, installer: str, log) -> tuple[str, list[str]]:
+    """pip lines of the env file into the venv (paths resolved against ``base``, lines whose index does not
+    resolve skipped); returns (the installer used, the skipped lines)."""
+    lines, skipped = [], []
+    for r in spec.requirements:
+        host = _unreachable_index(r)
+        if host:
+            log(f"WARNING: skipping `{r}`: {host} does not resolve from this machine")
+            skipped.append(r)
+        else:
+            lines.append(_resolve_paths(r, base))
+    if not lines:
+        return "pip", skipped
+    # uv reads no per-requirement options (`pkg==1 --config-settings=...`): pip does those
+    per_req = any(not x.startswith("-") and " -" in x for x in lines)
+    cmd = _installer(py, "pip" if per_req and installer == "auto" else installer)
+    with tempfile.NamedTemporaryFile("w", suffix=".requirements.txt", delete=False) as fh:
+        fh.write("\n".join(lines) + "\n")
+        req_file = fh.name
+    log("requirements:\n" + "\n".join("  " + x for x in lines))
+    try:
+        _run(cmd + ["-r", req_file], log)
+    finally:
+        os.unlink(req_file)
+    return ("uv" if "uv" in Path(cmd[0]).name else "pip"), skipped
+
+
+def _post_install(spec: EnvSpec, prefix: Path, log) -> None:
+    """The env file's post-install commands, run with the venv activated (as conda would run them in the env)."""
+    venv_env = dict(os.environ, VIRTUAL_ENV=str(prefix), PATH=f"{prefix / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    venv_env.pop("PYTHONHOME", None)
+    for c in spec.post_install:
+        _run(c, log, env=venv_env, shell=True)
+
+
+def _built_info(env_name: str, env_yaml: Path, spec: EnvSpec, digest: str, prefix: Path, used: str,
+                skipped: list[str], t0: float) -> dict:
+    """The env.json content: what was asked for, what was skipped, and what got installed (pip freeze)."""
+    py = str(prefix / "bin" / "python")
+    freeze = subprocess.run([py, "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True).stdout
+    version = subprocess.run([py, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return {
+        "env": env_name,
+        "env_file": str(env_yaml),
+        "requirements_hash": digest,
+        "python_wanted": spec.python,
+        "python": version,
+        "requirements": spec.requirements,
+        "post_install": spec.post_install,
+        "skipped": {"unreachable_indexes": skipped, "conda_only": spec.conda_only,
+                    "variables": sorted(spec.variables)},
+        "installer": used,
+        "pip_freeze": freeze.splitlines(),
+        "build_time_s": round(time.perf_counter() - t0, 1),
+        "size_bytes": _du(prefix),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+    }
+
+
 def build(env_name: str, env_yaml: str | Path, prefix: str | Path, base_dir: str | Path | None = None,
           log: Callable[[str], None] = print, installer: str | None = None) -> dict:
     """Build (or find up to date) the venv ``prefix`` for ``env_yaml``; returns the env.json content.
@@ -302,10 +366,7 @@ def build(env_name: str, env_yaml: str | Path, prefix: str | Path, base_dir: str
         if info and info.get("requirements_hash") == digest and (prefix / "bin" / "python").exists():
             log(f"env {env_name} at {prefix} is up to date ({digest[:12]})")
             return info
-        if prefix.exists():
-            why = "incomplete (no env.json)" if info is None else f"built for {info.get('requirements_hash', '?')[:12]}"
-            log(f"removing {prefix}: {why}")
-            shutil.rmtree(prefix)
+        _remove_stale(prefix, info, log)
         t0 = time.perf_counter()
         log(f"building env {env_name} from {env_yaml} into {prefix} (requirements {digest[:12]})")
         for d in spec.conda_only:
@@ -313,55 +374,10 @@ def build(env_name: str, env_yaml: str | Path, prefix: str | Path, base_dir: str
         if spec.variables:
             log(f"WARNING: conda `variables` {sorted(spec.variables)} are not set by the venv backend")
         try:
-            base_python = _base_python(spec.python, log)
-            _run([base_python, "-m", "venv", str(prefix)], log)
-            py = str(prefix / "bin" / "python")
-            lines, skipped = [], []
-            for r in spec.requirements:
-                host = _unreachable_index(r)
-                if host:
-                    log(f"WARNING: skipping `{r}`: {host} does not resolve from this machine")
-                    skipped.append(r)
-                else:
-                    lines.append(_resolve_paths(r, base))
-            used = "pip"
-            if lines:
-                # uv reads no per-requirement options (`pkg==1 --config-settings=...`): pip does those
-                per_req = any(not x.startswith("-") and " -" in x for x in lines)
-                cmd = _installer(py, "pip" if per_req and installer == "auto" else installer)
-                used = "uv" if "uv" in Path(cmd[0]).name else "pip"
-                with tempfile.NamedTemporaryFile("w", suffix=".requirements.txt", delete=False) as fh:
-                    fh.write("\n".join(lines) + "\n")
-                    req_file = fh.name
-                log("requirements:\n" + "\n".join("  " + x for x in lines))
-                try:
-                    _run(cmd + ["-r", req_file], log)
-                finally:
-                    os.unlink(req_file)
-            venv_env = dict(os.environ, VIRTUAL_ENV=str(prefix), PATH=f"{prefix / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-            venv_env.pop("PYTHONHOME", None)
-            for c in spec.post_install:
-                _run(c, log, env=venv_env, shell=True)
-            freeze = subprocess.run([py, "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True).stdout
-            version = subprocess.run([py, "-c", "import platform; print(platform.python_version())"],
-                                     capture_output=True, text=True, check=True).stdout.strip()
-            info = {
-                "env": env_name,
-                "env_file": str(env_yaml),
-                "requirements_hash": digest,
-                "python_wanted": spec.python,
-                "python": version,
-                "requirements": spec.requirements,
-                "post_install": spec.post_install,
-                "skipped": {"unreachable_indexes": skipped, "conda_only": spec.conda_only,
-                            "variables": sorted(spec.variables)},
-                "installer": used,
-                "pip_freeze": freeze.splitlines(),
-                "build_time_s": round(time.perf_counter() - t0, 1),
-                "size_bytes": _du(prefix),
-                "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "host": platform.node(),
-            }
+            _run([_base_python(spec.python, log), "-m", "venv", str(prefix)], log)
+            used, skipped = _install_requirements(spec, str(prefix / "bin" / "python"), base, installer, log)
+            _post_install(spec, prefix, log)
+            info = _built_info(env_name, env_yaml, spec, digest, prefix, used, skipped, t0)
             tmp = prefix / f".{INFO}.tmp"
             tmp.write_text(json.dumps(info, indent=1) + "\n")
             os.replace(tmp, prefix / INFO)
