@@ -31,9 +31,10 @@ def load_requests(inputs: list[str | Path]) -> pd.DataFrame:
     return pa.concat_tables(tables).to_pandas()
 
 
-def _host(row) -> dict:
+def _host(text: str | None) -> dict:
+    """A row's host facts (json); {} where a row has none."""
     try:
-        return json.loads(row["host"] or "{}")
+        return json.loads(text or "{}")
     except (TypeError, ValueError):
         return {}
 
@@ -41,8 +42,8 @@ def _host(row) -> dict:
 def hosts_note(df: pd.DataFrame) -> str:
     """One line per distinct host CPU in the rows: a reader comparing two tables sees why they differ."""
     seen = {}
-    for h in df["host"].dropna().unique():
-        h = json.loads(h)
+    for text in df["host"].dropna().unique():
+        h = _host(text)
         seen[(h.get("cpu", "?"), tuple(h.get("cpu_flags", [])), h.get("cpu_count", "?"))] = None
     return "".join(f"\nHost CPU: {cpu}, {n} cores, kernel-relevant flags: {' '.join(flags) or 'none recorded'}.\n"
                    for cpu, flags, n in seen)
@@ -77,7 +78,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "roofline_tokens_per_s": first["read_bandwidth_bytes_per_s"] / first["weight_bytes"],
             "mbu": first["weight_bytes"] / ok["tpot_s"].median() / first["read_bandwidth_bytes_per_s"] if len(ok) else float("nan"),
             "memory_kind": first["memory_kind"],
-            "cpu_flags": " ".join(_host(first).get("cpu_flags", [])),
+            "cpu_flags": " ".join(_host(first["host"]).get("cpu_flags", [])),
             "runtime": first["runtime"],
             "artifact_hash": first["artifact_hash"],
             "git_commit": first["git_commit"],
