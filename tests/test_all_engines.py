@@ -1,11 +1,10 @@
 """The default workflow, shrunk to few tokens, for real: every artifact and engine, each in its own venv.
 
-This is the expensive test (it builds every env once, llama-cpp-python from source among them); it runs last.
+This is the expensive test (every env, llama-cpp-python compiled from source among them, built once per session
+by conftest.engine_envs and shared with test_engine_contract); it runs last.
 """
 
 import json
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,8 +16,16 @@ pytestmark = pytest.mark.workflow
 TOKENS = 8
 
 
+def config_envs(cfg: dict) -> set[str]:
+    """The envs a run of ``cfg`` uses: every variant's and artifact method's, and hf (fetch_model, tables)."""
+    from llmbench import artifacts, engines
+
+    return ({"hf"} | {artifacts.env(a["method"]) for a in cfg["artifacts"].values()}
+            | {engines.env(v["engine"], v.get("options", {})) for v in cfg["variants"].values()})
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, engine_envs):
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["scenarios"]["latency"]["max_new_tokens"] = TOKENS
     # quality keeps the default 1024 held-out tokens (a few seconds a job): at 256 the perplexity ratio of an
@@ -26,10 +33,11 @@ def run(tmp_path_factory):
     assert cfg["software_envs"]["backend"] == "venv"
     wd = copy_workflow(tmp_path_factory.mktemp("all"))
     write_yaml(wd / "config/config.yaml", cfg)
-    shared = os.environ.get("LLMBENCH_TEST_ENVS_DIR")
-    if shared:  # developers: reuse envs built by an earlier run (an env whose hash matches is not rebuilt)
-        (wd / "resources").mkdir()
-        (wd / "resources/envs").symlink_to(Path(shared).resolve())
+    # the session's envs (conftest.engine_envs), shared with test_engine_contract's in-env runs: built once
+    for name in config_envs(cfg):
+        engine_envs(name)
+    (wd / "resources").mkdir()
+    (wd / "resources/envs").symlink_to(engine_envs.root)
     snakemake(wd, "--keep-going", timeout=3 * 3600)
     return wd, cfg
 
