@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("artifact", nargs="?", default=str(REPO / "resources/artifacts/smollm2-135m/reference-fp32"))
+    ap.add_argument("artifact", nargs="?", default=str(REPO / "resources/artifacts/smollm2-135m/q4_1-dequant-fp32"))
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)

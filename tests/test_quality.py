@@ -56,3 +56,31 @@ def test_the_corpus_data_is_package_data():
     from conftest import REPO
     data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["llmbench"]
     assert "analysis/data/*" in data
+
+
+# ---------------------------------------------------------------- what the reference is (item 1)
+
+def test_a_gguf_models_manifest_says_what_it_was_dequantized_from(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    from llmbench.models import sources
+    path = tmp_path / "tiny.Q4_1.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_1)
+    w.add_tensor("output_norm.weight", np.ones(32, dtype=np.float32))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    origin = sources.gguf_origin(path)
+    assert origin == {"format": "gguf", "file": "tiny.Q4_1.gguf", "file_type": "Q4_1", "tensor_types": {"F32": 1},
+                      "quantized": True}
+
+
+def test_the_default_reference_is_not_called_unquantized():
+    import yaml
+
+    from conftest import REPO
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    ref = cfg["quality"]["reference_artifact"]
+    assert "q4_1" in ref and "dequant" in ref  # the name says it is the 4-bit file dequantized
+    text = (REPO / "config/config.yaml").read_text()
+    assert "the unquantized model" not in text and "4-bit model in fp32 storage" in text
