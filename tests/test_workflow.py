@@ -55,6 +55,9 @@ def test_full_run_writes_tables_with_exact_token_counts_and_provenance(done):
     ref = summary.set_index("variant").loc["hf-sdpa"]
     assert ref["greedy_agreement"] == 1.0 and ref["first_divergence_p50"] == NEW_TOKENS
     assert 0 <= summary.set_index("variant").loc["hf-eager", "greedy_agreement"] <= 1
+    # each line's quality is its own variant's (one quality job per variant), none borrowed
+    assert sorted(summary["quality_by"]) == ["hf / hf-eager (float32)", "hf / hf-sdpa (float32)"]
+    assert not summary["quality_borrowed"].any() and summary.set_index("variant").loc["hf-eager", "kl_mean"] >= 0
     # the roofline beside the figure: bandwidth measured in the job, MBU a share
     assert (summary["roofline_tokens_per_s"] > 0).all() and summary["mbu"].between(0, 1.5).all()
     md = (done / "results/tables/latency.md").read_text()
@@ -89,7 +92,7 @@ def test_changing_the_artifact_dtype_rebuilds_it_and_downstream(done):
     cfg = small_config()
     cfg["artifacts"]["q4_1-dequant-fp32"]["params"]["dtype"] = "bfloat16"
     try:
-        assert planned(done, cfg) == {"build_artifact": 1, "benchmark": 2, "quality": 1, "merge_tables": 1, "all": 1}
+        assert planned(done, cfg) == {"build_artifact": 1, "benchmark": 2, "quality": 2, "merge_tables": 1, "all": 1}
     finally:
         write_yaml(done / "config/config.yaml", small_config())
 
@@ -109,7 +112,7 @@ def test_edited_artifact_stops_the_run_with_a_clear_message(done, tmp_path):
 
     # following the message: the same command with --forcerun DIR rebuilds it and remeasures what used it
     assert conftest.planned(wd, "--forcerun", "resources/artifacts/smollm2-135m/q4_1-dequant-fp32") == {
-        "build_artifact": 1, "benchmark": 2, "quality": 1, "merge_tables": 1, "all": 1}
+        "build_artifact": 1, "benchmark": 2, "quality": 2, "merge_tables": 1, "all": 1}
 
 
 def test_deleted_model_file_is_detected(done, tmp_path):
