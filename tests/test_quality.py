@@ -219,10 +219,10 @@ def test_each_line_shows_its_own_variants_quality_and_a_borrowed_one_is_marked(t
     assert out.loc["q-v", "quality_by"] == "fake-q-v / q-v (float32)" and not out.loc["q-v", "quality_borrowed"]
     assert out.loc["mlc-v", "quality_borrowed"] and out.loc["mlc-v", "quality_by"] == "fake-ref-v / ref-v (float32)"
     assert out.loc["mlc-v", "perplexity"] == out.loc["ref-v", "perplexity"]
-    md = tables.to_markdown(_full(out.reset_index()), "", tables.quality_notes(out.reset_index(), files))
+    md = tables.to_markdown(_full(out.reset_index()), "", tables.quality_notes(out.reset_index(), files, SPEC))
     assert " †" in md and "† mlc / mlc-v on a: engine mlc cannot score; its quality figures were measured by " \
                             "fake-ref-v / ref-v (float32)" in md
-    assert "a is a dequantized Q4_1 model (m.Q4_1.gguf)" in md
+    assert "The reference artifact a is a dequantized Q4_1 model (m.Q4_1.gguf)" in md
 
 
 def _full(summary):

@@ -156,7 +156,7 @@ def add_quality(summary: pd.DataFrame, df: pd.DataFrame, quality_files: list, sp
     return summary
 
 
-def quality_notes(summary: pd.DataFrame, quality_files: list) -> str:
+def quality_notes(summary: pd.DataFrame, quality_files: list, spec: dict) -> str:
     """latency.md's quality notes: borrowed figures (†) named, why KL is empty, what the reference is."""
     out = ""
     for r in summary[summary["quality_borrowed"]].itertuples():
@@ -168,10 +168,11 @@ def quality_notes(summary: pd.DataFrame, quality_files: list) -> str:
     for f in quality_files:
         r = pq.read_table(f, columns=["artifact", "dequantized_from"]).to_pylist()[0]
         origin = json.loads(r["dequantized_from"] or "{}")
-        if origin.get("quantized") and r["artifact"] not in seen:
+        if origin.get("quantized") and r["artifact"] == spec["reference_artifact"] and r["artifact"] not in seen:
             seen.add(r["artifact"])
-            out += (f"\n{r['artifact']} is a dequantized {origin.get('file_type')} model ({origin.get('file')}): "
-                    "quality figures compared with it are relative to a quantized model, not an unquantized one.\n")
+            out += (f"\nThe reference artifact {r['artifact']} is a dequantized {origin.get('file_type')} model "
+                    f"({origin.get('file')}): the quality figures compared with it are relative to a quantized model, "
+                    "not an unquantized one.\n")
     return out
 
 
@@ -224,5 +225,5 @@ def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = 
     atomic.write_parquet(rows.REQUESTS.from_frame(df), out_dir / "requests.parquet")
     summary = add_quality(summarize(df), df, quality_files or [], quality_spec or {})
     atomic.write_parquet(rows.SUMMARY.from_frame(summary), out_dir / "latency.parquet")
-    note = quality_notes(summary, quality_files or []) if quality_spec else ""
+    note = quality_notes(summary, quality_files or [], quality_spec) if quality_spec else ""
     (out_dir / "latency.md").write_text(to_markdown(summary, hosts_note(df), note))
