@@ -257,3 +257,13 @@ def test_a_quality_row_of_another_heldout_text_is_refused(tmp_path, monkeypatch,
     summary, df = lines_and_rows(manifest.read(artifact)["content_hash"])
     with pytest.raises(ValueError, match="held-out text sha256 0{64} differs from the reference line's"):
         tables.add_quality(summary, df, files, SPEC)
+
+
+def test_a_reference_variant_that_cannot_score_is_a_config_problem():
+    from llmbench.planning import config as planning_config
+    cfg = {"artifacts": {"a": {}}, "variants": {"m": {"engine": "mlc"}, "h": {"engine": "hf"}},
+           "benchmarks": [{"artifacts": ["a"], "variants": ["m", "h"]}],
+           "quality": {"reference_artifact": "a", "reference_variant": "m"}}
+    assert "its engine 'mlc' cannot score" in planning_config._quality_problems(cfg)[0]
+    cfg["quality"]["reference_variant"] = "h"
+    assert planning_config._quality_problems(cfg) == []

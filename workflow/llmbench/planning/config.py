@@ -94,7 +94,11 @@ def _quality_problems(config: dict[str, Any]) -> list[str]:
         return [f"quality.reference_variant = {q['reference_variant']!r}: no benchmark runs artifact "
                 f"{q['reference_artifact']!r} with this variant; add it to `benchmarks`"]
     engine = config["variants"][q["reference_variant"]]["engine"]
-    if not hasattr(engines.adapter_class(engine), "score"):
+    try:
+        adapter = engines.adapter_class(engine)
+    except KeyError:
+        return []  # an unknown engine is reported with the variants
+    if not hasattr(adapter, "score"):
         return [f"quality.reference_variant = {q['reference_variant']!r}: its engine {engine!r} cannot score "
                 "(no score()), so no line could be compared with it; pick a variant whose engine can"]
     return []
