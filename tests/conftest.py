@@ -99,9 +99,9 @@ def small_config() -> dict:
 
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["scenarios"]["latency"]["max_new_tokens"] = NEW_TOKENS
-    cfg["artifacts"] = {"reference-fp32": cfg["artifacts"]["reference-fp32"]}
+    cfg["artifacts"] = {"q4_1-dequant-fp32": cfg["artifacts"]["q4_1-dequant-fp32"]}
     cfg["variants"] = {k: cfg["variants"][k] for k in ("hf-sdpa", "hf-eager")}
-    cfg["benchmarks"] = [{"models": ["smollm2-135m"], "artifacts": ["reference-fp32"],
+    cfg["benchmarks"] = [{"models": ["smollm2-135m"], "artifacts": ["q4_1-dequant-fp32"],
                           "variants": ["hf-sdpa", "hf-eager"], "scenarios": ["latency"]}]
     cfg["quality"]["heldout_tokens"] = 256
     cfg["software_envs"] = {"backend": "none"}  # envs are tested in test_envs.py

@@ -101,7 +101,7 @@ def test_example_config_is_valid_and_options_are_checked():
                  yaml.safe_load((REPO / "config/examples/openvino.yaml").read_text()))
     assert llmbench_config.problems(cfg, REPO) == []
     # lists are replaced on merge: the example keeps the quality reference's job
-    assert any("reference-fp32" in b["artifacts"] and "hf-sdpa" in b["variants"] for b in cfg["benchmarks"])
+    assert any("q4_1-dequant-fp32" in b["artifacts"] and "hf-sdpa" in b["variants"] for b in cfg["benchmarks"])
     assert {a for b in cfg["benchmarks"] for a in b["artifacts"]} >= {"openvino-int8", "openvino-int4"}
     cfg["variants"]["openvino-cpu"]["options"] = {"device": "gpu", "num_threads": "2", "kv_cache_precision": "i8",
                                                   "compute_type": "int8", "num_threads_x": 1}

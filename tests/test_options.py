@@ -61,11 +61,11 @@ def test_every_builtin_declares_options_params_and_formats():
 def test_an_engine_on_an_artifact_format_it_cannot_load_stops_at_config_time():
     cfg = copy.deepcopy(DEFAULT)
     assert llmbench_config.problems(cfg, REPO) == []
-    cfg["benchmarks"].append({"models": ["smollm2-135m"], "artifacts": ["reference-fp32", "ct2-int8"],
+    cfg["benchmarks"].append({"models": ["smollm2-135m"], "artifacts": ["q4_1-dequant-fp32", "ct2-int8"],
                               "variants": ["llamacpp-cpu"], "scenarios": ["latency"]})
     i = len(cfg["benchmarks"]) - 1
     assert llmbench_config.problems(cfg, REPO) == [
-        f"benchmarks[{i}]: variant 'llamacpp-cpu' (engine llamacpp) cannot load artifact 'reference-fp32': its "
+        f"benchmarks[{i}]: variant 'llamacpp-cpu' (engine llamacpp) cannot load artifact 'q4_1-dequant-fp32': its "
         "format is hf (method reference), engine llamacpp accepts gguf",
         f"benchmarks[{i}]: variant 'llamacpp-cpu' (engine llamacpp) cannot load artifact 'ct2-int8': its format "
         "is ct2 (method ct2), engine llamacpp accepts gguf"]

@@ -22,7 +22,7 @@ def config(benchmarks, quality=True):
         ],
     }
     if quality:
-        cfg["quality"] = {"reference_artifact": "ref"}
+        cfg["quality"] = {"reference_artifact": "ref", "reference_variant": "hf-a"}
     return cfg
 
 
@@ -41,30 +41,39 @@ def test_jobs_are_listed_once_in_the_order_first_asked_for():
     assert plan.run_files(cfg)[:2] == ["results/runs/real/ref/hf-b/lat.parquet", "results/runs/real/q4/hf-b/lat.parquet"]
 
 
-def test_the_first_variant_that_can_score_scores_the_artifact():
+def test_every_benchmarked_variant_that_can_score_scores_the_artifact_itself():
     cfg = config([
         (["real"], ["q4"], ["mlc", "hf-b", "hf-a"], ["lat"]),
         (["real"], ["mlc-only"], ["mlc"], ["lat"]),
     ])
-    assert plan.scoring_variant(cfg, "real", "q4") == "hf-b"
-    assert plan.scoring_variant(cfg, "real", "mlc-only") is None
-    assert plan.scoring_variant(cfg, "real", "not-benchmarked") is None
+    assert plan.scoring_variants(cfg, "real", "q4") == ["hf-b", "hf-a"]
+    assert plan.scoring_variants(cfg, "real", "mlc-only") == []
+    assert plan.scoring_variants(cfg, "real", "not-benchmarked") == []
 
 
-def test_quality_files_skip_synthetic_models_and_unscorable_artifacts():
+def test_one_quality_job_per_scoring_variant_none_for_synthetic_models_or_unscorable_lines():
+    """Old behaviour: one file per artifact, scored by its first scoring variant (hf-a here); every other
+    variant's line showed that figure."""
     cfg = config([
         (["real", "synth"], ["ref", "q4"], ["hf-a", "hf-b"], ["lat", "long"]),
         (["real"], ["mlc-only"], ["mlc"], ["lat"]),
     ])
-    assert plan.quality_files(cfg) == ["results/quality/real/ref.parquet", "results/quality/real/q4.parquet"]
+    assert plan.quality_jobs(cfg) == [("real", "ref", "hf-a"), ("real", "ref", "hf-b"),
+                                      ("real", "q4", "hf-a"), ("real", "q4", "hf-b")]
+    assert plan.quality_files(cfg) == ["results/quality/real/ref/hf-a.parquet", "results/quality/real/ref/hf-b.parquet",
+                                       "results/quality/real/q4/hf-a.parquet", "results/quality/real/q4/hf-b.parquet"]
     del cfg["quality"]
     assert plan.quality_files(cfg) == []
 
 
-def test_quality_is_compared_with_the_reference_artifact_except_for_itself():
+def test_quality_is_compared_with_the_reference_line_except_for_itself():
     cfg = config([])
-    assert plan.quality_reference(cfg, "real", "q4") == ["results/quality/real/ref.parquet"]
-    assert plan.quality_reference(cfg, "real", "ref") == []
+    assert plan.quality_reference(cfg, "real", "q4", "hf-b") == ["results/quality/real/ref/hf-a.parquet"]
+    assert plan.quality_reference(cfg, "real", "ref", "hf-b") == ["results/quality/real/ref/hf-a.parquet"]
+    assert plan.quality_reference(cfg, "real", "ref", "hf-a") == []
+    cfg["quality"]["reference_variant"] = "mlc"
+    with pytest.raises(ValueError, match="cannot score"):
+        plan.quality_reference(cfg, "real", "q4", "hf-b")
 
 
 @pytest.mark.parametrize(

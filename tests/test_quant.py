@@ -228,7 +228,7 @@ def test_example_config_runs_in_snakemake(embedded_model_dir, tmp_path_factory):
     snakemake(wd, "--configfile", "config/config.yaml", "config/examples/quant.yaml", "config/small.yaml",
               timeout=3600)
     req = pd.read_parquet(wd / "results/tables/requests.parquet")
-    assert set(req["artifact"]) == {"reference-fp32", "gptq-w4g64", "awq-w4g64"}
+    assert set(req["artifact"]) == {"q4_1-dequant-fp32", "gptq-w4g64", "awq-w4g64"}
     assert req["success"].all() and (req["output_tokens"] == 4).all()
     for name in ("gptq-w4g64", "awq-w4g64"):
         art = manifest.verify(wd / f"resources/artifacts/smollm2-135m/{name}")

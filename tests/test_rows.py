@@ -167,7 +167,8 @@ def test_merge_and_quality_write_their_declared_schemas(dirs, tmp_path, monkeypa
     monkeypatch.setattr(engines, "create", lambda name: StandInEngine())
     run = bench.run_job(spec_for(*dirs), tmp_path / "run.parquet", log=lambda m: None)
     model, art = dirs
-    qspec = {**spec_for(model, art), "quality": {"heldout_tokens": 64, "window": 32, "reference_artifact": "a"}}
+    qspec = {**spec_for(model, art), "quality": {"heldout_tokens": 64, "window": 32, "reference_artifact": "a",
+                                                 "reference_variant": "v"}}
     qfile = quality.run_job(qspec, tmp_path / "q.parquet", log=lambda m: None)
     assert pq.read_schema(qfile).metadata[b"llmbench_table"] == b"quality"
     tables.merge([run], tmp_path / "tables", quality_files=[qfile],
@@ -176,6 +177,7 @@ def test_merge_and_quality_write_their_declared_schemas(dirs, tmp_path, monkeypa
     assert summary.schema.equals(rows.SUMMARY.schema, check_metadata=False)
     assert summary.schema.metadata[b"llmbench_schema_version"] == str(rows.SUMMARY_VERSION).encode()
     line = summary.to_pylist()[0]
-    assert line["requests"] == 9 and line["greedy_agreement"] == 1.0 and line["quality_by"] == "v"
+    assert line["requests"] == 9 and line["greedy_agreement"] == 1.0 and line["quality_by"] == "llamacpp / v (unknown)"
+    assert line["quality_borrowed"] is False
     assert line["roofline_tokens_per_s"] == 5e9 / 600
     assert pq.read_schema(tmp_path / "tables/requests.parquet").equals(rows.SCHEMA, check_metadata=False)

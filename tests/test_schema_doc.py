@@ -11,8 +11,8 @@ from llmbench.job import rows
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
 PINNED = {
     "requests": (2, "07150fcefa51554b85bfc8a87f0583377f716aa60603dd0b4ef13c9a8a2c6245"),
-    "latency": (1, "c1f03f844f56a719c4aa64d52663f979e88fd39ddff33d7fef62544e69206357"),
-    "quality": (1, "f17b03ab0c10e39655983a36b2c268435f655ea8d8e2c24aa9e16f3da95e137c"),
+    "latency": (2, "d59baa997bb74aa038894b68d99f99887cfc92eab5aa6f0056d577f2e330be78"),
+    "quality": (2, "7df323d7d7b26d8552b28593d86c381fb51abf4cd67d73af2eeab81316deeb36"),
 }
 
 

@@ -38,7 +38,7 @@ def test_full_run_writes_tables_with_exact_token_counts_and_provenance(done):
     per_variant = req[req["variant"] == "hf-sdpa"].sort_values("request_index")
     assert per_variant["warmup"].tolist() == [True] + [False] * 9
     assert (per_variant["ttft_s"] > 0).all() and (per_variant["latency_s"] >= per_variant["ttft_s"]).all()
-    art = read_json(done / "resources/artifacts/smollm2-135m/reference-fp32/manifest.json")
+    art = read_json(done / "resources/artifacts/smollm2-135m/q4_1-dequant-fp32/manifest.json")
     model = read_json(done / "resources/models/smollm2-135m/manifest.json")
     assert (req["artifact_hash"] == art["content_hash"]).all() and (req["model_hash"] == model["content_hash"]).all()
     assert art["input_model_hash"] == model["content_hash"]
@@ -55,11 +55,14 @@ def test_full_run_writes_tables_with_exact_token_counts_and_provenance(done):
     ref = summary.set_index("variant").loc["hf-sdpa"]
     assert ref["greedy_agreement"] == 1.0 and ref["first_divergence_p50"] == NEW_TOKENS
     assert 0 <= summary.set_index("variant").loc["hf-eager", "greedy_agreement"] <= 1
+    # each line's quality is its own variant's (one quality job per variant), none borrowed
+    assert sorted(summary["quality_by"]) == ["hf / hf-eager (float32)", "hf / hf-sdpa (float32)"]
+    assert not summary["quality_borrowed"].any() and summary.set_index("variant").loc["hf-eager", "kl_mean"] >= 0
     # the roofline beside the figure: bandwidth measured in the job, MBU a share
     assert (summary["roofline_tokens_per_s"] > 0).all() and summary["mbu"].between(0, 1.5).all()
     md = (done / "results/tables/latency.md").read_text()
     assert "hf / hf-sdpa" in md and "tokens/s" in md
-    for d in ("resources/models/smollm2-135m", "resources/artifacts/smollm2-135m/reference-fp32"):
+    for d in ("resources/models/smollm2-135m", "resources/artifacts/smollm2-135m/q4_1-dequant-fp32"):
         assert (done / d / "manifest.json").exists()
 
 
@@ -87,29 +90,29 @@ def test_changing_max_new_tokens_reruns_benchmarks_not_fetch_or_artifacts(done):
 
 def test_changing_the_artifact_dtype_rebuilds_it_and_downstream(done):
     cfg = small_config()
-    cfg["artifacts"]["reference-fp32"]["params"]["dtype"] = "bfloat16"
+    cfg["artifacts"]["q4_1-dequant-fp32"]["params"]["dtype"] = "bfloat16"
     try:
-        assert planned(done, cfg) == {"build_artifact": 1, "benchmark": 2, "quality": 1, "merge_tables": 1, "all": 1}
+        assert planned(done, cfg) == {"build_artifact": 1, "benchmark": 2, "quality": 2, "merge_tables": 1, "all": 1}
     finally:
         write_yaml(done / "config/config.yaml", small_config())
 
 
 def test_edited_artifact_stops_the_run_with_a_clear_message(done, tmp_path):
     wd = clone(done, tmp_path / "copy")
-    cfg_file = wd / "resources/artifacts/smollm2-135m/reference-fp32/config.json"
+    cfg_file = wd / "resources/artifacts/smollm2-135m/q4_1-dequant-fp32/config.json"
     text = cfg_file.read_text()
     cfg_file.unlink()  # a new file, not the hard-linked original
     cfg_file.write_text(text.replace('"num_hidden_layers": 30', '"num_hidden_layers": 29'))
     proc = snakemake(wd, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "resources/artifacts/smollm2-135m/reference-fp32" in out and "config.json: sha256" in out
-    assert "--forcerun resources/artifacts/smollm2-135m/reference-fp32" in out
+    assert "resources/artifacts/smollm2-135m/q4_1-dequant-fp32" in out and "config.json: sha256" in out
+    assert "--forcerun resources/artifacts/smollm2-135m/q4_1-dequant-fp32" in out
     assert "rule benchmark" not in out  # stopped before any job
 
     # following the message: the same command with --forcerun DIR rebuilds it and remeasures what used it
-    assert conftest.planned(wd, "--forcerun", "resources/artifacts/smollm2-135m/reference-fp32") == {
-        "build_artifact": 1, "benchmark": 2, "quality": 1, "merge_tables": 1, "all": 1}
+    assert conftest.planned(wd, "--forcerun", "resources/artifacts/smollm2-135m/q4_1-dequant-fp32") == {
+        "build_artifact": 1, "benchmark": 2, "quality": 2, "merge_tables": 1, "all": 1}
 
 
 def test_deleted_model_file_is_detected(done, tmp_path):
@@ -129,6 +132,6 @@ def test_a_crashing_job_leaves_no_parquet_and_keeps_the_others(done, tmp_path):
     assert proc.returncode != 0
     assert not list((wd / "results/runs").rglob("hf-broken/*.parquet"))
     assert not list((wd / "results/runs").rglob("*.tmp"))
-    log = (wd / "logs/benchmark/smollm2-135m/reference-fp32/hf-broken/latency.log").read_text()
+    log = (wd / "logs/benchmark/smollm2-135m/q4_1-dequant-fp32/hf-broken/latency.log").read_text()
     assert "device=cuda but torch sees no CUDA device" in log
-    assert (wd / "results/runs/smollm2-135m/reference-fp32/hf-sdpa/latency.parquet").exists()
+    assert (wd / "results/runs/smollm2-135m/q4_1-dequant-fp32/hf-sdpa/latency.parquet").exists()

@@ -145,16 +145,16 @@ def quality_files():
 
 
 def quality_reference(wildcards):
-    return plan.quality_reference(config, wildcards.model, wildcards.artifact)
+    return plan.quality_reference(config, wildcards.model, wildcards.artifact, wildcards.variant)
 
 
 def quality_variant_env(wildcards):
-    v = config["variants"][plan.scoring_variant(config, wildcards.model, wildcards.artifact)]
+    v = config["variants"][wildcards.variant]
     return engines.env(v["engine"], v.get("options", {}))
 
 
 def quality_spec(wildcards):
-    v = plan.scoring_variant(config, wildcards.model, wildcards.artifact)
+    v = wildcards.variant
     ref = quality_reference(wildcards)
     return quoted(
         {

@@ -4,13 +4,13 @@ rule quality:
         reference=quality_reference,
         env=env_info(quality_variant_env),
     output:
-        "results/quality/{model}/{artifact}.parquet",
+        "results/quality/{model}/{artifact}/{variant}.parquet",
     params:
         spec=quality_spec,
         python=env_python(quality_variant_env),
         env_hash=env_hash(quality_variant_env),
     log:
-        "logs/quality/{model}/{artifact}.log",
+        "logs/quality/{model}/{artifact}/{variant}.log",
     conda:
         lambda wildcards: env_file(quality_variant_env(wildcards))
     shell:

@@ -86,22 +86,59 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+QUALITY_FIGURES = ("perplexity", "ppl_ratio", "kl_mean", "kl_p99", "teacher_forced_agreement")
+
+
+def load_quality(quality_files: list, df: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """The quality rows, refused when one is of another table version, scored another held-out text than
+    the reference line, or measured an artifact other than the one the benchmark rows ran (a stale file)."""
+    tables = []
+    for f in quality_files:
+        t = pq.read_table(f)
+        if t.schema.metadata.get(b"llmbench_schema_version") != str(rows.QUALITY_VERSION).encode():
+            raise ValueError(f"{f}: quality table version {t.schema.metadata.get(b'llmbench_schema_version')} "
+                             f"!= {rows.QUALITY_VERSION}; rerun that quality job")
+        tables.append(t.to_pandas().assign(file=str(f)))
+    q = pd.concat(tables, ignore_index=True)
+    ran = df.dropna(subset=["artifact_hash"]).groupby(["model", "artifact"])["artifact_hash"].unique()
+    for r in q.itertuples():
+        hashes = ran.get((r.model, r.artifact))
+        if hashes is not None and list(hashes) != [r.artifact_hash]:
+            raise ValueError(f"{r.file}: stale quality file: it scored artifact hash {r.artifact_hash}, the benchmark "
+                             f"rows of {r.model}/{r.artifact} ran artifact hash {', '.join(map(str, hashes))}; rerun it")
+        ref = q[(q["model"] == r.model) & (q["artifact"] == spec["reference_artifact"])
+                & (q["variant"] == spec["reference_variant"])]
+        if len(ref) and ref["heldout_sha256"].iloc[0] != r.heldout_sha256:
+            raise ValueError(f"{r.file}: held-out text sha256 {r.heldout_sha256} differs from the reference line's "
+                             f"{ref['heldout_sha256'].iloc[0]} ({ref['file'].iloc[0]}): the two are not comparable")
+    return q
+
+
+def _join_quality(summary: pd.DataFrame, q: pd.DataFrame) -> None:
+    """Each line gets its own variant's quality row; a line without one (its engine cannot score) gets the
+    first scored variant of the same artifact, marked quality_borrowed and named in quality_by."""
+    for i, line in summary.iterrows():
+        same = q[(q["model"] == line["model"]) & (q["artifact"] == line["artifact"])]
+        own = same[same["variant"] == line["variant"]]
+        row = own.iloc[0] if len(own) else same.iloc[0] if len(same) else None
+        if row is None:
+            continue
+        for col in QUALITY_FIGURES:
+            summary.loc[i, col] = row[col]
+        summary.loc[i, "kl_note"] = row["kl_note"] or ""
+        summary.loc[i, "quality_by"] = f"{row['engine']} / {row['variant']} ({row['precision']})"
+        summary.loc[i, "quality_borrowed"] = not len(own)
+
+
 def add_quality(summary: pd.DataFrame, df: pd.DataFrame, quality_files: list, spec: dict) -> pd.DataFrame:
-    """Join per-artifact quality and per-variant greedy agreement onto the summary lines."""
-    for col in ("perplexity", "teacher_forced_agreement", "greedy_agreement", "first_divergence_p50"):
+    """Join each line's own quality row (its variant's) and its greedy agreement onto the summary lines."""
+    for col in (*QUALITY_FIGURES, "greedy_agreement", "first_divergence_p50"):
         summary[col] = float("nan")
-    summary["quality_by"] = ""
+    summary["quality_by"], summary["kl_note"], summary["quality_borrowed"] = "", "", False
     if not spec or summary.empty:
         return summary
     if quality_files:
-        q = pd.concat([pd.read_parquet(f) for f in quality_files])
-        q = q.set_index(["model", "artifact"])
-        for i, line in summary.iterrows():
-            key = (line["model"], line["artifact"])
-            if key in q.index:
-                summary.loc[i, "perplexity"] = q.loc[key, "perplexity"]
-                summary.loc[i, "teacher_forced_agreement"] = q.loc[key, "teacher_forced_agreement"]
-                summary.loc[i, "quality_by"] = q.loc[key, "variant"]
+        _join_quality(summary, load_quality(quality_files, df, spec))
     k = int(spec["agreement_tokens"])
     measured = df[~df["warmup"] & df["success"] & (df["repeat"] == 0)]
     ref = measured[(measured["artifact"] == spec["reference_artifact"]) & (measured["variant"] == spec["reference_variant"])]
@@ -119,7 +156,27 @@ def add_quality(summary: pd.DataFrame, df: pd.DataFrame, quality_files: list, sp
     return summary
 
 
-def to_markdown(summary: pd.DataFrame, hosts: str = "") -> str:
+def quality_notes(summary: pd.DataFrame, quality_files: list, spec: dict) -> str:
+    """latency.md's quality notes: borrowed figures (†) named, why KL is empty, what the reference is."""
+    out = ""
+    for r in summary[summary["quality_borrowed"]].itertuples():
+        out += (f"\n† {r.engine} / {r.variant} on {r.artifact}: engine {r.engine} cannot score; its quality "
+                f"figures were measured by {r.quality_by}.\n")
+    for note in sorted(set(summary["kl_note"]) - {"", "the reference itself"}):
+        out += f"\nKL empty where: {note}.\n"
+    seen = set()
+    for f in quality_files:
+        r = pq.read_table(f, columns=["artifact", "dequantized_from"]).to_pylist()[0]
+        origin = json.loads(r["dequantized_from"] or "{}")
+        if origin.get("quantized") and r["artifact"] == spec["reference_artifact"] and r["artifact"] not in seen:
+            seen.add(r["artifact"])
+            out += (f"\nThe reference artifact {r['artifact']} is a dequantized {origin.get('file_type')} model "
+                    f"({origin.get('file')}): the quality figures compared with it are relative to a quantized model, "
+                    "not an unquantized one.\n")
+    return out
+
+
+def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") -> str:
     if summary.empty:
         return "No benchmark rows.\n"
     view = pd.DataFrame({
@@ -135,7 +192,10 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "") -> str:
         "MBU": [f"{m:.0%}" for m in summary["mbu"]],
         "peak mem (MiB)": (summary["peak_memory_bytes"].astype(float) / 2**20).round(0).astype("Int64"),
         "size (MiB)": (summary["artifact_bytes"] / 2**20).round(0).astype(int),
-        "perplexity": summary["perplexity"].round(2),
+        "perplexity": [f"{p:.2f}{' †' if b else ''}" if p == p else "" for p, b in
+                       zip(summary["perplexity"], summary["quality_borrowed"])],
+        "PPL ratio": summary["ppl_ratio"].round(3),
+        "KL mean / p99": [f"{m:.4f} / {p:.3f}" if m == m else "" for m, p in zip(summary["kl_mean"], summary["kl_p99"])],
         "TF agree": summary["teacher_forced_agreement"].round(3),
         "greedy agree@K": summary["greedy_agreement"].round(3),
         "1st diff p50": summary["first_divergence_p50"],
@@ -145,14 +205,17 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "") -> str:
     })
     notes = ("\nWarm-up requests are excluded. tokens/s = output tokens / end-to-end time (TTFT included). "
              "Every engine generated exactly the requested number of tokens (jobs fail otherwise). "
-             "perplexity: held-out text, per artifact; TF agree: teacher-forced argmax agreement with the "
-             "reference artifact; greedy agree@K / 1st diff: generated tokens vs the reference variant's "
+             "perplexity: held-out text, scored by the line's own engine and variant († where borrowed, see "
+             "below); PPL ratio: perplexity / the reference line's; KL mean / p99: KL(reference || line) per "
+             "position over the reference's top-K tokens plus one bucket for the rest (a lower bound of the full "
+             "KL), mean and 99th percentile; TF agree: teacher-forced top-1 agreement with the reference line; "
+             "greedy agree@K / 1st diff: generated tokens vs the reference variant's "
              "(empty: no quality figure, e.g. synthetic weights). decode tok/s = 1 / median TPOT; limit = read bandwidth "
              "measured in the same job / weight bytes; MBU = decode tok/s / limit.\n")
     unverified = summary[summary["status"] == "unverified"]
     reasons = "".join(f"\n- **{r.engine} / {r.variant} on {r.artifact}: unverified.** {r.note}\n"
                       for r in unverified.itertuples())
-    return view.to_markdown(index=False) + "\n" + notes + hosts + reasons
+    return view.to_markdown(index=False) + "\n" + notes + quality_note + hosts + reasons
 
 
 def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = None,
@@ -162,4 +225,5 @@ def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = 
     atomic.write_parquet(rows.REQUESTS.from_frame(df), out_dir / "requests.parquet")
     summary = add_quality(summarize(df), df, quality_files or [], quality_spec or {})
     atomic.write_parquet(rows.SUMMARY.from_frame(summary), out_dir / "latency.parquet")
-    (out_dir / "latency.md").write_text(to_markdown(summary, hosts_note(df)))
+    note = quality_notes(summary, quality_files or [], quality_spec) if quality_spec else ""
+    (out_dir / "latency.md").write_text(to_markdown(summary, hosts_note(df), note))

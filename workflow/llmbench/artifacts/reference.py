@@ -1,4 +1,8 @@
-"""The unquantized model in a chosen dtype: the baseline every other artifact is compared with."""
+"""The fetched model in a chosen dtype: the baseline every other artifact is compared with.
+
+When the model's weights were themselves dequantized (the embedded model ships as a Q4_1 GGUF), the
+artifact's manifest repeats the model manifest's ``dequantized_from``: such a reference is a 4-bit model in
+fp32 storage, not an unquantized one."""
 
 from __future__ import annotations
 
@@ -32,4 +36,5 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
-    return {"library": "transformers", "library_versions": libs, "dtype": dtype}
+    origin = {"dequantized_from": model_manifest["dequantized_from"]} if model_manifest.get("dequantized_from") else {}
+    return {"library": "transformers", "library_versions": libs, "dtype": dtype, **origin}

@@ -80,6 +80,9 @@ class Engine(Protocol):
     # Optional, for the quality figures: teacher-forced scoring of a token sequence.
     # def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
     #     """For positions 1..n-1: log-prob of token_ids[i] given token_ids[:i], and the argmax prediction."""
+    # Optional beside score, for KL divergence from the reference: the whole next-token distribution.
+    # def log_probs(self, token_ids: list[int]) -> numpy.ndarray:
+    #     """float32 (n-1, vocab): row i = log p(. | token_ids[:i+1]), normalized over the vocabulary."""
 
     def reset_peak_memory(self) -> None:
         ...
@@ -115,3 +118,13 @@ class HostPeakMemory:
 
     def peak_memory(self) -> tuple[int, str] | None:
         return None
+
+
+def score_from_log_probs(log_probs, token_ids: list[int]) -> tuple[list[float], list[int]]:
+    """``score``'s answer from a ``log_probs`` matrix: per position 1..n-1 the actual token's log-prob and the
+    argmax prediction."""
+    import numpy as np
+
+    targets = np.asarray(token_ids[1:])
+    actual = log_probs[np.arange(len(targets)), targets]
+    return actual.astype(float).tolist(), log_probs.argmax(axis=-1).astype(int).tolist()

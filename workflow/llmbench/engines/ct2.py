@@ -178,23 +178,26 @@ class CT2Engine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CTranslate
             out.append(step.token_id)
         return Generation(out)
 
-    def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
-        """Teacher-forced: for positions 1..n-1, log p(token_ids[i] | token_ids[:i]) and the argmax prediction.
-        One ``forward_batch`` with log-probs (the same numbers ``score_batch`` gives for the actual tokens)."""
+    def log_probs(self, token_ids: list[int]):
+        """Teacher forced: next-token log-probs (float32 numpy, positions 0..n-2 x vocab) from one
+        ``forward_batch`` with ``return_log_probs`` (the numbers ``score_batch`` gives for the actual tokens)."""
         import numpy as np
 
         ct2 = self.ct2
-        if len(token_ids) < 2:
-            return [], []
         lp = self.generator.forward_batch([list(token_ids)], return_log_probs=True)
         if lp.device != "cpu":
             lp = lp.to_device(ct2.Device.cpu)
         if lp.dtype != ct2.DataType.float32:
             lp = lp.to(ct2.DataType.float32)
-        lp = np.asarray(lp)[0, :-1]  # row i predicts token i+1
-        ids = np.asarray(token_ids[1:])
-        actual = lp[np.arange(len(ids)), ids]
-        return actual.astype(float).tolist(), lp.argmax(-1).astype(int).tolist()
+        return np.array(lp, dtype=np.float32)[0, :-1]  # row i predicts token i+1
+
+    def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+        """Teacher-forced: for positions 1..n-1, log p(token_ids[i] | token_ids[:i]) and the argmax prediction."""
+        from llmbench.engines.base import score_from_log_probs
+
+        if len(token_ids) < 2:
+            return [], []
+        return score_from_log_probs(self.log_probs(token_ids), token_ids)
 
 
 ADAPTER = CT2Engine

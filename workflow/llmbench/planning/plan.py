@@ -44,33 +44,46 @@ def is_synthetic(model_config: dict[str, Any]) -> bool:
     return sources.parse(model_config["source"])[0] == "synthetic"
 
 
-def scoring_variant(config: dict[str, Any], model: str, artifact: str) -> str | None:
-    """The first variant that benchmarks this artifact with an engine that can score (teacher forced), so
-    quality comes from an engine the user already runs on it; None when no such variant exists."""
-    for m, a, v, _ in jobs(config):
-        if (m, a) == (model, artifact) and hasattr(engines.adapter_class(config["variants"][v]["engine"]), "score"):
-            return v
-    return None
+def can_score(config: dict[str, Any], variant: str) -> bool:
+    return hasattr(engines.adapter_class(config["variants"][variant]["engine"]), "score")
 
 
-def quality_files(config: dict[str, Any]) -> list[str]:
-    """One quality file per benchmarked (model, artifact) of a real (not synthetic) model that some engine
-    can score; none when the config has no `quality` section."""
+def scoring_variants(config: dict[str, Any], model: str, artifact: str) -> list[str]:
+    """Every variant that benchmarks this artifact with an engine that can score (teacher forced), in the
+    order first asked for: each scores the artifact itself, with its own engine and options."""
+    return list(dict.fromkeys(v for m, a, v, _ in jobs(config) if (m, a) == (model, artifact) and can_score(config, v)))
+
+
+def quality_jobs(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(model, artifact, variant) of every quality job: each benchmarked variant of a real (not synthetic)
+    model whose engine can score; none when the config has no `quality` section."""
     if "quality" not in config:
         return []
     pairs = dict.fromkeys((m, a) for m, a, _, _ in jobs(config))
-    return [
-        f"results/quality/{m}/{a}.parquet"
-        for m, a in pairs
-        if not is_synthetic(config["models"][m]) and scoring_variant(config, m, a)
-    ]
+    return [(m, a, v) for m, a in pairs if not is_synthetic(config["models"][m])
+            for v in scoring_variants(config, m, a)]
 
 
-def quality_reference(config: dict[str, Any], model: str, artifact: str) -> list[str]:
-    """The reference artifact's quality file, which an artifact's quality is compared with (none for the
-    reference itself)."""
-    ref = config["quality"]["reference_artifact"]
-    return [] if artifact == ref else [f"results/quality/{model}/{ref}.parquet"]
+def quality_file(model: str, artifact: str, variant: str) -> str:
+    return f"results/quality/{model}/{artifact}/{variant}.parquet"
+
+
+def quality_files(config: dict[str, Any]) -> list[str]:
+    """One quality file per quality job (:func:`quality_jobs`)."""
+    return [quality_file(m, a, v) for m, a, v in quality_jobs(config)]
+
+
+def quality_reference(config: dict[str, Any], model: str, artifact: str, variant: str) -> list[str]:
+    """The reference line's quality file, which a line's quality is compared with (none for the reference
+    itself). The reference line (quality.reference_artifact x quality.reference_variant) must be able to
+    score: every comparison is against the distribution it stores."""
+    ref_a, ref_v = config["quality"]["reference_artifact"], config["quality"]["reference_variant"]
+    if (artifact, variant) == (ref_a, ref_v):
+        return []
+    if not can_score(config, ref_v):
+        raise ValueError(f"quality.reference_variant = {ref_v!r}: engine {config['variants'][ref_v]['engine']!r} "
+                         "cannot score, so it cannot be the quality reference; pick a variant whose engine has score()")
+    return [quality_file(model, ref_a, ref_v)]
 
 
 def built_directories(config: dict[str, Any]) -> list[str]:
