@@ -226,12 +226,18 @@ def test_each_line_shows_its_own_variants_quality_and_a_borrowed_one_is_marked(t
 
 
 def _full(summary):
-    """Fill the speed columns to_markdown prints (not what this test is about)."""
-    for col in ("avg_latency_s", "avg_output_tokens", "tokens_per_s", "ttft_p50_s", "ttft_p90_s", "tpot_p50_s",
-                "tpot_p90_s", "decode_tokens_per_s", "roofline_tokens_per_s", "mbu", "peak_memory_bytes"):
-        summary[col] = 1.0
+    """Fill the speed columns to_markdown prints (not what this test is about): every summary column the
+    quality join did not make gets a plain value of its type."""
+    import pyarrow as pa
+    from llmbench.job import rows
+
+    for c in rows.SUMMARY.columns:
+        if c.name not in summary:
+            summary[c.name] = (True if c.type == pa.bool_() else "" if c.type == pa.string()
+                               else 1 if pa.types.is_integer(c.type) else 1.0)
     summary["artifact_bytes"], summary["requests"], summary["failed"] = 2**20, 1, 0
     summary["status"], summary["device_name"], summary["note"] = "verified", "cpu", ""
+    summary["synthetic_weights"] = False
     return summary
 
 

@@ -1,5 +1,6 @@
 """The table schemas are the stable interface for analyses: docs and versions must follow changes."""
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -10,9 +11,75 @@ from llmbench.job import rows
 # Bump together with the table's version in rows.py: (version, sha256 of its column list). A column change
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
 PINNED = {
-    "requests": (2, "07150fcefa51554b85bfc8a87f0583377f716aa60603dd0b4ef13c9a8a2c6245"),
-    "latency": (2, "d59baa997bb74aa038894b68d99f99887cfc92eab5aa6f0056d577f2e330be78"),
+    "requests": (3, "25ee5c4364543d666ef5a9c66cc19ba6a50c274c34dd58619e948e8c0f4e1f8e"),
+    "latency": (2, "549baec671e2fc35ea87bb95736b29dc6a015ff637db221b41f0a3c0d4176e7e"),
     "quality": (2, "7df323d7d7b26d8552b28593d86c381fb51abf4cd67d73af2eeab81316deeb36"),
+}
+
+
+# The column names of each table at each version, oldest pinned first. Changing a table's columns means: bump
+# its version in rows.py and add the new version's names here (the old entries stay: they say what readers of
+# older files meet). A meaning or type change bumps the version too (the fingerprint above).
+COLUMNS_BY_VERSION = {
+    "requests": {
+        2: (
+            "request_index", "prompt_id", "repeat", "warmup", "success", "error", "input_tokens",
+            "requested_output_tokens", "output_tokens", "streamed_tokens", "retokenized_tokens",
+            "ttft_s", "latency_s", "tpot_s", "tokens_per_s", "itl_s", "peak_memory_bytes",
+            "memory_kind", "output_text", "output_ids", "engine_metrics", "model", "artifact", "engine",
+            "variant", "scenario", "status", "synthetic_weights", "variant_options", "runtime",
+            "weight_bytes", "read_bandwidth_bytes_per_s", "bandwidth_method", "model_hash",
+            "artifact_hash", "artifact_bytes", "engine_version", "library_versions", "device",
+            "device_name", "host", "env_hash", "git_commit", "config_hash", "run_id", "timestamp",
+            "schema_version",
+        ),
+        3: (
+            "request_index", "prompt_id", "repeat", "warmup", "first_of_shape", "success", "error",
+            "input_tokens", "requested_output_tokens", "output_tokens", "streamed_tokens",
+            "retokenized_tokens", "ttft_s", "latency_s", "tpot_s", "tokens_per_s", "itl_s",
+            "peak_memory_bytes", "memory_kind", "output_text", "output_ids", "engine_metrics", "model",
+            "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
+            "variant_options", "runtime", "weight_bytes", "read_bandwidth_bytes_per_s",
+            "bandwidth_method", "model_hash", "artifact_hash", "artifact_bytes", "engine_version",
+            "library_versions", "device", "device_name", "host", "env_hash", "git_commit",
+            "config_hash", "run_id", "timestamp", "schema_version",
+        ),
+    },
+    "latency": {
+        1: (
+            "model", "artifact", "engine", "variant", "scenario", "status", "device_name",
+            "synthetic_weights", "requests", "failed", "note", "avg_latency_s", "avg_output_tokens",
+            "tokens_per_s", "ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "tpot_p90_s", "peak_memory_bytes",
+            "artifact_bytes", "decode_tokens_per_s", "roofline_tokens_per_s", "mbu", "memory_kind",
+            "cpu_flags", "runtime", "artifact_hash", "git_commit", "perplexity",
+            "teacher_forced_agreement", "greedy_agreement", "first_divergence_p50", "quality_by",
+        ),
+        2: (
+            "model", "artifact", "engine", "variant", "scenario", "status", "device_name",
+            "synthetic_weights", "requests", "failed", "valid", "note", "avg_latency_s",
+            "avg_output_tokens", "tokens_per_s", "tokens_per_s_ci_low", "tokens_per_s_ci_high",
+            "ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "tpot_p50_ci_low_s", "tpot_p50_ci_high_s",
+            "tpot_p90_s", "peak_memory_bytes", "artifact_bytes", "decode_tokens_per_s",
+            "roofline_tokens_per_s", "mbu", "memory_kind", "cpu_flags", "runtime", "artifact_hash",
+            "git_commit", "perplexity", "ppl_ratio", "kl_mean", "kl_p99", "kl_note",
+            "teacher_forced_agreement", "greedy_agreement", "first_divergence_p50", "quality_by",
+            "quality_borrowed",
+        ),
+    },
+    "quality": {
+        1: (
+            "model", "artifact", "variant", "engine", "reference_artifact", "perplexity",
+            "scored_tokens", "teacher_forced_agreement", "argmax_ids", "heldout_sha256",
+            "artifact_hash", "engine_version", "runtime", "seconds",
+        ),
+        2: (
+            "model", "artifact", "variant", "engine", "precision", "reference_artifact",
+            "reference_variant", "perplexity", "scored_tokens", "ppl_ratio", "teacher_forced_agreement",
+            "kl_mean", "kl_p99", "kl_note", "kl_top_k", "argmax_ids", "topk_ids", "topk_logprobs",
+            "scored_ids_sha256", "heldout_sha256", "artifact_hash", "dequantized_from",
+            "engine_version", "runtime", "seconds",
+        ),
+    },
 }
 
 
@@ -26,6 +93,32 @@ def test_schema_changes_bump_the_version(table):
     assert (table.version, columns_fingerprint(table)) == PINNED[table.name], (
         f"the {table.name} columns changed: bump its version in rows.py, update PINNED here, and regenerate "
         "docs/table-schema.md with `python -m llmbench schema-doc --out docs/table-schema.md`")
+
+
+def pin_problem(table: rows.Table) -> str:
+    """Why the table's columns do not match COLUMNS_BY_VERSION at its version; empty when they do."""
+    pinned = COLUMNS_BY_VERSION[table.name]
+    if table.version not in pinned:
+        return f"{table.name} version {table.version} has no pinned column list: add it to COLUMNS_BY_VERSION"
+    if tuple(c.name for c in table.columns) != pinned[table.version]:
+        return (f"the {table.name} column names changed but its version ({table.version}) did not: bump it in "
+                "rows.py and pin the new names here as a new entry")
+    if table.version != max(pinned):
+        return f"{table.name}: a pinned version is newer than rows.py's {table.version}"
+    return ""
+
+
+@pytest.mark.parametrize("table", rows.TABLES, ids=lambda t: t.name)
+def test_columns_are_pinned_per_version(table):
+    assert pin_problem(table) == ""
+
+
+def test_the_pin_sees_a_column_change_without_a_bump():
+    extra = rows.Column("stray", rows.pa.int32(), "", "a column added without a version bump")
+    changed = dataclasses.replace(rows.REQUESTS, columns=[*rows.REQUESTS.columns, extra])
+    assert "column names changed but its version" in pin_problem(changed)
+    bumped = dataclasses.replace(changed, version=changed.version + 1)
+    assert "has no pinned column list" in pin_problem(bumped)
 
 
 def test_versions_are_written_into_the_parquet_metadata():

@@ -34,9 +34,11 @@ def test_full_run_writes_tables_with_exact_token_counts_and_provenance(done):
     assert set(req["variant"]) == {"hf-sdpa", "hf-eager"}
     assert (req["output_tokens"] == NEW_TOKENS).all() and (req["streamed_tokens"] == NEW_TOKENS).all()
     assert req["success"].all()
-    # the first prompt is a flagged warm-up, then all 9 prompts are measured once
+    # every prompt is a flagged warm-up first (warmup: all), then all 9 prompts are measured twice (repeats: 2);
+    # no measured request is the first of its input length
     per_variant = req[req["variant"] == "hf-sdpa"].sort_values("request_index")
-    assert per_variant["warmup"].tolist() == [True] + [False] * 9
+    assert per_variant["warmup"].tolist() == [True] * 9 + [False] * 18
+    assert not per_variant[~per_variant["warmup"]]["first_of_shape"].any()
     assert (per_variant["ttft_s"] > 0).all() and (per_variant["latency_s"] >= per_variant["ttft_s"]).all()
     art = read_json(done / "resources/artifacts/smollm2-135m/q4_1-dequant-fp32/manifest.json")
     model = read_json(done / "resources/models/smollm2-135m/manifest.json")
@@ -48,7 +50,10 @@ def test_full_run_writes_tables_with_exact_token_counts_and_provenance(done):
     assert {r["attn_implementation"] for r in runtime} == {"sdpa", "eager"}  # read back, not copied
 
     summary = pd.read_parquet(done / "results/tables/latency.parquet")
-    assert len(summary) == 2 and (summary["requests"] == 9).all() and (summary["failed"] == 0).all()
+    assert len(summary) == 2 and (summary["requests"] == 18).all() and (summary["failed"] == 0).all()
+    assert summary["valid"].all()
+    assert (summary["tokens_per_s_ci_low"] <= summary["tokens_per_s"]).all()
+    assert (summary["tokens_per_s"] <= summary["tokens_per_s_ci_high"]).all()
     assert (summary["avg_output_tokens"] == NEW_TOKENS).all()
     # quality beside speed: perplexity of the artifact, greedy agreement of each variant with the reference's
     assert summary["perplexity"].between(1, 1000).all()

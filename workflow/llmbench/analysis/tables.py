@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,41 +50,93 @@ def hosts_note(df: pd.DataFrame) -> str:
                    for cpu, flags, n in seen)
 
 
+CI_RESAMPLES = 2000   # bootstrap resamples per interval
+CI_SEED = 0           # fixed: the same rows always give the same interval
+
+
+def bootstrap_ci(values: dict[str, np.ndarray], stat, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat`` over requests: every resample draws the requests (rows of
+    ``values``, arrays of equal length) with replacement; ``stat`` maps resampled arrays (resamples × n) to one
+    value per resample. (nan, nan) with fewer than 2 requests."""
+    n = len(next(iter(values.values())))
+    if n < 2:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(CI_SEED).integers(0, n, size=(CI_RESAMPLES, n))
+    got = stat(**{k: v[idx] for k, v in values.items()})
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(got, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _speed(ok: pd.DataFrame) -> dict:
+    """The latency statistics of a line, over its successful measured requests only."""
+    if ok.empty:
+        return {k: float("nan") for k in ("avg_latency_s", "avg_output_tokens", "tokens_per_s", "ttft_p50_s",
+                                          "ttft_p90_s", "tpot_p50_s", "tpot_p90_s", "tokens_per_s_ci_low",
+                                          "tokens_per_s_ci_high", "tpot_p50_ci_low_s", "tpot_p50_ci_high_s")}
+    tps = bootstrap_ci({"out": ok["output_tokens"].to_numpy(float), "lat": ok["latency_s"].to_numpy(float)},
+                       lambda out, lat: out.sum(axis=1) / lat.sum(axis=1))
+    tpot = ok["tpot_s"].dropna()
+    tpot_ci = bootstrap_ci({"t": tpot.to_numpy(float)}, lambda t: np.median(t, axis=1)) if len(tpot) else \
+        (float("nan"), float("nan"))
+    return {
+        "avg_latency_s": ok["latency_s"].mean(),
+        "avg_output_tokens": ok["output_tokens"].mean(),
+        "tokens_per_s": ok["output_tokens"].sum() / ok["latency_s"].sum(),
+        "tokens_per_s_ci_low": tps[0], "tokens_per_s_ci_high": tps[1],
+        "ttft_p50_s": ok["ttft_s"].quantile(0.5),
+        "ttft_p90_s": ok["ttft_s"].quantile(0.9),
+        "tpot_p50_s": tpot.median(),
+        "tpot_p50_ci_low_s": tpot_ci[0], "tpot_p50_ci_high_s": tpot_ci[1],
+        "tpot_p90_s": tpot.quantile(0.9),
+    }
+
+
+def _note(g: pd.DataFrame, unverified: bool) -> str:
+    if unverified:
+        return g.iloc[0]["error"]
+    failed = g[~g["success"]]
+    if failed.empty:
+        return ""
+    first = failed.iloc[0]
+    return (f"{len(failed)} of {len(g)} measured requests failed; the first (request {first['request_index']}, "
+            f"prompt {first['prompt_id']}): {first['error']}")
+
+
+def _line(key: tuple, g: pd.DataFrame) -> dict:
+    ok = g[g["success"]]
+    first = g.iloc[0]
+    unverified = first["status"] == "unverified"
+    failed = 0 if unverified else int((~g["success"]).sum())
+    tpot_p50 = ok["tpot_s"].median() if len(ok) else float("nan")
+    return {
+        **dict(zip(GROUP, key)),
+        "status": first["status"],
+        "device_name": first["device_name"],
+        "synthetic_weights": bool(first["synthetic_weights"]),
+        "requests": 0 if unverified else len(g),
+        "failed": failed,
+        "valid": not unverified and failed == 0,
+        "note": _note(g, unverified),
+        **_speed(ok),
+        "peak_memory_bytes": None if unverified or ok.empty else int(ok["peak_memory_bytes"].max()),
+        "artifact_bytes": int(first["artifact_bytes"]),
+        "decode_tokens_per_s": 1 / tpot_p50,
+        "roofline_tokens_per_s": first["read_bandwidth_bytes_per_s"] / first["weight_bytes"],
+        "mbu": first["weight_bytes"] / tpot_p50 / first["read_bandwidth_bytes_per_s"] if len(ok) else float("nan"),
+        "memory_kind": first["memory_kind"],
+        "cpu_flags": " ".join(_host(first["host"]).get("cpu_flags", [])),
+        "runtime": first["runtime"],
+        "artifact_hash": first["artifact_hash"],
+        "git_commit": first["git_commit"],
+    }
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """The summary lines (columns: rows.SUMMARY_COLUMNS, the quality ones added by add_quality)."""
+    """The summary lines (columns: rows.SUMMARY_COLUMNS, the quality ones added by add_quality). Failed
+    requests are counted and left out of every statistic; warm-ups are left out altogether."""
     measured = df[~df["warmup"]]
-    out = []
-    for key, g in measured.groupby(GROUP, sort=True):
-        ok = g[g["success"]]
-        first = g.iloc[0]
-        unverified = first["status"] == "unverified"
-        out.append({
-            **dict(zip(GROUP, key)),
-            "status": first["status"],
-            "device_name": first["device_name"],
-            "synthetic_weights": bool(first["synthetic_weights"]),
-            "requests": 0 if unverified else len(g),
-            "failed": 0 if unverified else int((~g["success"]).sum()),
-            "note": first["error"] if unverified else "",
-            "avg_latency_s": ok["latency_s"].mean(),
-            "avg_output_tokens": ok["output_tokens"].mean(),
-            "tokens_per_s": ok["output_tokens"].sum() / ok["latency_s"].sum() if len(ok) else float("nan"),
-            "ttft_p50_s": ok["ttft_s"].quantile(0.5),
-            "ttft_p90_s": ok["ttft_s"].quantile(0.9),
-            "tpot_p50_s": ok["tpot_s"].quantile(0.5),
-            "tpot_p90_s": ok["tpot_s"].quantile(0.9),
-            "peak_memory_bytes": None if unverified else int(g["peak_memory_bytes"].max()),
-            "artifact_bytes": int(first["artifact_bytes"]),
-            "decode_tokens_per_s": 1 / ok["tpot_s"].median() if len(ok) else float("nan"),
-            "roofline_tokens_per_s": first["read_bandwidth_bytes_per_s"] / first["weight_bytes"],
-            "mbu": first["weight_bytes"] / ok["tpot_s"].median() / first["read_bandwidth_bytes_per_s"] if len(ok) else float("nan"),
-            "memory_kind": first["memory_kind"],
-            "cpu_flags": " ".join(_host(first["host"]).get("cpu_flags", [])),
-            "runtime": first["runtime"],
-            "artifact_hash": first["artifact_hash"],
-            "git_commit": first["git_commit"],
-        })
-    return pd.DataFrame(out)
+    return pd.DataFrame([_line(key, g) for key, g in measured.groupby(GROUP, sort=True)])
 
 
 QUALITY_FIGURES = ("perplexity", "ppl_ratio", "kl_mean", "kl_p99", "teacher_forced_agreement")
@@ -176,6 +229,53 @@ def quality_notes(summary: pd.DataFrame, quality_files: list, spec: dict) -> str
     return out
 
 
+def _with_ci(value: float, low: float, high: float, digits: int, scale: float = 1.0) -> str:
+    """``41.2 (40.1–42.5)``: a figure and its interval; the figure alone where there is no interval."""
+    if pd.isna(low) or pd.isna(high):
+        return f"{value * scale:.{digits}f}"
+    return f"{value * scale:.{digits}f} ({low * scale:.{digits}f}–{high * scale:.{digits}f})"
+
+
+def _status(line) -> str:
+    out = line["status"] + (", synthetic" if line["synthetic_weights"] else "")
+    if line["status"] != "unverified" and not line["valid"]:
+        out += f", INVALID: {line['failed']} failed"
+    return out
+
+
+def _notes(summary: pd.DataFrame) -> str:
+    ok = summary[summary["status"] != "unverified"]
+    counts = sorted({int(n) for n in ok["requests"] - ok["failed"]})
+    n = ", ".join(map(str, counts)) or "none"
+    return ("\nWarm-up requests are excluded. tokens/s = output tokens / end-to-end time (TTFT included). "
+            "A request succeeds only when its engine returned without raising, exactly the requested number of "
+            "tokens (its own count, the streamed count and the ids agree) and within the scenario's "
+            "request_timeout_s; failed requests are counted in `requests (failed)`, kept as rows with their "
+            "error, left out of every statistic, and mark their line INVALID. "
+            f"Averages, percentiles and intervals are over a line's successful requests (n = requests - failed; "
+            f"here n = {n}); p90 is linearly interpolated, so with n ≤ 11 it lies between the two largest values. "
+            "In brackets: 95% bootstrap interval over those requests (2000 resamples, seed 0), the spread between "
+            "this job's requests, not between runs or machines. "
+            "perplexity: held-out text, scored by the line's own engine and variant († where borrowed, see "
+            "below); PPL ratio: perplexity / the reference line's; KL mean / p99: KL(reference || line) per "
+            "position over the reference's top-K tokens plus one bucket for the rest (a lower bound of the full "
+            "KL), mean and 99th percentile; TF agree: teacher-forced top-1 agreement with the reference line; "
+            "greedy agree@K / 1st diff: generated tokens vs the reference variant's "
+            "(empty: no quality figure, e.g. synthetic weights). decode tok/s = 1 / median TPOT; limit = read bandwidth "
+            "measured in the same job / weight bytes; MBU = decode tok/s / limit.\n")
+
+
+def _reasons(summary: pd.DataFrame) -> str:
+    """One line per line that is unverified (why) or invalid (how many failed, the first error)."""
+    out = ""
+    for r in summary.itertuples():
+        if r.status == "unverified":
+            out += f"\n- **{r.engine} / {r.variant} on {r.artifact}: unverified.** {r.note}\n"
+        elif not r.valid:
+            out += f"\n- **{r.engine} / {r.variant} on {r.artifact}: INVALID.** {r.note}\n"
+    return out
+
+
 def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") -> str:
     if summary.empty:
         return "No benchmark rows.\n"
@@ -185,9 +285,11 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "scenario": summary["scenario"],
         "avg time (s)": summary["avg_latency_s"].round(2),
         "avg output tokens": summary["avg_output_tokens"].round(1),
-        "tokens/s": summary["tokens_per_s"].round(1),
+        "tokens/s (95% CI)": [_with_ci(v, lo, hi, 1) for v, lo, hi in zip(
+            summary["tokens_per_s"], summary["tokens_per_s_ci_low"], summary["tokens_per_s_ci_high"])],
         "TTFT p50 / p90 (ms)": [f"{a * 1e3:.0f} / {b * 1e3:.0f}" for a, b in zip(summary["ttft_p50_s"], summary["ttft_p90_s"])],
-        "TPOT p50 / p90 (ms)": [f"{a * 1e3:.1f} / {b * 1e3:.1f}" for a, b in zip(summary["tpot_p50_s"], summary["tpot_p90_s"])],
+        "TPOT p50 (95% CI) / p90 (ms)": [f"{_with_ci(a, lo, hi, 1, 1e3)} / {b * 1e3:.1f}" for a, lo, hi, b in zip(
+            summary["tpot_p50_s"], summary["tpot_p50_ci_low_s"], summary["tpot_p50_ci_high_s"], summary["tpot_p90_s"])],
         "decode tok/s (limit)": [f"{a:.1f} ({b:.0f})" for a, b in zip(summary["decode_tokens_per_s"], summary["roofline_tokens_per_s"])],
         "MBU": [f"{m:.0%}" for m in summary["mbu"]],
         "peak mem (MiB)": (summary["peak_memory_bytes"].astype(float) / 2**20).round(0).astype("Int64"),
@@ -200,22 +302,10 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "greedy agree@K": summary["greedy_agreement"].round(3),
         "1st diff p50": summary["first_divergence_p50"],
         "requests (failed)": [f"{r} ({f})" for r, f in zip(summary["requests"], summary["failed"])],
-        "status": summary["status"] + summary["synthetic_weights"].map({True: ", synthetic", False: ""}),
+        "status": [_status(line) for _, line in summary.iterrows()],
         "device": summary["device_name"],
     })
-    notes = ("\nWarm-up requests are excluded. tokens/s = output tokens / end-to-end time (TTFT included). "
-             "Every engine generated exactly the requested number of tokens (jobs fail otherwise). "
-             "perplexity: held-out text, scored by the line's own engine and variant († where borrowed, see "
-             "below); PPL ratio: perplexity / the reference line's; KL mean / p99: KL(reference || line) per "
-             "position over the reference's top-K tokens plus one bucket for the rest (a lower bound of the full "
-             "KL), mean and 99th percentile; TF agree: teacher-forced top-1 agreement with the reference line; "
-             "greedy agree@K / 1st diff: generated tokens vs the reference variant's "
-             "(empty: no quality figure, e.g. synthetic weights). decode tok/s = 1 / median TPOT; limit = read bandwidth "
-             "measured in the same job / weight bytes; MBU = decode tok/s / limit.\n")
-    unverified = summary[summary["status"] == "unverified"]
-    reasons = "".join(f"\n- **{r.engine} / {r.variant} on {r.artifact}: unverified.** {r.note}\n"
-                      for r in unverified.itertuples())
-    return view.to_markdown(index=False) + "\n" + notes + quality_note + hosts + reasons
+    return view.to_markdown(index=False) + "\n" + _notes(summary) + quality_note + hosts + _reasons(summary)
 
 
 def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = None,

@@ -1,6 +1,7 @@
 """One benchmark job: verify the artifact, load it in an engine, run a scenario, write rows atomically.
 
-A job that fails writes no Parquet (Snakemake then sees no output); the rows it had are in its log.
+A failed request is a row (success false, its error) and the job goes on. The job itself fails, and writes no
+Parquet (Snakemake then sees no output), only when no measured request succeeded; its rows are then in its log.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from llmbench.job import context, rows
 from llmbench.job.context import JobContext
 from llmbench.job.scenarios import KINDS as SCENARIOS
 from llmbench.provenance import atomic, manifest
+
+
+class NothingMeasured(RuntimeError):
+    """No measured request of the job succeeded: there is no figure to write."""
 
 
 def _has_cuda() -> bool:
@@ -48,6 +53,19 @@ def _inputs(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return art, model_manifest
 
 
+def _check_measured(results: list[rows.RequestResult], log) -> None:
+    """NothingMeasured when no measured request succeeded; else log how many failed, if any."""
+    measured = [r for r in results if not r.warmup]
+    failed = [r for r in measured if r.error]
+    if len(failed) == len(measured):
+        first = f"; the first: {failed[0].error}" if failed else ""
+        raise NothingMeasured(f"none of the {len(measured)} measured requests succeeded{first}. The job writes "
+                              "no table; every request's row is in this log (lines starting with 'row ').")
+    if failed:
+        log(f"{len(failed)} of {len(measured)} measured requests FAILED; they are rows with their error, and the "
+            "summary line will count them, leave them out of its statistics and be marked invalid")
+
+
 def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     started = context.now()
     art, model_manifest = _inputs(spec)
@@ -71,6 +89,7 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
 
     scenario = importlib.import_module(SCENARIOS[spec["scenario"]["kind"]])
     results = scenario.run(engine, spec, log=log)
+    _check_measured(results, log)
     # after the run: runtime and weight_bytes as they ran (some engines learn them at the first request)
     ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth)
     return atomic.write_parquet(rows.to_table([rows.request_row(ctx, r) for r in results]), out)

@@ -21,9 +21,10 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from llmbench.job.context import JobContext
 
-SCHEMA_VERSION = 2   # requests: 2 added engine_metrics; weight_bytes is the engine's Loaded.weight_bytes
-SUMMARY_VERSION = 2   # 2: ppl_ratio, kl_mean, kl_p99, kl_note, quality_borrowed; quality per line
-QUALITY_VERSION = 2   # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes
+SCHEMA_VERSION = 3   # requests: 2 added engine_metrics; 3 added first_of_shape, failed requests are rows
+SUMMARY_VERSION = 2  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
+#                      kl_mean, kl_p99, kl_note, quality_borrowed; quality per line
+QUALITY_VERSION = 2  # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,9 @@ COLUMNS: list[Column] = [
     Column("prompt_id", pa.string(), "", "id of the prompt in the scenario's prompt file"),
     Column("repeat", pa.int32(), "", "repeat number (0-based); warm-ups have repeat -1"),
     Column("warmup", pa.bool_(), "", "warm-up request: run, recorded, excluded from every aggregate"),
-    Column("success", pa.bool_(), "", "the request produced exactly the requested tokens"),
-    Column("error", pa.string(), "", "why the request failed (empty when it succeeded)"),
+    Column("first_of_shape", pa.bool_(), "", "first request of its input length (input_tokens) in the job, warm-ups counted: it may pay a first-use cost (e.g. a compile) that later requests of that length do not"),
+    Column("success", pa.bool_(), "", "the engine returned without raising, exactly the requested tokens (its count, the streamed count and the ids agree), within the scenario's request_timeout_s"),
+    Column("error", pa.string(), "", "why the request failed (empty when it succeeded): the engine's exception, the count mismatch, or the time over request_timeout_s; a request whose engine raised has empty measured columns"),
     Column("input_tokens", pa.int32(), "tokens", "prompt length after the chat template, as given to the engine"),
     Column("requested_output_tokens", pa.int32(), "tokens", "max_new_tokens = min_new_tokens asked of the engine"),
     Column("output_tokens", pa.int32(), "tokens", "new tokens the engine returned (its own count)"),
@@ -98,16 +100,21 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("device_name", pa.string(), "", "GPU name or CPU model"),
     Column("synthetic_weights", pa.bool_(), "", "random weights of a real shape: speed only, no quality figure"),
     Column("requests", pa.int64(), "", "measured requests (warm-ups excluded), successful or not; 0 for unverified lines"),
-    Column("failed", pa.int64(), "", "requests that failed; they are counted here, never dropped silently"),
-    Column("note", pa.string(), "", "for an unverified line: why nothing was measured"),
+    Column("failed", pa.int64(), "", "measured requests that failed (engine raised, wrong token count, over request_timeout_s): counted here, kept in the requests table with their error, excluded from every statistic of the line"),
+    Column("valid", pa.bool_(), "", "true when every measured request succeeded; false when any failed (the statistics then cover only the successful ones) or nothing was measured (unverified)"),
+    Column("note", pa.string(), "", "an unverified line: why nothing was measured; a line with failed requests: how many, and the first one's error"),
     Column("avg_latency_s", pa.float64(), "s", "mean end-to-end latency of successful requests"),
     Column("avg_output_tokens", pa.float64(), "tokens", "mean new tokens per successful request"),
     Column("tokens_per_s", pa.float64(), "tokens/s", "sum of output tokens / sum of latencies of successful requests (the study's tokens/s)"),
-    Column("ttft_p50_s", pa.float64(), "s", "median time to first token"),
-    Column("ttft_p90_s", pa.float64(), "s", "90th percentile time to first token"),
-    Column("tpot_p50_s", pa.float64(), "s", "median time per output token after the first"),
-    Column("tpot_p90_s", pa.float64(), "s", "90th percentile time per output token"),
-    Column("peak_memory_bytes", pa.int64(), "bytes", "largest per-request peak (see memory_kind); empty for unverified lines"),
+    Column("tokens_per_s_ci_low", pa.float64(), "tokens/s", "lower end of tokens_per_s's 95% bootstrap percentile interval: 2000 resamples with replacement of the line's successful requests, seed 0 (analysis/tables.py); the spread between this job's requests (prompt lengths included), not between runs or machines; empty with fewer than 2 successful requests"),
+    Column("tokens_per_s_ci_high", pa.float64(), "tokens/s", "upper end of the same interval"),
+    Column("ttft_p50_s", pa.float64(), "s", "median time to first token over the successful requests (n = requests - failed)"),
+    Column("ttft_p90_s", pa.float64(), "s", "90th percentile time to first token over the successful requests (linear interpolation: with n ≤ 11 it lies between the two largest values)"),
+    Column("tpot_p50_s", pa.float64(), "s", "median time per output token after the first, over the successful requests"),
+    Column("tpot_p50_ci_low_s", pa.float64(), "s", "lower end of tpot_p50_s's 95% bootstrap percentile interval: 2000 resamples with replacement of the line's successful requests, seed 0 (analysis/tables.py); the spread between this job's requests (prompt lengths included), not between runs or machines; empty with fewer than 2 successful requests"),
+    Column("tpot_p50_ci_high_s", pa.float64(), "s", "upper end of the same interval"),
+    Column("tpot_p90_s", pa.float64(), "s", "90th percentile time per output token over the successful requests (linear interpolation)"),
+    Column("peak_memory_bytes", pa.int64(), "bytes", "largest per-request peak of the successful requests (see memory_kind); empty for unverified lines"),
     Column("artifact_bytes", pa.int64(), "bytes", "artifact size on disk"),
     Column("decode_tokens_per_s", pa.float64(), "tokens/s", "1 / median TPOT"),
     Column("roofline_tokens_per_s", pa.float64(), "tokens/s", "read bandwidth measured in the job / weight bytes: the memory limit at batch 1"),
@@ -206,7 +213,7 @@ TABLES = (REQUESTS, SUMMARY, QUALITY)
 SCHEMA = REQUESTS.schema
 
 # the columns of the one log line per request (a failed job's rows are only in its log)
-LOGGED = ("request_index", "prompt_id", "repeat", "warmup", "success", "error", "input_tokens", "output_tokens",
+LOGGED = ("request_index", "prompt_id", "repeat", "warmup", "first_of_shape", "success", "error", "input_tokens", "output_tokens",
           "streamed_tokens", "ttft_s", "latency_s", "tpot_s", "tokens_per_s", "peak_memory_bytes")
 
 
@@ -218,17 +225,17 @@ class RequestResult:
 
     input_tokens: int
     requested_output_tokens: int
-    output_tokens: int
+    output_tokens: int | None        # None (like every measured field) when the engine raised
     streamed_tokens: int
     retokenized_tokens: int | None
     ttft_s: float | None
-    latency_s: float
+    latency_s: float | None
     tpot_s: float | None
     tokens_per_s: float | None
     itl_s: list[float]
     peak_memory_bytes: int | None
-    memory_kind: str
-    output_text: str
+    memory_kind: str | None
+    output_text: str | None
     output_ids: list[int]
     streamed_ids: list[int]
     engine_metrics: dict[str, Any] = field(default_factory=dict)
@@ -236,6 +243,7 @@ class RequestResult:
     prompt_id: str = ""
     repeat: int = 0
     warmup: bool = False
+    first_of_shape: bool = False
     error: str = ""
 
 
@@ -262,7 +270,8 @@ def unverified_row(ctx: JobContext, reason: str) -> dict[str, Any]:
     """The one row of a job whose engine cannot run here: what was asked, why nothing was measured."""
     row: dict[str, Any] = {c.name: None for c in COLUMNS}
     row.update(_context_columns(ctx))
-    row.update({"request_index": 0, "prompt_id": "", "repeat": 0, "warmup": False, "success": False,
+    row.update({"request_index": 0, "prompt_id": "", "repeat": 0, "warmup": False, "first_of_shape": False,
+                "success": False,
                 "error": reason, "requested_output_tokens": ctx.max_new_tokens, "itl_s": [], "output_ids": [],
                 "engine_metrics": "{}", "status": "unverified", "schema_version": SCHEMA_VERSION})
     REQUESTS.check(row)

@@ -1,7 +1,13 @@
 """Latency scenario (seed 000): batch 1, greedy, exactly ``max_new_tokens`` new tokens per request.
 
-The first ``warmup`` prompts are run first and flagged; they never enter an aggregate. Then every prompt is
-run ``repeats`` times. Tokenization happens before the clock starts; the clock stops at the last token.
+Warm-ups come first and are flagged; they never enter an aggregate. ``warmup: all`` (the default) runs every
+distinct prompt once, so each input shape the measurement meets has been seen before; ``warmup: N`` runs the
+first N prompts. Then every prompt is run ``repeats`` times. A measured request that is the first of its input
+length in the job (warm-ups counted) is flagged ``first_of_shape``. Tokenization happens before the clock
+starts; the clock stops at the last token.
+
+A request fails, and becomes a row with its error, when the engine raises, when the counts disagree
+(:func:`check_counts`) or when it took longer than ``request_timeout_s``; the scenario goes on with the next.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import traceback
 from typing import Any
 
 from llmbench.engines.base import Generation
@@ -16,30 +23,27 @@ from llmbench.job import memory, prompts, rows
 from llmbench.job.rows import RequestResult
 
 
-class TokenCountError(RuntimeError):
-    pass
+def _raised(e: Exception) -> str:
+    """What an engine's exception says, and where it came from (the innermost frame)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"engine raised {type(e).__name__}: {e}{where}"
 
 
-def measure(engine, input_ids: list[int], max_new_tokens: int) -> RequestResult:
-    stamps: list[float] = []
-    streamed: list[int] = []
+def _failed(input_ids: list[int], max_new_tokens: int, streamed: list[int], why: str) -> RequestResult:
+    """A request the engine did not complete: what was asked and seen; measured fields None."""
+    return RequestResult(
+        input_tokens=len(input_ids), requested_output_tokens=max_new_tokens, output_tokens=None,
+        streamed_tokens=len(streamed), retokenized_tokens=None, ttft_s=None, latency_s=None, tpot_s=None,
+        tokens_per_s=None, itl_s=[], peak_memory_bytes=None, memory_kind=None, output_text=None, output_ids=[],
+        streamed_ids=list(streamed), error=why)
 
-    def on_token(tok: int) -> None:
-        stamps.append(time.perf_counter())
-        streamed.append(tok)
 
-    memory.reset_peak_rss()
-    engine.reset_peak_memory()
-    t0 = time.perf_counter()
-    gen = engine.generate(input_ids, max_new_tokens, on_token)
-    t_end = time.perf_counter()
-    if not isinstance(gen, Generation):
-        raise TypeError(f"{type(engine).__name__}.generate returned {type(gen).__name__}; it must return "
-                        "llmbench.engines.base.Generation(ids, engine_metrics)")
+def _result(engine, input_ids, max_new_tokens, gen: Generation, t0: float, t_end: float,
+            stamps: list[float], streamed: list[int]) -> RequestResult:
     device_peak = engine.peak_memory()
     if device_peak is None:
         device_peak = (memory.peak_rss_bytes(), "process_peak_rss")
-
     out_ids = list(gen.ids)
     n = len(out_ids)
     ttft = stamps[0] - t0 if stamps else None
@@ -65,6 +69,33 @@ def measure(engine, input_ids: list[int], max_new_tokens: int) -> RequestResult:
     )
 
 
+def measure(engine, input_ids: list[int], max_new_tokens: int) -> RequestResult:
+    """One timed request. An exception from the engine makes a failed result (``error`` says what it was);
+    a ``generate`` that returns no ``Generation`` is a broken adapter and raises TypeError."""
+    stamps: list[float] = []
+    streamed: list[int] = []
+
+    def on_token(tok: int) -> None:
+        stamps.append(time.perf_counter())
+        streamed.append(tok)
+
+    try:
+        memory.reset_peak_rss()
+        engine.reset_peak_memory()
+        t0 = time.perf_counter()
+        gen = engine.generate(input_ids, max_new_tokens, on_token)
+        t_end = time.perf_counter()
+    except Exception as e:  # noqa: BLE001 - any engine failure is this request's, recorded in its row
+        return _failed(input_ids, max_new_tokens, streamed, _raised(e))
+    if not isinstance(gen, Generation):
+        raise TypeError(f"{type(engine).__name__}.generate returned {type(gen).__name__}; it must return "
+                        "llmbench.engines.base.Generation(ids, engine_metrics)")
+    try:
+        return _result(engine, input_ids, max_new_tokens, gen, t0, t_end, stamps, streamed)
+    except Exception as e:  # noqa: BLE001 - decode / count / memory probe of this request failed
+        return _failed(input_ids, max_new_tokens, streamed, _raised(e))
+
+
 def check_counts(m: RequestResult) -> str:
     """Empty string when the engine's count, the streamed count and the request agree; else why not."""
     want, got, streamed = m.requested_output_tokens, m.output_tokens, m.streamed_tokens
@@ -77,25 +108,49 @@ def check_counts(m: RequestResult) -> str:
     return ""
 
 
+def check_time(m: RequestResult, timeout_s: float | None) -> str:
+    """Empty string unless the request took longer than ``timeout_s`` (judged after it finished: the engine
+    is not interrupted)."""
+    if timeout_s is None or m.latency_s is None or m.latency_s <= timeout_s:
+        return ""
+    return f"took {m.latency_s:.3f} s, over request_timeout_s = {timeout_s:g} (judged after the request finished)"
+
+
+def warmup_prompts(items: list[dict], warmup: int | str) -> list[dict]:
+    """``all``: every distinct prompt text once, in file order; an int N: the first N prompts."""
+    if warmup == "all":
+        first: dict[str, dict] = {}
+        for p in items:
+            first.setdefault(p["prompt"], p)
+        return list(first.values())
+    return items[: int(warmup)]
+
+
+def _describe(m: RequestResult) -> str:
+    if m.latency_s is None:
+        return f"FAILED: {m.error}"
+    text = (f"{m.output_tokens} tokens in {m.latency_s:.2f} s, TTFT {m.ttft_s or float('nan'):.3f} s, "
+            f"{m.tokens_per_s or 0:.1f} tok/s")
+    return text + (f"; FAILED: {m.error}" if m.error else "")
+
+
 def run(engine, spec: dict[str, Any], log=print) -> list[RequestResult]:
     sc = spec["scenario"]
     items = prompts.load(sc["prompts"])
     max_new = int(sc["max_new_tokens"])
-    plan = [(p, -1, True) for p in items[: sc["warmup"]]]
+    timeout_s = sc.get("request_timeout_s")  # schema default null: no limit
+    plan = [(p, -1, True) for p in warmup_prompts(items, sc["warmup"])]
     plan += [(p, r, False) for r in range(sc["repeats"]) for p in items]
     encoded = {str(p["id"]): engine.encode(p["prompt"]) for p in items}  # outside the timed region
-    results = []
+    results, shapes_seen = [], set()
     for i, (p, repeat, warm) in enumerate(plan):
-        m = measure(engine, encoded[str(p["id"])], max_new)
-        problem = check_counts(m)
+        ids = encoded[str(p["id"])]
+        m = measure(engine, ids, max_new)
+        problem = m.error or check_counts(m) or check_time(m, timeout_s)
         m = dataclasses.replace(m, request_index=i, prompt_id=str(p["id"]), repeat=repeat, warmup=warm,
-                                error=problem)
+                                first_of_shape=len(ids) not in shapes_seen, error=problem)
+        shapes_seen.add(len(ids))
         results.append(m)
         log("row " + json.dumps(rows.log_fields(m)))
-        log(f"[{i + 1}/{len(plan)}] prompt {p['id']}{' (warm-up)' if warm else ''}: "
-            f"{m.output_tokens} tokens in {m.latency_s:.2f} s, TTFT {m.ttft_s or float('nan'):.3f} s, "
-            f"{m.tokens_per_s or 0:.1f} tok/s")
-        if problem:
-            raise TokenCountError(f"request {i} (prompt {p['id']}): {problem}. Tokens/s would not be comparable, "
-                                  "so the job stops; the rows so far are in the log.")
+        log(f"[{i + 1}/{len(plan)}] prompt {p['id']}{' (warm-up)' if warm else ''}: {_describe(m)}")
     return results
