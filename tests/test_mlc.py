@@ -307,10 +307,13 @@ class _Delta:  # data.RequestStreamOutput
 
 class StandInMLCEngine:
     """Shaped like mlc_llm.serve.engine.MLCEngine's sync path (engine.py: _generate hands each chunk's
-    RequestStreamOutput list to _request_stream_callback_impl, which detokenizes). NOT MLC."""
+    RequestStreamOutput list to _request_stream_callback_impl, which detokenizes; the last one carries the
+    request's usage JSON, metrics.cc AsUsageJSONStr). NOT MLC. ``counted``: the usage's completion_tokens
+    (default: the ids the chunks carry)."""
 
-    def __init__(self, chunks):
+    def __init__(self, chunks, counted=None):
         self.chunks, self.requests = chunks, []
+        counted = sum(map(len, chunks)) if counted is None else counted
         engine = self
 
         class Completions:
@@ -318,7 +321,8 @@ class StandInMLCEngine:
                 engine.requests.append(kw)
                 for ids in engine.chunks:
                     yield engine._request_stream_callback_impl([_Delta(ids)])
-                engine._request_stream_callback_impl([_Delta([], final='{"usage": {}}')])
+                usage = {"prompt_tokens": len(kw["prompt"]), "completion_tokens": counted}
+                engine._request_stream_callback_impl([_Delta([], final=json.dumps(usage))])
 
         self.completions = Completions()
 
@@ -326,18 +330,33 @@ class StandInMLCEngine:
         return [f"text{d.ids}" for d in delta_outputs]
 
 
-def test_generate_passes_token_ids_as_they_arrive():
+def _stand_in_adapter(tmp_path, chunks, counted=None):
     adapter = engines.create("mlc")
-    cls = engines.module("mlc").token_id_engine(StandInMLCEngine)
-    adapter.engine = cls([[5], [7], [9, 11]])
+    adapter.engine = engines.module("mlc").token_id_engine(StandInMLCEngine)(chunks, counted)
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": 2}))
+    adapter.tokenizer = type("Tok", (), {"name_or_path": str(tmp_path)})()
+    return adapter
+
+
+def test_generate_passes_token_ids_as_they_arrive(tmp_path):
+    adapter = _stand_in_adapter(tmp_path, [[5], [7], [9, 11]])
     seen = []
     gen = adapter.generate([1, 2, 3], 4, seen.append)
-    assert gen.ids == seen == [5, 7, 9, 11]
+    assert gen.ids == seen == [5, 7, 9, 11] and gen.ids is not adapter.engine.output_ids
     (req,) = adapter.engine.requests
     assert req == {"prompt": [1, 2, 3], "max_tokens": 4, "temperature": 0.0, "stream": True,
+                   "logit_bias": {2: -100.0},  # generation_config's EOS: ignore_eos alone does not mask it
                    "extra_body": {"debug_config": {"ignore_eos": True}}}
-    assert gen.engine_metrics == {"multi_token_chunks": 1}  # [9, 11] arrived together
+    assert gen.engine_metrics == {"multi_token_chunks": 1, "completion_tokens": 4}  # [9, 11] arrived together
     assert adapter.engine.token_sink is None  # detached after the request
+
+
+def test_generate_fails_when_mlcs_own_count_differs_from_its_ids(tmp_path):
+    """MLC's usage (its own completion_tokens) says 5, its stream outputs carried 4: the request fails rather
+    than passing the ids on as if complete."""
+    adapter = _stand_in_adapter(tmp_path, [[5], [7], [9, 11]], counted=5)
+    with pytest.raises(RuntimeError, match="usage says 5 completion tokens, its stream outputs carried 4"):
+        adapter.generate([1, 2, 3], 5, lambda t: None)
 
 
 def test_token_id_engine_needs_mlcs_callback():
