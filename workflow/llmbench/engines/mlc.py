@@ -204,10 +204,12 @@ class MLCEngineAdapter(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: MLC
         return Generation(out, {**chunks, "completion_tokens": counted})
 
     def _end_token_ids(self) -> list[int]:
-        """The end tokens HF ``generate`` masks (the artifact's generation_config.json eos_token_id)."""
-        from llmbench.engines._eos import generation_config_eos
+        """The end tokens HF ``generate`` masks (the artifact's generation_config.json eos_token_id), read once."""
+        if getattr(self, "_eos", None) is None:
+            from llmbench.engines._eos import generation_config_eos
 
-        return generation_config_eos(Path(self.tokenizer.name_or_path))
+            self._eos = generation_config_eos(Path(self.tokenizer.name_or_path))
+        return self._eos
 
 
 ADAPTER = MLCEngineAdapter
