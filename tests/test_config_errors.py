@@ -1,6 +1,7 @@
 """Bad config stops the run before any job, naming the key, the value and what is allowed."""
 
 import copy
+import os
 
 import pytest
 import yaml
@@ -77,12 +78,31 @@ def test_bad_config_stops_before_any_job(workdir, mutate, expected):
     assert "Job stats" not in out and "rule fetch_model" not in out
 
 
-def test_hf_source_fails_fast_without_network(tmp_path):
+def test_hf_source_fails_fast_on_an_unreachable_hub(tmp_path):
+    """The hub download fails for one known reason everywhere: HF_ENDPOINT is a local port nothing listens on
+    (connection refused), whether or not this machine could reach huggingface.co. In a subprocess, because
+    huggingface_hub reads HF_ENDPOINT when it is first imported."""
+    import socket
+    import subprocess
+    import sys
     import time
 
-    from llmbench.models import sources
-
+    with socket.socket() as s:  # a free local port, closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("from llmbench.models import sources\n"
+            "try:\n"
+            "    sources.fetch('hf:HuggingFaceTB/SmolLM2-135M-Instruct@main', __import__('pathlib').Path(%r), "
+            "{'timeout_s': 5})\n"
+            "except sources.SourceError as e:\n"
+            "    print('SourceError:', e)\n" % str(tmp_path / "m"))
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf-home"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")])))
     t = time.perf_counter()
-    with pytest.raises(sources.SourceError, match="could not download from the Hugging Face hub"):
-        sources.fetch("hf:HuggingFaceTB/SmolLM2-135M-Instruct@main", tmp_path / "m", {"timeout_s": 5})
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "SourceError: hf:HuggingFaceTB/SmolLM2-135M-Instruct@main: could not download " \
+        "from the Hugging Face hub" in proc.stdout, out[-3000:]
+    assert "Connection refused" in proc.stdout, out[-3000:]  # the known reason, not a network of unknown state
     assert time.perf_counter() - t < 120

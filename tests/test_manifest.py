@@ -1,5 +1,6 @@
 """Manifests catch any change to a built directory (the stale-cache trap of seed 003)."""
 
+import json
 import os
 
 import pytest
@@ -51,3 +52,26 @@ def test_deleted_and_added_files_are_named(built):
 
 def test_directory_without_manifest_is_stale(tmp_path):
     assert "no manifest.json" in manifest.problems(tmp_path)[0]
+
+
+def test_manifest_records_the_hash_of_its_own_content(built):
+    m = manifest.read(built)
+    assert m["manifest_sha256"] == manifest.self_hash(m) and len(m["manifest_sha256"]) == 64
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m.update(status="verified"),                 # a field added or changed: e.g. an unverified build
+    lambda m: m.update(method="other"),                    # made to look verified, or its params changed
+    lambda m: m["files"]["weights.bin"].update(sha256="0" * 64),
+    lambda m: m.pop("manifest_sha256"),                    # removing the hash is no way around it
+], ids=["status", "params", "file-hash", "hash-removed"])
+def test_an_edited_manifest_fails_verification(built, edit):
+    path = built / "manifest.json"
+    m = json.loads(path.read_text())
+    edit(m)
+    path.write_text(json.dumps(m, indent=2))
+    for quick in (False, True):
+        found = manifest.problems(built, quick=quick)
+        assert found and found[0].startswith("manifest.json: "), found
+    with pytest.raises(manifest.StaleArtifactError, match="manifest.json: "):
+        manifest.verify(built)

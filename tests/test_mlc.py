@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,8 +196,11 @@ def test_build_without_mlc_is_recorded_unverified(unverified_artifact, embedded_
     m = manifest.verify(out)  # a complete, hashed artifact directory
     assert m["status"] == "unverified" and m["method"] == "mlc" and m["library"] is None
     reason = m["unverified_reason"]
-    assert reason.startswith("mlc_llm is not installable here (import mlc_llm: ModuleNotFoundError: No module named")
-    assert "empty placeholders" in reason and "https://mlc.ai/wheels is unreachable" in reason
+    # what the import really said, in which interpreter, when (no fixed sentence about the network)
+    assert reason.startswith("mlc_llm is not installable here (import mlc_llm: ModuleNotFoundError: No module "
+                             f"named 'mlc_llm'; in {sys.executable} at 20")
+    assert "unreachable" not in reason and "empty placeholders" not in reason
+    assert "no record of an attempt to install MLC's wheels in this env" in reason  # the driver's interpreter
     assert "commands.sh holds the exact commands" in reason
     assert m["input_model_hash"] == manifest.read(embedded_model_dir)["content_hash"]
     assert {"commands.sh", "mlc-chat-config.expected.json", "mlc-input/config.json",
@@ -277,16 +281,33 @@ def test_unverified_row_reaches_the_tables(unverified_run, tmp_path):
 
 # ----------------------------------------------------------------------------------------- env file
 
+def test_install_attempt_is_recorded_and_quoted(tmp_path, monkeypatch):
+    """The env's post-install helper records the failed wheel install (when, command, exit code, output), and
+    the unverified reason quotes it, with the import's own error; here with a stand-in command that fails."""
+    from llmbench.formats import mlc as fmt
+    from llmbench.formats import mlc_wheels
+
+    record = tmp_path / fmt.WHEELS_RECORD
+    argv = [sys.executable, "-c", "import sys; print('ERROR: Could not find a version that satisfies mlc'); sys.exit(1)"]
+    got = mlc_wheels.attempt(argv, record)
+    assert got["exit_code"] == 1 and "Could not find a version" in got["output"] and got["when"].startswith("20")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    reason = fmt.not_installable(fmt.import_error() or "stand-in: mlc_llm imports here")
+    assert f"the env's attempt to install MLC's wheels at {got['when']}" in reason
+    assert "exited 1: ERROR: Could not find a version that satisfies mlc" in reason
+
+
 def test_env_file_builds_without_mlc_and_tries_mlcs_wheels():
     spec = envs.parse(REPO / "envs/mlc.yaml")
     assert spec.python == "3.11" and ".." in spec.requirements and not spec.conda_only
     assert not [r for r in spec.requirements if "mlc" in r]  # nothing that cannot install here is required
     assert any(r.startswith("transformers==") for r in spec.requirements)  # the engine's HF tokenizer
     (post,) = spec.post_install
-    words = shlex.split(post.split("||")[0])
-    assert words[:2] == ["pip", "install"] and "https://mlc.ai/wheels" in words
+    words = shlex.split(post)
+    # best effort and recorded: the helper always exits 0 and writes what the pip command produced
+    assert words[:3] == ["python", "-m", "llmbench.formats.mlc_wheels"] and words[3:5] == ["pip", "install"]
+    assert "https://mlc.ai/wheels" in words
     assert "mlc-llm-nightly-cpu==0.26.dev6" in words and "mlc-ai-nightly-cpu==0.26.dev246" in words
-    assert "|| echo" in post  # best effort: the env is built either way
     assert len(envs.requirements_hash(spec)) == 64
 
 
@@ -307,10 +328,13 @@ class _Delta:  # data.RequestStreamOutput
 
 class StandInMLCEngine:
     """Shaped like mlc_llm.serve.engine.MLCEngine's sync path (engine.py: _generate hands each chunk's
-    RequestStreamOutput list to _request_stream_callback_impl, which detokenizes). NOT MLC."""
+    RequestStreamOutput list to _request_stream_callback_impl, which detokenizes; the last one carries the
+    request's usage JSON, metrics.cc AsUsageJSONStr). NOT MLC. ``counted``: the usage's completion_tokens
+    (default: the ids the chunks carry)."""
 
-    def __init__(self, chunks):
+    def __init__(self, chunks, counted=None):
         self.chunks, self.requests = chunks, []
+        counted = sum(map(len, chunks)) if counted is None else counted
         engine = self
 
         class Completions:
@@ -318,7 +342,8 @@ class StandInMLCEngine:
                 engine.requests.append(kw)
                 for ids in engine.chunks:
                     yield engine._request_stream_callback_impl([_Delta(ids)])
-                engine._request_stream_callback_impl([_Delta([], final='{"usage": {}}')])
+                usage = {"prompt_tokens": len(kw["prompt"]), "completion_tokens": counted}
+                engine._request_stream_callback_impl([_Delta([], final=json.dumps(usage))])
 
         self.completions = Completions()
 
@@ -326,18 +351,33 @@ class StandInMLCEngine:
         return [f"text{d.ids}" for d in delta_outputs]
 
 
-def test_generate_passes_token_ids_as_they_arrive():
+def _stand_in_adapter(tmp_path, chunks, counted=None):
     adapter = engines.create("mlc")
-    cls = engines.module("mlc").token_id_engine(StandInMLCEngine)
-    adapter.engine = cls([[5], [7], [9, 11]])
+    adapter.engine = engines.module("mlc").token_id_engine(StandInMLCEngine)(chunks, counted)
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": 2}))
+    adapter.tokenizer = type("Tok", (), {"name_or_path": str(tmp_path)})()
+    return adapter
+
+
+def test_generate_passes_token_ids_as_they_arrive(tmp_path):
+    adapter = _stand_in_adapter(tmp_path, [[5], [7], [9, 11]])
     seen = []
     gen = adapter.generate([1, 2, 3], 4, seen.append)
-    assert gen.ids == seen == [5, 7, 9, 11]
+    assert gen.ids == seen == [5, 7, 9, 11] and gen.ids is not adapter.engine.output_ids
     (req,) = adapter.engine.requests
     assert req == {"prompt": [1, 2, 3], "max_tokens": 4, "temperature": 0.0, "stream": True,
+                   "logit_bias": {2: -100.0},  # generation_config's EOS: ignore_eos alone does not mask it
                    "extra_body": {"debug_config": {"ignore_eos": True}}}
-    assert gen.engine_metrics == {"multi_token_chunks": 1}  # [9, 11] arrived together
+    assert gen.engine_metrics == {"multi_token_chunks": 1, "completion_tokens": 4}  # [9, 11] arrived together
     assert adapter.engine.token_sink is None  # detached after the request
+
+
+def test_generate_fails_when_mlcs_own_count_differs_from_its_ids(tmp_path):
+    """MLC's usage (its own completion_tokens) says 5, its stream outputs carried 4: the request fails rather
+    than passing the ids on as if complete."""
+    adapter = _stand_in_adapter(tmp_path, [[5], [7], [9, 11]], counted=5)
+    with pytest.raises(RuntimeError, match="usage says 5 completion tokens, its stream outputs carried 4"):
+        adapter.generate([1, 2, 3], 5, lambda t: None)
 
 
 def test_token_id_engine_needs_mlcs_callback():

@@ -1,6 +1,10 @@
 """Host facts in every row: enough to see why two tables of one model differ between x86 machines."""
 
 import json
+import os
+import sys
+
+import pytest
 
 from llmbench import provenance
 
@@ -29,3 +33,59 @@ def test_host_facts_are_json_and_carry_this_machines_flags():
     h = json.loads(json.dumps(provenance.host()))
     assert h["cpu_flags"] == provenance.cpu_flags()
     assert set(h) >= {"python", "platform", "cpu", "cpu_flags", "cpu_count", "env_prefix"}
+
+
+# what nvidia-smi printed on the H200 machine on 2026-12-02 (the banner's first lines)
+H200_QUERY = "0, NVIDIA H200, 580.159.04, 143771 MiB\n"
+H200_BANNER = """Wed Dec  2 04:37:42 2026
++-----------------------------------------------------------------------------------------+
+| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: 13.0     |
++-----------------------------------------+------------------------+----------------------+
+"""
+
+
+def test_host_records_affinity_ram_and_gpu_facts():
+    h = json.loads(json.dumps(provenance.host()))
+    assert h["cpu_affinity"] == sorted(os.sched_getaffinity(0))
+    with open("/proc/meminfo") as f:
+        mem_kib = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+    assert h["ram_total_bytes"] == mem_kib * 1024
+    assert set(h) >= {"nvidia", "torch_cuda", "cuda_visible_devices"}
+
+
+def test_nvidia_smi_output_is_parsed():
+    got = provenance.parse_nvidia_smi(H200_QUERY, H200_BANNER)
+    assert got == {"gpus": [{"index": "0", "name": "NVIDIA H200", "driver": "580.159.04", "memory": "143771 MiB"}],
+                   "driver_version": "580.159.04", "cuda_driver_version": "13.0"}
+
+
+def test_gpu_facts_come_from_nvidia_smi_on_path_and_are_none_without_it(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nif [ \"$1\" ]; then printf '%s' \"$Q\"; else printf '%s' \"$B\"; fi\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("Q", H200_QUERY)
+    monkeypatch.setenv("B", H200_BANNER)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    provenance.nvidia.cache_clear()
+    try:
+        assert provenance.nvidia()["cuda_driver_version"] == "13.0"
+        fake.unlink()
+        provenance.nvidia.cache_clear()
+        assert provenance.nvidia() is None
+    finally:
+        provenance.nvidia.cache_clear()
+
+
+def test_torch_cuda_is_read_without_importing_torch(tmp_path, monkeypatch):
+    import importlib.util
+
+    pkg = tmp_path / "torch"
+    pkg.mkdir()
+    (pkg / "version.py").write_text("from typing import Optional\n__version__ = '2.11.0+cu130'\n"
+                                    "cuda: Optional[str] = '13.0'\n")
+    spec = importlib.util.spec_from_file_location("torch", pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec if name == "torch" else None)
+    assert provenance.torch_cuda() == "13.0"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert provenance.torch_cuda() == "no torch"

@@ -19,7 +19,8 @@ from llmbench.provenance import manifest
 
 NAMES = {c.name for c in rows.COLUMNS}
 PROVENANCE = ("model_hash", "artifact_hash", "artifact_bytes", "host", "git_commit", "config_hash", "run_id",
-              "timestamp", "variant_options", "synthetic_weights")
+              "timestamp", "variant_options", "synthetic_weights", "env_hash", "model_manifest_sha256",
+              "artifact_manifest_sha256")
 
 
 class StandInEngine:
@@ -124,6 +125,37 @@ def test_to_table_refuses_rows_of_another_shape(dirs):
     del row["error"]
     with pytest.raises(ValueError, match=r"missing \['error'\]"):
         rows.to_table([row])
+
+
+def test_env_hash_without_a_rule_env_is_the_installed_package_list(dirs, monkeypatch):
+    """Backend none (the driver's interpreter runs the job, LLMBENCH_ENV_HASH empty): the row still says which
+    software ran, as a hash of the interpreter's installed distributions; a rule's hash is kept as given."""
+    from llmbench import provenance
+
+    monkeypatch.setenv("LLMBENCH_ENV_HASH", "")
+    got = rows.unverified_row(context(dirs), "x")["env_hash"]
+    assert got.startswith("installed:") and len(got) == len("installed:") + 64
+    assert any(p.startswith("pyarrow==") for p in provenance.installed_packages())
+    monkeypatch.setenv("LLMBENCH_ENV_HASH", "f" * 64)
+    assert rows.unverified_row(context(dirs), "x")["env_hash"] == "f" * 64
+
+
+def test_manifest_hashes_are_recorded(dirs):
+    model, art = dirs
+    row = rows.unverified_row(context(dirs), "x")
+    assert row["model_manifest_sha256"] == manifest.read(model)["manifest_sha256"]
+    assert row["artifact_manifest_sha256"] == manifest.read(art)["manifest_sha256"]
+
+
+def test_job_refuses_a_model_changed_after_the_artifact_was_built(dirs, tmp_path):
+    """The job re-hashes the model's files too, not only the artifact's: a model file edited in place (its
+    manifest untouched, so the artifact's input_model_hash still matches the manifest) fails the job, naming
+    the file, before anything is loaded."""
+    model, art = dirs
+    (model / "weights.bin").write_bytes(b"M" * 64)  # same size, other content
+    with pytest.raises(manifest.StaleArtifactError, match=r"weights.bin: sha256"):
+        bench.run_job(spec_for(model, art), tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
 
 
 def test_log_line_is_the_declared_subset():

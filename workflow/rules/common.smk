@@ -133,7 +133,8 @@ def env_python(env_name):
 
 def env_hash(env_name):
     """Params function: the requirements hash of the job's env file, exported as LLMBENCH_ENV_HASH (rows
-    record it as env_hash); empty when the driver's interpreter runs the job."""
+    record it as env_hash); empty when the driver's interpreter runs the job, which then records a hash of
+    its installed packages instead (provenance.env_hash)."""
     return lambda wildcards: "" if ENV_BACKEND == "none" else envs.requirements_hash(env_file(_env_name(env_name, wildcards)))
 
 

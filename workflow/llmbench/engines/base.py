@@ -5,7 +5,8 @@ and rows belong to the scenario. ``generate`` must yield each new token id as so
 the harness timestamps tokens the same way for every engine: ``generate`` calls ``on_token(id)`` the moment the engine hands a new
 token to the host, and returns a ``Generation``: the engine's own list of output ids plus the per-request facts
 it knows. It must produce exactly
-``max_new_tokens`` tokens (EOS ignored); the scenario checks both counts and fails the job otherwise.
+``max_new_tokens`` tokens with the end tokens masked (never emitted, as HF ``min_new_tokens`` masks them); the
+scenario checks both counts and the ids and fails otherwise.
 """
 
 from __future__ import annotations

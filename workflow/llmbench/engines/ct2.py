@@ -1,8 +1,9 @@
-"""CTranslate2 adapter: ``Generator.generate_tokens`` streams each token to the harness as it is decoded.
+"""CTranslate2 adapter: ``Generator.generate_batch`` with a step callback streams each token to the harness as it
+is decoded; the ids returned are the final result's ``sequences_ids`` (CTranslate2's own output).
 
 Options: ``OPTIONS`` below (docs/options.md).
 
-Exactly ``max_new_tokens``: with ``include_prompt_in_result=False`` (what ``generate_tokens`` uses) CTranslate2's
+Exactly ``max_new_tokens``: with ``include_prompt_in_result=False`` CTranslate2's
 ``max_length``/``min_length`` count new tokens only, and ``min_length`` masks the end tokens until it is reached,
 so ``min_length = max_length = N`` gives N tokens. The masked end tokens are the ones HF ``generate`` masks
 (``generation_config.json``'s ``eos_token_id``), so greedy outputs are comparable token for token.
@@ -169,14 +170,26 @@ class CT2Engine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CTranslate
         return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
 
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
+        """``generate_batch`` with a step callback: the callback hands each token to ``on_token`` as CTranslate2
+        decodes it (the same callback ``generate_tokens`` wraps, minus its queue and thread hop), and the ids
+        returned are the library's own final result (``sequences_ids``), not a list built from the callback."""
         prompt = [self.id_to_token[i] for i in input_ids]
-        out: list[int] = []
-        for step in self.generator.generate_tokens(
-                prompt, max_length=max_new_tokens, min_length=max_new_tokens, sampling_topk=1,
-                end_token=self.end_token):
-            on_token(step.token_id)  # the step result is on the host: this token exists now
-            out.append(step.token_id)
-        return Generation(out)
+        failed: list[BaseException] = []
+
+        def step(result) -> bool:  # runs in CTranslate2's worker thread, which holds the GIL for the call
+            try:
+                on_token(result.token_id)  # the step result is on the host: this token exists now
+            except BaseException as e:  # an exception cannot cross the C++ boundary: stop, raise it below
+                failed.append(e)
+                return True
+            return False  # False: go on decoding
+
+        (result,) = self.generator.generate_batch(
+            [prompt], max_length=max_new_tokens, min_length=max_new_tokens, sampling_topk=1, beam_size=1,
+            end_token=self.end_token, include_prompt_in_result=False, callback=step)
+        if failed:
+            raise failed[0]
+        return Generation([int(t) for t in result.sequences_ids[0]])
 
     def log_probs(self, token_ids: list[int]):
         """Teacher forced: next-token log-probs (float32 numpy, positions 0..n-2 x vocab) from one

@@ -5,11 +5,13 @@ llama-cpp-python's own default (cpu_count), so one setting controls both phases.
 claims one GPU (placement) and, on a build without a GPU backend, fails the job instead of silently running
 on the CPU.
 
-Generation: ``Llama.generate(tokens, top_k=1, temp=0, repeat_penalty=1)`` builds llama.cpp's sampler chain
-with the greedy sampler and yields each token as soon as it is sampled; that generator has no EOS check (only
-``stopping_criteria``, which is not passed), so it is stopped after exactly ``max_new_tokens`` tokens and EOS
-never ends generation early. ``reset()`` before every request: llama-cpp-python otherwise reuses the KV cache
-of a matching prompt prefix (a repeated prompt would skip its prefill and TTFT would be meaningless).
+Generation: a llama.cpp sampler chain of a logit bias of -inf on the end tokens (generation_config.json's
+eos_token_id, the ones HF ``generate`` masks under ``min_new_tokens``) and the greedy sampler; each step samples
+from the last logits, hands the token to on_token and decodes it (``Llama.eval``), exactly ``max_new_tokens``
+times, so EOS neither ends generation early nor is emitted (as every other engine masks it). The ids returned
+are read back from llama.cpp's context (``Llama.input_ids``), independently of the callback. ``reset()`` before
+every request: llama-cpp-python otherwise reuses the KV cache of a matching prompt prefix (a repeated prompt
+would skip its prefill and TTFT would be meaningless).
 
 Tokenization: the HF tokenizer copied into the artifact (``tokenizer/``) with its chat template, exactly as the
 hf engine does, so both engines get identical input ids (and the same decode). llama.cpp's own tokenizer is
@@ -126,8 +128,8 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
             "load_mode": LOAD_MODES.get(getattr(mp, "load_mode", None), getattr(mp, "load_mode", None)),
             "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "sampler": "llama.cpp sampler chain: penalties (repeat 1.0, i.e. none) + greedy",
-            "eos": "ignored: the generator is stopped after exactly max_new_tokens",
+            "sampler": "llama.cpp sampler chain: logit_bias (end tokens -inf) + greedy",
+            "eos": "masked (logit bias -inf) for all max_new_tokens steps; decoding stops after exactly that many",
             "kv_prefix_reuse": False,
             "tokenizer": "hf (transformers AutoTokenizer from the artifact's tokenizer/, chat template applied)",
             "gguf_tokenizer_model": meta.get("tokenizer.ggml.model"),
@@ -153,26 +155,45 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
 
     # ------------------------------------------------------------------ generation
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
+        """Greedy with the end tokens masked, one token per step: sample, hand it to ``on_token``, decode it
+        into the context. The ids returned are the tokens llama.cpp holds in its context after the prompt
+        (``Llama.input_ids[len(prompt):n_tokens]``, written by ``eval``), not a list built from the callback;
+        the last token is decoded too (after its on_token, outside the timed span) so the context holds all N."""
         n_ctx = self.llm.n_ctx()
         if len(input_ids) + max_new_tokens > n_ctx:
             raise ValueError(f"prompt ({len(input_ids)}) + max_new_tokens ({max_new_tokens}) exceed n_ctx={n_ctx}; "
                              "raise the variant's n_ctx option")
-        out: list[int] = []
         if max_new_tokens <= 0:
-            return Generation(out)
-        self.llm.reset()  # full prefill every request: no KV reuse from the previous prompt
-        gen = self.llm.generate(input_ids, top_k=1, top_p=1.0, min_p=0.0, typical_p=1.0, temp=0.0,
-                                repeat_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, reset=True)
-        try:
-            for tok in gen:
-                tok = int(tok)
-                out.append(tok)
-                on_token(tok)
-                if len(out) == max_new_tokens:
-                    break
-        finally:
-            gen.close()
-        return Generation(out)
+            return Generation([])
+        llm, sampler = self.llm, self._greedy_sampler()
+        llm.reset()  # full prefill every request: no KV reuse from the previous prompt
+        llm.eval(list(input_ids))
+        for _ in range(max_new_tokens):
+            tok = int(sampler.sample(llm._ctx, -1))  # from the logits of the last decoded position
+            on_token(tok)
+            llm.eval([tok])
+        return Generation([int(t) for t in llm.input_ids[len(input_ids):llm.n_tokens]])
+
+    def _greedy_sampler(self):
+        """llama.cpp's sampler chain: logit bias -inf on the end tokens (EOS can never be sampled, as HF's
+        min_new_tokens masks it), then greedy. Built once per engine."""
+        if getattr(self, "_sampler", None) is None:
+            from llama_cpp._internals import LlamaSampler
+
+            sampler = LlamaSampler()
+            sampler.add_logit_bias(self.vocab_size, {t: float("-inf") for t in self._end_token_ids()})
+            sampler.add_greedy()
+            self._sampler = sampler
+        return self._sampler
+
+    def _end_token_ids(self) -> list[int]:
+        """The end tokens HF ``generate`` masks (the artifact tokenizer's generation_config.json eos_token_id),
+        else llama.cpp's own EOS; recorded in the runtime as masked."""
+        from llmbench.engines._eos import generation_config_eos
+
+        ids = generation_config_eos(Path(self.tokenizer.name_or_path)) or [int(self.llm.token_eos())]
+        self.runtime["end_token_ids_masked"] = ids
+        return ids
 
     # ------------------------------------------------------------------ quality
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:

@@ -6,16 +6,19 @@ Options: ``OPTIONS`` below (docs/options.md); anything but device cpu claims one
 
 Generation (python/mlc_llm/serve/engine.py, protocol/openai_api_protocol.py, cpp/serve/request_state.cc):
 ``engine.completions.create(prompt=<token ids>, max_tokens=N, temperature=0, stream=True,
-extra_body={"debug_config": {"ignore_eos": True}})``. A list of ints is used as the prompt as is (no template,
-no BOS added: engine_utils.process_prompts); temperature 0 is argmax (the sampler sets top_p 0 when temperature
-< eps); ``ignore_eos`` turns off both the stop tokens and the stop strings (StopStrHandler gets none), so the
-request ends by ``max_tokens`` only: exactly N tokens.
+logit_bias={<eos>: -100}, extra_body={"debug_config": {"ignore_eos": True}})``. A list of ints is used as the
+prompt as is (no template, no BOS added: engine_utils.process_prompts); temperature 0 is argmax (the sampler sets
+top_p 0 when temperature < eps); ``ignore_eos`` turns off both the stop tokens and the stop strings
+(StopStrHandler gets none), so the request ends by ``max_tokens`` only: exactly N tokens. ``ignore_eos`` does not
+mask the end tokens (request_state.cc only skips the stop check), so the logit bias -100 (the protocol's limit)
+on generation_config.json's eos_token_id keeps them from being emitted, as the other engines mask them.
 
 Token ids: the OpenAI-style chunks carry text (and token *strings* in logprobs), not ids. The ids exist one level
 down: every engine step MLC hands ``RequestStreamOutput`` objects to ``MLCEngine._request_stream_callback_impl``,
 whose ``unpack()`` gives ``delta_token_ids`` before detokenization. The adapter subclasses MLCEngine and reads
 them there, calling on_token for each id the moment that callback runs (it runs in the caller's thread as the
-chunk arrives from the engine thread). This is a private method of MLC: load() fails with a clear error if the
+chunk arrives from the engine thread), and records them separately as the request's output ids, whose count is
+checked against MLC's own ``completion_tokens`` (the final usage chunk). This is a private method of MLC: load() fails with a clear error if the
 installed version lacks it. Chunks with more than one id (e.g. after retokenization) are counted in the request's
 engine metrics (``multi_token_chunks``): their tokens share one arrival time.
 
@@ -58,26 +61,44 @@ def placement(options: dict[str, Any]) -> Placement:
 
 
 def token_id_engine(engine_cls: type) -> type:
-    """A subclass of MLC's (sync) MLCEngine that passes each chunk's ``delta_token_ids`` to ``self.token_sink``
-    before MLC detokenizes them."""
+    """A subclass of MLC's (sync) MLCEngine that records, at MLC's stream-output layer and before MLC
+    detokenizes them, each chunk's ``delta_token_ids`` (``self.output_ids``) and the request's final usage
+    (``self.final_usage``, MLC's own count), and passes the ids to ``self.token_sink``."""
     if not callable(getattr(engine_cls, "_request_stream_callback_impl", None)):
         raise RuntimeError(f"{engine_cls.__module__}.{engine_cls.__name__} has no _request_stream_callback_impl: "
                            "this mlc_llm version streams differently; the adapter cannot read token ids from it")
 
     class TokenIdMLCEngine(engine_cls):  # type: ignore[misc, valid-type]
         token_sink: Callable[[list[int]], None] | None = None
+        output_ids: list[int]
+        final_usage: dict[str, Any] | None = None
 
         def _request_stream_callback_impl(self, delta_outputs):
             sink = self.token_sink
             if sink is not None:
                 for delta_output in delta_outputs:
                     _, stream_outputs = delta_output.unpack()
+                    if not stream_outputs:
+                        continue
                     # the final chunk carries usage only; n=1, so one stream output per chunk otherwise
-                    if stream_outputs and stream_outputs[0].request_final_usage_json_str is None:
-                        sink([int(t) for t in stream_outputs[0].delta_token_ids])
+                    usage = stream_outputs[0].request_final_usage_json_str
+                    if usage is not None:
+                        self.final_usage = json.loads(str(usage))
+                        continue
+                    ids = [int(t) for t in stream_outputs[0].delta_token_ids]
+                    self.output_ids.extend(ids)
+                    sink(ids)
             return super()._request_stream_callback_impl(delta_outputs)
 
     return TokenIdMLCEngine
+
+
+def completion_tokens(usage: dict[str, Any] | None) -> int | None:
+    """``completion_tokens`` of MLC's final usage JSON (top level, or under ``usage``); None if absent."""
+    if not usage:
+        return None
+    found = usage.get("completion_tokens", (usage.get("usage") or {}).get("completion_tokens"))
+    return None if found is None else int(found)
 
 
 def _model_lib(artifact_dir: Path, manifest: dict[str, Any], device: str) -> Path:
@@ -125,7 +146,7 @@ class MLCEngineAdapter(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: MLC
         """What ran: the engine config MLC completed at reload (read back, not the one passed in)."""
         complete = json.loads(self.engine.engine_config.asjson())
         return {
-            "api": "MLCEngine.completions.create(prompt=token ids, temperature=0, stream=True, "
+            "api": "MLCEngine.completions.create(prompt=token ids, temperature=0, stream=True, logit_bias={eos: -100}, "
                    "extra_body={'debug_config': {'ignore_eos': True}}); ids from _request_stream_callback_impl",
             "model_lib": manifest["model_lib"],
             "quantization": manifest.get("quantization"),
@@ -155,7 +176,10 @@ class MLCEngineAdapter(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: MLC
         )
 
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
-        out: list[int] = []
+        """The ids returned are those MLC's stream outputs carried (recorded by the engine subclass, not built
+        from on_token); their number must be MLC's own ``completion_tokens`` (its final usage), else the
+        request fails. End tokens get logit bias -100 (the most MLC's protocol accepts): ``ignore_eos`` alone
+        only stops MLC from ending on them; it would still emit them."""
         chunks = {"multi_token_chunks": 0}
 
         def sink(ids: list[int]) -> None:
@@ -163,17 +187,29 @@ class MLCEngineAdapter(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: MLC
                 chunks["multi_token_chunks"] += 1
             for t in ids:
                 on_token(t)
-                out.append(t)
 
-        self.engine.token_sink = sink
+        engine = self.engine
+        engine.output_ids, engine.final_usage, engine.token_sink = [], None, sink
         try:
-            for _ in self.engine.completions.create(
+            for _ in engine.completions.create(
                     prompt=[int(t) for t in input_ids], max_tokens=max_new_tokens, temperature=0.0, stream=True,
+                    logit_bias={t: -100.0 for t in self._end_token_ids()},
                     extra_body={"debug_config": {"ignore_eos": True}}):
                 pass  # text chunks; the ids reached on_token through the sink
         finally:
-            self.engine.token_sink = None
-        return Generation(out, chunks)
+            engine.token_sink = None
+        out, counted = list(engine.output_ids), completion_tokens(engine.final_usage)
+        if counted != len(out):
+            raise RuntimeError(f"MLC's usage says {counted} completion tokens, its stream outputs carried {len(out)}")
+        return Generation(out, {**chunks, "completion_tokens": counted})
+
+    def _end_token_ids(self) -> list[int]:
+        """The end tokens HF ``generate`` masks (the artifact's generation_config.json eos_token_id), read once."""
+        if getattr(self, "_eos", None) is None:
+            from llmbench.engines._eos import generation_config_eos
+
+            self._eos = generation_config_eos(Path(self.tokenizer.name_or_path))
+        return self._eos
 
 
 ADAPTER = MLCEngineAdapter

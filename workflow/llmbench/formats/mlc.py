@@ -3,6 +3,11 @@ devices it compiles for, and which device an artifact's model library was compil
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # python/mlc_llm/support/auto_device.py: AUTO_DETECT_DEVICES (compile --device, convert_weight --device, and
@@ -10,26 +15,56 @@ from typing import Any
 DEVICES = ("cpu", "cuda", "rocm", "vulkan", "metal", "opencl")
 DEFAULT_DEVICE = "cpu"  # the builder's default compile target (param device)
 
-CHECKED_ON = "2026-11-27"
-UNREACHABLE = (
-    "PyPI's mlc-* packages are empty placeholders (mlc-llm-nightly-cpu and mlc-ai-nightly-cpu exist there only "
-    "as 0.1, an sdist holding just mlc/__init__.py, no mlc_llm; PyPI has no mlc-llm) and MLC's wheel index "
-    f"https://mlc.ai/wheels is unreachable (mlc.ai does not resolve from this machine; checked {CHECKED_ON})")
+# Written into the env by its post-install step (``python -m llmbench.formats.mlc_wheels <the pip command>``,
+# envs/mlc.yaml): what the attempt to install MLC's wheels ran, when, its exit code and the tail of its output.
+WHEELS_RECORD = "llmbench-mlc-wheels.json"
+TAIL = 800  # characters of a command's output (or of an exception) kept in a reason
 
 
-def not_installable(error: BaseException | str) -> str:
-    """The reason text (artifact and engine): what importing mlc_llm said, and why it cannot be installed."""
-    what = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return f"mlc_llm is not installable here (import mlc_llm: {what}): {UNREACHABLE}"
+def _tail(text: str, n: int = TAIL) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else "…" + text[-n:]
 
 
-def import_error() -> BaseException | None:
-    """None when ``mlc_llm`` imports, else the exception (ImportError; OSError from a broken TVM runtime).
-    The import is tried only when this is called, never when this module is imported."""
+def install_attempt(prefix: str | Path | None = None) -> str:
+    """What this env's attempt to install MLC's wheels produced, from its record (``WHEELS_RECORD`` in the
+    env's prefix), or that there is none (a conda env ignores post-install lines; an env built by hand)."""
+    path = Path(prefix or sys.prefix) / WHEELS_RECORD
+    if not path.exists():
+        return (f"no record of an attempt to install MLC's wheels in this env ({path} is absent: envs/mlc.yaml's "
+                "post-install step writes it; conda ignores that step)")
+    r = json.loads(path.read_text())
+    return (f"the env's attempt to install MLC's wheels at {r.get('when')}, `{r.get('command')}`, exited "
+            f"{r.get('exit_code')}: {_tail(r.get('output', ''))}")
+
+
+def not_installable(error: ImportFailure | BaseException | str) -> str:
+    """The reason text (artifact and engine): the import that failed, when, in which interpreter, with what
+    exception, and what the env's install attempt produced; nothing in it is a fixed sentence."""
+    if not isinstance(error, ImportFailure):
+        error = ImportFailure(time.strftime("%Y-%m-%dT%H:%M:%S%z"), sys.executable,
+                              error if isinstance(error, str) else f"{type(error).__name__}: {error}")
+    return (f"mlc_llm is not installable here (import mlc_llm: {error.exception}; in {error.python} at "
+            f"{error.when}); {install_attempt()}")
+
+
+@dataclass(frozen=True)
+class ImportFailure:
+    """A failed ``import mlc_llm``: when, in which interpreter, the exception (type: message, truncated)."""
+
+    when: str
+    python: str
+    exception: str
+
+
+def import_error() -> ImportFailure | None:
+    """None when ``mlc_llm`` imports, else what the failed import said (ImportError; OSError from a broken TVM
+    runtime) and when. The import is tried only when this is called, never when this module is imported."""
     try:
         import mlc_llm  # noqa: F401
     except Exception as e:  # noqa: BLE001 - any failure to import means MLC cannot run here
-        return e
+        return ImportFailure(time.strftime("%Y-%m-%dT%H:%M:%S%z"), sys.executable,
+                             _tail(f"{type(e).__name__}: {e}", TAIL))
     return None
 
 

@@ -42,10 +42,11 @@ def _bandwidth(device: str) -> tuple[float, str]:
 
 
 def _inputs(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(artifact manifest, model manifest), fully verified: a stale artifact is never measured."""
+    """(artifact manifest, model manifest), both fully verified (every file's content hash recomputed, and each
+    manifest's own hash): a stale artifact, or one built from a model changed since, is never measured."""
     artifact_dir = Path(spec["artifact_dir"])
     art = manifest.verify(artifact_dir)
-    model_manifest = manifest.read(Path(spec["model_dir"]))
+    model_manifest = manifest.verify(Path(spec["model_dir"]))
     if art.get("input_model_hash") != model_manifest["content_hash"]:
         raise manifest.StaleArtifactError(
             f"{artifact_dir} was built from model {art.get('input_model_hash', '?')[:12]}… but "

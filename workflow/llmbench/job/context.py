@@ -8,7 +8,6 @@ when the engine loaded, its ``Loaded`` and the bandwidth measured before loading
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -34,6 +33,8 @@ class JobContext:
     variant_options: str
     model_hash: str
     artifact_hash: str
+    model_manifest_sha256: str
+    artifact_manifest_sha256: str
     artifact_bytes: int
     host: str
     env_hash: str
@@ -65,9 +66,10 @@ class JobContext:
             synthetic_weights=bool(art.get("synthetic")),
             variant_options=json.dumps(variant.get("options", {}), sort_keys=True),
             model_hash=model_manifest["content_hash"], artifact_hash=art["content_hash"],
+            model_manifest_sha256=model_manifest[manifest.SELF_HASH], artifact_manifest_sha256=art[manifest.SELF_HASH],
             artifact_bytes=art["total_bytes"],
             host=json.dumps(provenance.host(), sort_keys=True),
-            env_hash=os.environ.get("LLMBENCH_ENV_HASH", ""),
+            env_hash=provenance.env_hash(),
             git_commit=provenance.git_commit(),  # of the working directory: where snakemake runs
             config_hash=manifest.sha256_json({k: spec[k] for k in CONFIG_KEYS}),
             run_id=uuid.uuid4().hex[:16], timestamp=started,

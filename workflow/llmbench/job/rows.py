@@ -21,7 +21,9 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from llmbench.job.context import JobContext
 
-SCHEMA_VERSION = 3   # requests: 2 added engine_metrics; 3 added first_of_shape, failed requests are rows
+SCHEMA_VERSION = 3   # requests: 2 added engine_metrics; 3 added first_of_shape (failed requests are rows),
+#                      model/artifact_manifest_sha256, host facts (GPU driver, CUDA, RAM, affinity), env_hash of
+#                      the installed packages under backend none
 SUMMARY_VERSION = 2  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
 #                      kl_mean, kl_p99, kl_note, quality_borrowed; quality per line
 QUALITY_VERSION = 2  # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes
@@ -75,13 +77,15 @@ COLUMNS: list[Column] = [
     # provenance
     Column("model_hash", pa.string(), "sha256", "content hash of the model directory's manifest"),
     Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),
+    Column("model_manifest_sha256", pa.string(), "sha256", "hash of the model's manifest.json content (its manifest_sha256, checked by the job)"),
+    Column("artifact_manifest_sha256", pa.string(), "sha256", "hash of the artifact's manifest.json content (its manifest_sha256, checked by the job)"),
     Column("artifact_bytes", pa.int64(), "bytes", "size of the artifact's files on disk (from its manifest)"),
     Column("engine_version", pa.string(), "", "version of the engine library"),
     Column("library_versions", pa.string(), "json", "versions of the libraries in the job's env"),
     Column("device", pa.string(), "", "device string the engine used (cpu, cuda:0)"),
     Column("device_name", pa.string(), "", "GPU name or CPU model"),
-    Column("host", pa.string(), "json", "python, platform, cpu count, env prefix"),
-    Column("env_hash", pa.string(), "sha256", "hash of the job's software env (its pinned requirements); empty when the driver's env ran it"),
+    Column("host", pa.string(), "json", "python, platform, CPU (name, flags, count, the process's affinity), RAM total, GPUs (nvidia-smi: names, driver, CUDA version; null without an NVIDIA driver), torch's CUDA build, env prefix"),
+    Column("env_hash", pa.string(), "sha256", "hash of the job's software env: its env file's requirements hash (LLMBENCH_ENV_HASH), or, when the driver's interpreter ran it (backend none), 'installed:' + sha256 of its installed distributions (name==version, sorted)"),
     Column("git_commit", pa.string(), "", "commit of the workflow checkout (-dirty: uncommitted changes)"),
     Column("config_hash", pa.string(), "sha256", "hash of the job's config: model, artifact, variant, scenario"),
     Column("run_id", pa.string(), "", "one id per benchmark job"),

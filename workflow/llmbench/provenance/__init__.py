@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 
 def version_of(dist: str) -> str | None:
@@ -20,6 +24,26 @@ def version_of(dist: str) -> str | None:
 
 def versions(*dists: str) -> dict[str, str | None]:
     return {d: version_of(d) for d in dists}
+
+
+def installed_packages() -> list[str]:
+    """``name==version`` of every distribution this interpreter can import, sorted, duplicates removed."""
+    found = set()
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.add(f"{name.lower().replace('_', '-')}=={dist.version}")
+    return sorted(found)
+
+
+def env_hash() -> str:
+    """The job's software env: $LLMBENCH_ENV_HASH (the rule's requirements hash of the env file) when set,
+    else (backend none: the driver's interpreter runs the job) ``installed:`` + the sha256 of this
+    interpreter's installed package list, so a row always says which software made it."""
+    given = os.environ.get("LLMBENCH_ENV_HASH", "")
+    if given:
+        return given
+    return "installed:" + hashlib.sha256("\n".join(installed_packages()).encode()).hexdigest()
 
 
 @cache
@@ -69,12 +93,79 @@ def cpu_flags(cpuinfo: str | None = None) -> list[str]:
     return [f for f in KERNEL_FLAGS if f in have]
 
 
-def host() -> dict[str, str | int | list[str]]:
+def ram_total_bytes() -> int | None:
+    """Physical memory of the host (sysconf pages × page size); None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def cpu_affinity() -> list[int] | None:
+    """The CPUs this process may run on (what a job really had, whatever os.cpu_count says); None where the
+    platform has no sched_getaffinity."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return sorted(os.sched_getaffinity(0))
+
+
+def parse_nvidia_smi(query_csv: str, banner: str) -> dict[str, Any]:
+    """GPU facts from ``nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader``
+    and from plain ``nvidia-smi`` (whose banner names the CUDA version the driver supports). Pure."""
+    gpus = []
+    for line in query_csv.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 4:
+            gpus.append({"index": parts[0], "name": parts[1], "driver": parts[2], "memory": parts[3]})
+    m = re.search(r"CUDA Version:\s*([0-9.]+)", banner)
+    return {"gpus": gpus, "driver_version": gpus[0]["driver"] if gpus else None,
+            "cuda_driver_version": m.group(1) if m else None}
+
+
+@cache
+def nvidia() -> dict[str, Any] | None:
+    """nvidia-smi's view of the host's GPUs, driver and CUDA version; None where nvidia-smi is absent or
+    fails (no NVIDIA GPU or driver here), with the reason under ``error`` when it exists but fails."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        query = subprocess.run(["nvidia-smi", "--query-gpu=index,name,driver_version,memory.total",
+                                "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=True)
+        banner = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"error": f"nvidia-smi failed: {str(e)[:300]}"}
+    return parse_nvidia_smi(query.stdout, banner.stdout)
+
+
+def torch_cuda() -> str | None:
+    """The CUDA version this env's torch was built for (``torch.version.cuda``; None: a CPU build) read from
+    torch/version.py without importing torch; ``"no torch"`` where the env has none."""
+    import importlib.util
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.version.cuda
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return "no torch"
+    path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    m = re.search(r"^cuda\s*(?::[^=]*)?=\s*'([^']*)'", path.read_text(), re.MULTILINE) if path.exists() else None
+    return m.group(1) if m else None
+
+
+def host() -> dict[str, Any]:
+    """The host facts every row records (its ``host`` column): interpreter, platform, CPU, this process's CPU
+    affinity, RAM, GPUs (nvidia-smi: driver and CUDA version; None without an NVIDIA driver) and torch's CUDA."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count() or 0,
+        "cpu_affinity": cpu_affinity(),
+        "ram_total_bytes": ram_total_bytes(),
+        "nvidia": nvidia(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "torch_cuda": torch_cuda(),
         "env_prefix": sys.prefix,
     }

@@ -16,6 +16,7 @@ from typing import Any
 MANIFEST = "manifest.json"
 # Files that are not content: the manifest itself and Snakemake's marker in directory outputs.
 IGNORED = {MANIFEST, ".snakemake_timestamp"}
+SELF_HASH = "manifest_sha256"  # the manifest's field holding the hash of its other fields
 _CHUNK = 1 << 20
 
 
@@ -53,8 +54,15 @@ def content_hash(files: dict[str, dict[str, Any]]) -> str:
     return sha256_json({name: meta["sha256"] for name, meta in files.items()})
 
 
+def self_hash(manifest: dict[str, Any]) -> str:
+    """sha256 of a manifest's own content, every field but ``manifest_sha256`` (which records it): an edit of
+    ``manifest.json`` after the build (its status, params, hashes) no longer matches."""
+    return sha256_json({k: v for k, v in manifest.items() if k != SELF_HASH})
+
+
 def write(directory: Path, kind: str, **fields: Any) -> dict[str, Any]:
-    """Hash every file in ``directory`` and write its manifest (atomically). Returns the manifest."""
+    """Hash every file in ``directory`` and write its manifest (atomically), with the hash of its own
+    content. Returns the manifest as written (and as :func:`read` returns it)."""
     directory = Path(directory)
     files = file_table(directory)
     manifest = {
@@ -65,6 +73,8 @@ def write(directory: Path, kind: str, **fields: Any) -> dict[str, Any]:
         "content_hash": content_hash(files),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    manifest = json.loads(json.dumps(manifest, default=str))  # hashed as it will be read back
+    manifest[SELF_HASH] = self_hash(manifest)
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
     os.replace(tmp, directory / MANIFEST)
@@ -89,7 +99,7 @@ def problems(directory: Path, quick: bool = False) -> list[str]:
         manifest = read(directory)
     except StaleArtifactError as e:
         return [str(e)]
-    found = []
+    found = _manifest_problems(manifest)
     recorded = manifest["files"]
     present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()} - IGNORED
     for name in sorted(set(recorded) - present):
@@ -107,6 +117,20 @@ def problems(directory: Path, quick: bool = False) -> list[str]:
         if actual != meta["sha256"]:
             found.append(f"{name}: sha256 {actual[:12]}… != {meta['sha256'][:12]}… in the manifest")
     return found
+
+
+def _manifest_problems(manifest: dict[str, Any]) -> list[str]:
+    """The manifest's own content against its recorded hash (a missing hash is a problem too: removing the
+    field must not be a way to edit a manifest unnoticed)."""
+    recorded = manifest.get(SELF_HASH)
+    if recorded is None:
+        return [f"{MANIFEST}: no {SELF_HASH} (written by an llmbench that did not hash manifests, or the field "
+                "was removed): its content cannot be checked"]
+    actual = self_hash(manifest)
+    if actual != recorded:
+        return [f"{MANIFEST}: edited after the build (its content hashes to {actual[:12]}…, "
+                f"{SELF_HASH} says {str(recorded)[:12]}…)"]
+    return []
 
 
 def verify(directory: Path, quick: bool = False) -> dict[str, Any]:
