@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmbench.analysis import quality
+from llmbench.analysis import quality, roofline
 from llmbench.job import rows
 from llmbench.provenance import atomic
 
@@ -49,6 +49,26 @@ def hosts_note(df: pd.DataFrame) -> str:
                    for cpu, flags, n in seen)
 
 
+def _roofline(first: pd.Series, ok: pd.DataFrame) -> dict:
+    """A line's roofline columns (analysis/roofline.py): decode bytes, limit, MBU against the measured and,
+    where the card is known, the datasheet bandwidth. An MBU over 1 is no figure: the line is flagged."""
+    nan = float("nan")
+    decode = 1 / ok["tpot_s"].median() if len(ok) else nan
+    step = ok["decode_bytes"].median() if len(ok) and ok["decode_bytes"].notna().all() else nan
+    bandwidth, devices = first["read_bandwidth_bytes_per_s"], first["bandwidth_devices"]
+    if pd.isna(step) or pd.isna(bandwidth) or pd.isna(devices):
+        return {"decode_tokens_per_s": decode, "decode_bytes": step, "roofline_tokens_per_s": nan, "mbu": nan,
+                "mbu_flag": "", "datasheet_bandwidth_bytes_per_s": nan, "mbu_datasheet": nan}
+    share = roofline.mbu(step, decode, bandwidth, int(devices))
+    sheet = roofline.datasheet(first["device_name"])
+    flagged = share > 1
+    return {"decode_tokens_per_s": decode, "decode_bytes": step,
+            "roofline_tokens_per_s": roofline.roofline_tokens_per_s(bandwidth, int(devices), step),
+            "mbu": nan if flagged else share, "mbu_flag": roofline.MBU_FLAG if flagged else "",
+            "datasheet_bandwidth_bytes_per_s": sheet[0] if sheet else nan,
+            "mbu_datasheet": roofline.mbu(step, decode, sheet[0], int(devices)) if sheet and not flagged else nan}
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """The summary lines (columns: rows.SUMMARY_COLUMNS, the quality ones added by add_quality)."""
     measured = df[~df["warmup"]]
@@ -74,9 +94,10 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             "tpot_p90_s": ok["tpot_s"].quantile(0.9),
             "peak_memory_bytes": None if unverified else int(g["peak_memory_bytes"].max()),
             "artifact_bytes": int(first["artifact_bytes"]),
-            "decode_tokens_per_s": 1 / ok["tpot_s"].median() if len(ok) else float("nan"),
-            "roofline_tokens_per_s": first["read_bandwidth_bytes_per_s"] / first["weight_bytes"],
-            "mbu": first["weight_bytes"] / ok["tpot_s"].median() / first["read_bandwidth_bytes_per_s"] if len(ok) else float("nan"),
+            "weight_bytes": None if unverified else first["weight_bytes"],
+            "ran_as": first["ran_as"] or "",
+            "threads": None if pd.isna(first["threads"]) else int(first["threads"]),
+            **_roofline(first, ok),
             "memory_kind": first["memory_kind"],
             "cpu_flags": " ".join(_host(first["host"]).get("cpu_flags", [])),
             "runtime": first["runtime"],
@@ -119,6 +140,15 @@ def add_quality(summary: pd.DataFrame, df: pd.DataFrame, quality_files: list, sp
     return summary
 
 
+def _mbu_text(share: float, flag: str, sheet: float) -> str:
+    """MBU as latency.md shows it: the flag instead of a figure over 100%, the datasheet figure beside."""
+    if flag:
+        return flag
+    if pd.isna(share):
+        return ""
+    return f"{share:.0%}" + ("" if pd.isna(sheet) else f" ({sheet:.0%} of datasheet)")
+
+
 def to_markdown(summary: pd.DataFrame, hosts: str = "") -> str:
     if summary.empty:
         return "No benchmark rows.\n"
@@ -132,9 +162,12 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "") -> str:
         "TTFT p50 / p90 (ms)": [f"{a * 1e3:.0f} / {b * 1e3:.0f}" for a, b in zip(summary["ttft_p50_s"], summary["ttft_p90_s"])],
         "TPOT p50 / p90 (ms)": [f"{a * 1e3:.1f} / {b * 1e3:.1f}" for a, b in zip(summary["tpot_p50_s"], summary["tpot_p90_s"])],
         "decode tok/s (limit)": [f"{a:.1f} ({b:.0f})" for a, b in zip(summary["decode_tokens_per_s"], summary["roofline_tokens_per_s"])],
-        "MBU": [f"{m:.0%}" for m in summary["mbu"]],
+        "MBU": [_mbu_text(m, f, d) for m, f, d in zip(summary["mbu"], summary["mbu_flag"], summary["mbu_datasheet"])],
         "peak mem (MiB)": (summary["peak_memory_bytes"].astype(float) / 2**20).round(0).astype("Int64"),
-        "size (MiB)": (summary["artifact_bytes"] / 2**20).round(0).astype(int),
+        "size as run (MiB)": (summary["weight_bytes"].astype(float) / 2**20).round(0).astype("Int64"),
+        "on disk (MiB)": (summary["artifact_bytes"] / 2**20).round(0).astype(int),
+        "ran as": summary["ran_as"],
+        "threads": summary["threads"].astype("Int64"),
         "perplexity": summary["perplexity"].round(2),
         "TF agree": summary["teacher_forced_agreement"].round(3),
         "greedy agree@K": summary["greedy_agreement"].round(3),
@@ -148,7 +181,12 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "") -> str:
              "perplexity: held-out text, per artifact; TF agree: teacher-forced argmax agreement with the "
              "reference artifact; greedy agree@K / 1st diff: generated tokens vs the reference variant's "
              "(empty: no quality figure, e.g. synthetic weights). decode tok/s = 1 / median TPOT; limit = read bandwidth "
-             "measured in the same job / weight bytes; MBU = decode tok/s / limit.\n")
+             "measured in the same job × devices read in parallel / bytes one decode step reads (weight tensor bytes as "
+             "run, minus the embedding rows a step does not gather where lm_head is not tied to them, plus the KV "
+             "cache at the mean decode context); MBU = decode tok/s / limit (an MBU over 100% is flagged, never "
+             "shown); of datasheet: the same against the card's datasheet peak bandwidth. size as run: weight "
+             "tensor bytes as the engine ran them; on disk: the artifact's files; ran as: what the engine "
+             "reports it ran; threads: CPU threads the engine computed with.\n")
     unverified = summary[summary["status"] == "unverified"]
     reasons = "".join(f"\n- **{r.engine} / {r.variant} on {r.artifact}: unverified.** {r.note}\n"
                       for r in unverified.itertuples())
