@@ -67,6 +67,10 @@ class Entry:
     artifact: Artifact
     options: dict
     fp32: FP32 | None = None  # None: no fp32 path, or one never verified to match HF
+    # as run with ``options``: bytes per parameter of the weights (int8 ~1, GGUF Q8_0 34/32, fp32 4) and per
+    # element of the KV cache (what the engine keeps it in), for the weight-bytes and KV figures' check
+    bytes_per_param: float | None = None
+    kv_element_bytes: float | None = None
 
     @property
     def env(self) -> str:
@@ -75,25 +79,29 @@ class Entry:
 
 OV_EXACT = {"device": "cpu", "num_threads": 2, "inference_precision": "f32", "kv_cache_precision": "f32",
             "dynamic_quantization_group_size": 0}
-VLLM_FP32 = {"device": "cpu", "dtype": "float32", "kv_cache_space_gib": 1, "max_model_len": 1024}
+VLLM_FP32 = {"device": "cpu", "dtype": "float32", "kv_cache_space_gib": 1, "max_model_len": 1024, "num_threads": 2}
 ENTRIES = [
-    Entry("hf", "transformers", REFERENCE, HF_FP32),
+    Entry("hf", "transformers", REFERENCE, HF_FP32, bytes_per_param=4, kv_element_bytes=4),
     Entry("ct2", "ctranslate2", Artifact("ct2", {"quantization": "int8"}),
           {"device": "cpu", "compute_type": "int8", "intra_threads": 2},
           FP32(Artifact("ct2", {"quantization": "float32"}),
-               [{"device": "cpu", "compute_type": "float32", "intra_threads": 2}], {"compute_type": "float32"})),
+               [{"device": "cpu", "compute_type": "float32", "intra_threads": 2}], {"compute_type": "float32"}),
+          bytes_per_param=1, kv_element_bytes=4),  # int8 weights, float32 activations and cache
     Entry("llamacpp", "llama_cpp", Artifact("gguf", {"type": "Q8_0"}), {"n_threads": 2, "n_ctx": 1024},
           # llama.cpp's F32 log-probs differ from HF's by up to 6e-3 (measured; its own summation order), while
           # the greedy tokens and the teacher-forced argmax agree everywhere
           FP32(Artifact("gguf", {"type": "F32"}), [{"n_threads": 2, "n_ctx": 1024}], {"quant_type": "F32"},
-               logprob_atol=None)),
+               logprob_atol=None),
+          bytes_per_param=34 / 32, kv_element_bytes=2),  # Q8_0: 32 int8 + one f16 scale per block; f16 cache
     Entry("openvino", "openvino_genai", Artifact("openvino", {"weight_format": "int8"}),
           {"device": "cpu", "num_threads": 2},
           FP32(Artifact("openvino", {"weight_format": "fp32"}),
                [{**OV_EXACT, "attention_backend": "PA"}, {**OV_EXACT, "attention_backend": "SDPA"}],
-               {"inference_precision": "f32", "kv_cache_precision": "f32"})),
+               {"inference_precision": "f32", "kv_cache_precision": "f32"}),
+          bytes_per_param=1, kv_element_bytes=1),  # NNCF int8 weights; the CPU plugin's u8 KV cache
     Entry("vllm", "vllm", REFERENCE, VLLM_FP32,
-          FP32(REFERENCE, [VLLM_FP32], {"dtype": "float32", "model_config_dtype": "float32"})),
+          FP32(REFERENCE, [VLLM_FP32], {"dtype": "float32", "model_config_dtype": "float32"}),
+          bytes_per_param=4, kv_element_bytes=4),
 ]
 
 
@@ -236,6 +244,37 @@ def test_latency_scenario_accepts_the_engine(engine):
         assert m.output_tokens == m.streamed_tokens == n and len(m.itl_s) == n - 1
         assert 0 < m.ttft_s <= m.latency_s and m.peak_memory_bytes > 0 and m.output_text
     assert engine.loaded.weight_bytes > 0 and engine.loaded.engine_version
+
+
+def _parameters(cfg: dict) -> int:
+    """Parameter count of a Llama-shaped HF config (embedding once when tied; q, k, v, o, gate, up, down and
+    two norms per layer; the final norm): 134,515,008 for SmolLM2-135M."""
+    hidden, heads, layers = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
+    head_dim = cfg.get("head_dim") or hidden // heads
+    kv = cfg.get("num_key_value_heads", heads) * head_dim
+    per_layer = 2 * hidden * heads * head_dim + 2 * hidden * kv + 3 * hidden * cfg["intermediate_size"] + 2 * hidden
+    return cfg["vocab_size"] * hidden * (1 if cfg["tie_word_embeddings"] else 2) + layers * per_layer + hidden
+
+
+def test_weight_bytes_are_parameters_times_bytes_per_parameter_as_run(entry, engine, model_dir):
+    """The engine's own weight-bytes figure (never the artifact folder's size) agrees within 10% with the model
+    config's parameter count x bytes per parameter as run; the embedding, tying, KV cache and thread facts the
+    roofline needs are read back too."""
+    cfg = json.loads((model_dir / "config.json").read_text())
+    loaded = engine.loaded
+    if cfg.get("model_type") != "llama":
+        pytest.skip("_parameters counts Llama-shaped configs")
+    assert entry.bytes_per_param and entry.kv_element_bytes, "give the entry its bytes per parameter and KV element"
+    expected = _parameters(cfg) * entry.bytes_per_param
+    assert abs(loaded.weight_bytes / expected - 1) <= 0.10, (loaded.weight_bytes, expected, loaded.weight_bytes_method)
+    print(f"weight bytes [{entry.engine}]: {loaded.weight_bytes} vs params x bytes {expected:.0f} "
+          f"({loaded.weight_bytes / expected:.4f}); ran as: {loaded.ran_as}")
+    assert loaded.tied_embeddings is cfg["tie_word_embeddings"] and loaded.weight_bytes_method and loaded.ran_as
+    assert loaded.embedding_row_bytes * cfg["vocab_size"] == pytest.approx(loaded.input_embedding_bytes, rel=0.01)
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    kv = cfg["num_hidden_layers"] * 2 * cfg["num_key_value_heads"] * head_dim * entry.kv_element_bytes
+    assert loaded.kv_bytes_per_token == kv, (loaded.kv_bytes_per_token, kv)
+    assert loaded.threads == 2  # every entry asks for 2 CPU threads; the figure is read back from the engine
 
 
 NOT_HF = [e for e in ENTRIES if e.engine != "hf"]  # hf's encode is the reference tokenizer itself

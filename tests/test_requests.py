@@ -63,7 +63,7 @@ class AlwaysRaises(FakeEngine):
 
 
 def run(dirs, engine, monkeypatch, tmp_path, **scenario):
-    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d: (5e9, "fake"))
+    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d, **kw: (5e9, "fake"))
     monkeypatch.setattr(engines, "create", lambda name: engine)
     spec = spec_for(*dirs)
     spec["scenario"].update(scenario)

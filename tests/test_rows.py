@@ -31,7 +31,9 @@ class StandInEngine:
     def load(self, artifact_dir, manifest, options):
         self.calls = 0
         self.loaded = Loaded(engine_version="0.0", device="cpu", device_name="stand-in", weight_bytes=1000,
-                             runtime={"kind": "stand-in"}, library_versions={"standin": "0.0"})
+                             runtime={"kind": "stand-in"}, library_versions={"standin": "0.0"},
+                             input_embedding_bytes=100, embedding_row_bytes=2, tied_embeddings=False,
+                             kv_bytes_per_token=10, ran_as="stand-in", threads=2)
         return self.loaded
 
     def encode(self, prompt):
@@ -176,7 +178,8 @@ def test_generate_must_return_a_generation():
 
 def test_job_measures_the_placements_device_and_records_weights_as_run(dirs, tmp_path, monkeypatch):
     measured = []
-    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d: (measured.append(d) or 5e9, f"fake {d}"))
+    monkeypatch.setattr(bench.roofline, "read_bandwidth",
+                        lambda d, threads=None: (measured.append(d) or 5e9, f"fake {d}"))
     monkeypatch.setattr(bench, "_has_cuda", lambda: True)
     monkeypatch.setattr(engines, "create", lambda name: StandInEngine())
     # llama.cpp's placement: GPU layers put the job on a GPU, so the GPU's bandwidth is the roofline's
@@ -195,7 +198,7 @@ def test_job_measures_the_placements_device_and_records_weights_as_run(dirs, tmp
 
 
 def test_merge_and_quality_write_their_declared_schemas(dirs, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d: (5e9, "fake"))
+    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d, threads=None: (5e9, "fake"))
     monkeypatch.setattr(engines, "create", lambda name: StandInEngine())
     run = bench.run_job(spec_for(*dirs), tmp_path / "run.parquet", log=lambda m: None)
     model, art = dirs
@@ -211,5 +214,8 @@ def test_merge_and_quality_write_their_declared_schemas(dirs, tmp_path, monkeypa
     line = summary.to_pylist()[0]
     assert line["requests"] == 9 and line["greedy_agreement"] == 1.0 and line["quality_by"] == "llamacpp / v (unknown)"
     assert line["quality_borrowed"] is False
-    assert line["roofline_tokens_per_s"] == 5e9 / 600
+    # decode bytes: weights as run (600) - the untied table but its gathered row (100 - 2) + KV at the mean
+    # decode context (2 prompt ids + 3 new / 2 = 3.5 tokens, 10 bytes each)
+    assert line["decode_bytes"] == 600 - 98 + 35 and line["roofline_tokens_per_s"] == 5e9 / 537
+    assert line["weight_bytes"] == 600 and line["threads"] == 2 and line["ran_as"] == "stand-in"
     assert pq.read_schema(tmp_path / "tables/requests.parquet").equals(rows.SCHEMA, check_metadata=False)

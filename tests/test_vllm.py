@@ -53,6 +53,9 @@ def test_good_options(options):
     ({"cpu_threads_bind": "cores 0 and 1"}, "expected auto, nobind or CPU lists"),
     ({"tensor_parallel_size": 3, "cpu_threads_bind": "0|1"}, "give one per TP rank"),
     ({"enforce_eagre": True}, "options.enforce_eagre: unknown option of engine vllm"),
+    ({"num_threads": 2, "cpu_threads_bind": "0-1"}, "give num_threads or cpu_threads_bind, not both"),
+    ({"num_threads": 2, "tensor_parallel_size": 2, "cpu_threads_bind": None}, "with tensor_parallel_size > 1 give"),
+    ({"device": "cuda", "num_threads": 2}, "num_threads = 2: applies to device cpu only"),
     ({"kv_cache_space_gib": "2"}, "kv_cache_space_gib = '2': expected int"),
 ])
 def test_bad_options(options, expected):
@@ -87,6 +90,70 @@ def test_placement():
     assert engines.placement("vllm", {"device": "cpu", "tensor_parallel_size": 2}) == Placement("cpu", 0)
     assert engines.placement("vllm", {"device": "cuda"}) == Placement("cuda", 1)
     assert engines.placement("vllm", {"device": "cuda", "tensor_parallel_size": 4}) == Placement("cuda", 4)
+
+
+def test_num_threads_binds_the_worker_like_the_other_engines_threads(monkeypatch):
+    """The default config gives vLLM 2 threads as every CPU engine; vLLM's auto binding gave its worker ONE
+    core on a 2-core machine. num_threads binds the worker's OpenMP threads to the first n allowed CPUs, and the
+    roofline's CPU probe uses as many threads."""
+    monkeypatch.setattr(ve.os, "sched_getaffinity", lambda pid: {4, 5, 6})
+    assert ve.environment(engines.resolved("vllm", {"num_threads": 2}))["VLLM_CPU_OMP_THREADS_BIND"] == "4,5"
+    with pytest.raises(RuntimeError, match="may use 3 CPUs"):
+        ve.environment(engines.resolved("vllm", {"num_threads": 4}))
+    assert engines.placement("vllm", {"num_threads": 2}).cpu_threads == 2
+    assert engines.placement("vllm", {"tensor_parallel_size": 2, "cpu_threads_bind": "0-1|2-3"}).cpu_threads == 4
+    assert engines.placement("vllm", {}).cpu_threads is None
+    import yaml
+    from conftest import REPO
+    variants = yaml.safe_load((REPO / "config/config.yaml").read_text())["variants"]
+    threads = {v["options"].get("num_threads") or v["options"].get("n_threads") or v["options"].get("intra_threads")
+               for v in variants.values() if v["engine"] != "mlc"}
+    assert threads == {2}, threads  # every CPU engine of the default config at the same thread count
+
+
+def test_worker_weights_count_weights_the_cpu_dispatch_moved_out_of_their_parameters():
+    """vLLM's CPU GEMM dispatch replaces each Linear's weight by an empty Parameter and keeps a packed copy in
+    the kernel's closure (sgl-kernel) or an opaque oneDNN handle: parameters alone gave 57.7 MB for a 269 MB
+    bf16 model (the embedding and the norms)."""
+    torch = pytest.importorskip("torch")
+
+    class VocabParallelEmbedding(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(100, 8, dtype=torch.bfloat16))
+
+    class Linear(torch.nn.Module):
+        def __init__(self, packed):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.empty(0, dtype=torch.bfloat16))
+            self.input_size_per_partition, self.output_size_per_partition = 8, 16
+            held = torch.zeros(16, 8, dtype=torch.bfloat16)
+            self.cpu_linear = (lambda x, w, b: held) if packed else (lambda x, w, b: None)
+
+    class Model(torch.nn.Module):
+        def __init__(self, tied):
+            super().__init__()
+            self.embed, self.a, self.b = VocabParallelEmbedding(), Linear(True), Linear(False)
+            self.lm_head = self.embed if tied else torch.nn.Linear(8, 100, bias=False).to(torch.bfloat16)
+
+    facts = ve._worker_weights(Model(tied=True))
+    assert facts["weight_bytes"] == 100 * 8 * 2 + 2 * 16 * 8 * 2  # embedding once + both repacked matrices
+    assert facts["weight_bytes_repacked_layers"] == {"closure_tensors": 1, "shape_x_dtype": 1}
+    assert facts["tied_embeddings"] and facts["input_embedding_bytes"] == 1600 and facts["embedding_row_bytes"] == 16
+    untied = ve._worker_weights(Model(tied=False))
+    assert not untied["tied_embeddings"] and untied["weight_bytes"] == facts["weight_bytes"] + 1600
+
+
+def test_ran_as_names_the_kernel_and_bits():
+    class MC:
+        quantization = "compressed-tensors"
+        hf_config = type("C", (), {"quantization_config": {"config_groups": {"group_0": {"weights": {"num_bits": 4}}}}})
+
+    w0 = {"linear_kernels": ["CPUWNA16LinearKernel"], "linear_methods": [], "dtype": "bfloat16",
+          "weight_bytes_repacked_layers": {"closure_tensors": 0, "shape_x_dtype": 0}}
+    assert ve._ran_as(w0, MC) == "int4 CPUWNA16 kernel (compressed-tensors), bfloat16 activations"
+    MC.quantization = None
+    assert ve._ran_as(w0, MC) == "dense bfloat16"
 
 
 def test_gpus_claimed():

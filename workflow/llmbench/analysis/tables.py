@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmbench.analysis import quality
+from llmbench.analysis import quality, roofline
 from llmbench.job import rows
 from llmbench.provenance import atomic
 
@@ -48,6 +48,26 @@ def hosts_note(df: pd.DataFrame) -> str:
         seen[(h.get("cpu", "?"), tuple(h.get("cpu_flags", [])), h.get("cpu_count", "?"))] = None
     return "".join(f"\nHost CPU: {cpu}, {n} cores, kernel-relevant flags: {' '.join(flags) or 'none recorded'}.\n"
                    for cpu, flags, n in seen)
+
+
+def _roofline(first: pd.Series, ok: pd.DataFrame) -> dict:
+    """A line's roofline columns (analysis/roofline.py): decode bytes, limit, MBU against the measured and,
+    where the card is known, the datasheet bandwidth. An MBU over 1 is no figure: the line is flagged."""
+    nan = float("nan")
+    decode = 1 / ok["tpot_s"].median() if len(ok) else nan
+    step = ok["decode_bytes"].median() if len(ok) and ok["decode_bytes"].notna().all() else nan
+    bandwidth, devices = first["read_bandwidth_bytes_per_s"], first["bandwidth_devices"]
+    if pd.isna(step) or pd.isna(bandwidth) or pd.isna(devices):
+        return {"decode_tokens_per_s": decode, "decode_bytes": step, "roofline_tokens_per_s": nan, "mbu": nan,
+                "mbu_flag": "", "datasheet_bandwidth_bytes_per_s": nan, "mbu_datasheet": nan}
+    share = roofline.mbu(step, decode, bandwidth, int(devices))
+    sheet = roofline.datasheet(first["device_name"])
+    flagged = share > 1
+    return {"decode_tokens_per_s": decode, "decode_bytes": step,
+            "roofline_tokens_per_s": roofline.roofline_tokens_per_s(bandwidth, int(devices), step),
+            "mbu": nan if flagged else share, "mbu_flag": roofline.MBU_FLAG if flagged else "",
+            "datasheet_bandwidth_bytes_per_s": sheet[0] if sheet else nan,
+            "mbu_datasheet": roofline.mbu(step, decode, sheet[0], int(devices)) if sheet and not flagged else nan}
 
 
 CI_RESAMPLES = 2000   # bootstrap resamples per interval
@@ -108,7 +128,6 @@ def _line(key: tuple, g: pd.DataFrame) -> dict:
     first = g.iloc[0]
     unverified = first["status"] == "unverified"
     failed = 0 if unverified else int((~g["success"]).sum())
-    tpot_p50 = ok["tpot_s"].median() if len(ok) else float("nan")
     return {
         **dict(zip(GROUP, key)),
         "status": first["status"],
@@ -121,9 +140,10 @@ def _line(key: tuple, g: pd.DataFrame) -> dict:
         **_speed(ok),
         "peak_memory_bytes": None if unverified or ok.empty else int(ok["peak_memory_bytes"].max()),
         "artifact_bytes": int(first["artifact_bytes"]),
-        "decode_tokens_per_s": 1 / tpot_p50,
-        "roofline_tokens_per_s": first["read_bandwidth_bytes_per_s"] / first["weight_bytes"],
-        "mbu": first["weight_bytes"] / tpot_p50 / first["read_bandwidth_bytes_per_s"] if len(ok) else float("nan"),
+        "weight_bytes": None if unverified else first["weight_bytes"],
+        "ran_as": first["ran_as"] or "",
+        "threads": None if pd.isna(first["threads"]) else int(first["threads"]),
+        **_roofline(first, ok),
         "memory_kind": first["memory_kind"],
         "cpu_flags": " ".join(_host(first["host"]).get("cpu_flags", [])),
         "runtime": first["runtime"],
@@ -262,7 +282,12 @@ def _notes(summary: pd.DataFrame) -> str:
             "KL), mean and 99th percentile; TF agree: teacher-forced top-1 agreement with the reference line; "
             "greedy agree@K / 1st diff: generated tokens vs the reference variant's "
             "(empty: no quality figure, e.g. synthetic weights). decode tok/s = 1 / median TPOT; limit = read bandwidth "
-            "measured in the same job / weight bytes; MBU = decode tok/s / limit.\n")
+            "measured in the same job × devices read in parallel / bytes one decode step reads (weight tensor bytes as "
+            "run, minus the embedding rows a step does not gather where lm_head is not tied to them, plus the KV "
+            "cache at the mean decode context); MBU = decode tok/s / limit (an MBU over 100% is flagged, never "
+            "shown); of datasheet: the same against the card's datasheet peak bandwidth. size as run: weight "
+            "tensor bytes as the engine ran them; on disk: the artifact's files; ran as: what the engine "
+            "reports it ran; threads: CPU threads the engine computed with.\n")
 
 
 def _reasons(summary: pd.DataFrame) -> str:
@@ -274,6 +299,15 @@ def _reasons(summary: pd.DataFrame) -> str:
         elif not r.valid:
             out += f"\n- **{r.engine} / {r.variant} on {r.artifact}: INVALID.** {r.note}\n"
     return out
+
+
+def _mbu_text(share: float, flag: str, sheet: float) -> str:
+    """MBU as latency.md shows it: the flag instead of a figure over 100%, the datasheet figure beside."""
+    if flag:
+        return flag
+    if pd.isna(share):
+        return ""
+    return f"{share:.0%}" + ("" if pd.isna(sheet) else f" ({sheet:.0%} of datasheet)")
 
 
 def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") -> str:
@@ -291,9 +325,12 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "TPOT p50 (95% CI) / p90 (ms)": [f"{_with_ci(a, lo, hi, 1, 1e3)} / {b * 1e3:.1f}" for a, lo, hi, b in zip(
             summary["tpot_p50_s"], summary["tpot_p50_ci_low_s"], summary["tpot_p50_ci_high_s"], summary["tpot_p90_s"])],
         "decode tok/s (limit)": [f"{a:.1f} ({b:.0f})" for a, b in zip(summary["decode_tokens_per_s"], summary["roofline_tokens_per_s"])],
-        "MBU": [f"{m:.0%}" for m in summary["mbu"]],
+        "MBU": [_mbu_text(m, f, d) for m, f, d in zip(summary["mbu"], summary["mbu_flag"], summary["mbu_datasheet"])],
         "peak mem (MiB)": (summary["peak_memory_bytes"].astype(float) / 2**20).round(0).astype("Int64"),
-        "size (MiB)": (summary["artifact_bytes"] / 2**20).round(0).astype(int),
+        "size as run (MiB)": (summary["weight_bytes"].astype(float) / 2**20).round(0).astype("Int64"),
+        "on disk (MiB)": (summary["artifact_bytes"] / 2**20).round(0).astype(int),
+        "ran as": summary["ran_as"],
+        "threads": summary["threads"].astype("Int64"),
         "perplexity": [f"{p:.2f}{' †' if b else ''}" if p == p else "" for p, b in
                        zip(summary["perplexity"], summary["quality_borrowed"])],
         "PPL ratio": summary["ppl_ratio"].round(3),

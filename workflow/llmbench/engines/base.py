@@ -50,13 +50,21 @@ class Loaded:
     engine_version: str
     device: str                      # e.g. "cpu", "cuda:0"
     device_name: str                 # e.g. "NVIDIA H100 80GB HBM3" or the CPU model
-    # Bytes of weights one decode step reads, as the engine holds them (the roofline's numerator); each
-    # adapter says what it counts. An adapter that learns the true figure only while running (HF unpacks
-    # compressed-tensors weights at the first forward) keeps this object and updates the field; the job
-    # reads it after the run, so rows record the weights as run.
+    # Bytes of all weight tensors as the engine runs them (every TP worker's shard together; the input
+    # embedding table counted once, also when tied): the engine's own figure, never the artifact folder's size.
+    # An adapter that learns the true figure only while running (HF unpacks compressed-tensors weights at the
+    # first forward) keeps this object and updates the fields; the job reads them after the run, so rows
+    # record the weights as run. analysis/roofline.decode_bytes turns these facts into bytes per decode step.
     weight_bytes: int
     runtime: dict[str, Any] = field(default_factory=dict)  # dtype, attention backend, compile, cache, kernels
     library_versions: dict[str, str | None] = field(default_factory=dict)
+    weight_bytes_method: str = ""              # what the adapter counted, in words
+    input_embedding_bytes: int | None = None   # the input embedding table as run (part of weight_bytes)
+    embedding_row_bytes: int | None = None     # one row of it: what a decode step gathers at batch 1
+    tied_embeddings: bool | None = None        # lm_head is the embedding table (read in full every step)
+    kv_bytes_per_token: int | None = None      # KV-cache bytes per token of context, all layers, as run
+    ran_as: str = ""                           # what ran, in words (e.g. "int4 CPUWNA16 kernel")
+    threads: int | None = None                 # CPU threads the engine computed with, read back (None: GPU)
 
 
 class Engine(Protocol):

@@ -95,6 +95,30 @@ def _cpu_threads(intra: int) -> tuple[int, str]:
     return min(4, os.cpu_count() or 4), "ctranslate2 default min(4, cores)"
 
 
+def _weight_facts(model_bin: Path, compute_type: str) -> dict[str, Any]:
+    """Loaded's weight fields from model.bin's variables (formats/ct2.py) at the compute type that ran:
+    CTranslate2 reports no loaded sizes, so the saved tensors are converted to that type's sizes (a
+    compute_type other than the saved one converts the weights at load); the settings and the header are
+    not weights. The lm_head of a tied model is an alias of the embedding table in model.bin."""
+    from llmbench.formats import ct2 as fmt
+
+    variables, aliases = fmt.read(model_bin)
+    sizes = fmt.bytes_as_run(variables, compute_type)
+    emb = variables[fmt.EMBEDDING]
+    saved = sorted({v.dtype for v in variables.values() if len(v.shape) == 2})
+    weight, act = fmt.run_types(compute_type)
+    converted = "" if saved == [weight] else f", weights saved as {'/'.join(saved)} and converted at load"
+    return {
+        "weight_bytes": sum(sizes.values()),
+        "weight_bytes_method": f"model.bin tensors (rank >= 1) at compute type {compute_type}",
+        "input_embedding_bytes": sizes[fmt.EMBEDDING],
+        "embedding_row_bytes": sizes[fmt.EMBEDDING] // emb.shape[0],
+        "tied_embeddings": aliases.get("decoder/projection/weight") == fmt.EMBEDDING,
+        "kv_bytes_per_token": fmt.kv_bytes_per_token(variables, compute_type),
+        "ran_as": f"CTranslate2 compute type {compute_type} ({weight} weights, {act} activations{converted})",
+    }
+
+
 class CT2Engine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CTranslate2 exposes no allocator statistics
     name = "ct2"
 
@@ -150,11 +174,10 @@ class CT2Engine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CTranslate
             engine_version=self.ct2.__version__,
             device=device,
             device_name=cpu_name() if device == "cpu" else device,
-            # weight_bytes: model.bin as written by the converter (CTranslate2 reports no loaded sizes; a
-            # compute_type that differs from the saved weight type converts them at load, not counted here)
-            weight_bytes=(artifact_dir / "model.bin").stat().st_size,
             runtime=self.runtime,
             library_versions=versions("ctranslate2", "transformers", "tokenizers", "numpy"),
+            threads=self.runtime["intra_threads"],
+            **_weight_facts(artifact_dir / "model.bin", g.compute_type),
         )
 
     @staticmethod

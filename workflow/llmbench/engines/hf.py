@@ -42,7 +42,46 @@ def placement(options: dict[str, Any]) -> Placement:
 
 
 def _weight_bytes(model) -> int:
+    """Parameters + buffers as held now (a tied lm_head is the embedding Parameter: counted once)."""
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+def _ran_as(model) -> str:
+    """What the Linear layers compute with, read from their parameters: packed integer weights (a quantized
+    kernel) or dense floats, and for a quantized checkpoint whose layers hold dense floats, that it was
+    decompressed (compressed-tensors unpacks GPTQ/AWQ to dense Linear on CPU at the first forward)."""
+    qcfg = getattr(model.config, "quantization_config", None)
+    qcfg = qcfg.to_dict() if hasattr(qcfg, "to_dict") else (qcfg or {})
+    linears = [m for m in model.modules() if "Linear" in type(m).__name__]
+    dtypes = {str(p.dtype).removeprefix("torch.") for m in linears for p in m.parameters(recurse=False)}
+    floats = sorted(d for d in dtypes if d.startswith(("float", "bfloat")))
+    packed = sorted(d for d in dtypes if not d.startswith(("float", "bfloat")))
+    dense = "dense " + "/".join(f.replace("float", "fp").replace("bfp", "bf") for f in floats)
+    method = qcfg.get("quant_method") or qcfg.get("format")
+    if packed:
+        kinds = sorted({type(m).__name__ for m in linears if any(
+            not str(p.dtype).startswith(("torch.float", "torch.bfloat")) for p in m.parameters(recurse=False))})
+        return f"{method or 'quantized'} packed {'/'.join(packed)} weights ({', '.join(kinds)})"
+    return f"{dense} after decompression ({method})" if method else dense
+
+
+def _weight_facts(model, torch) -> dict[str, Any]:
+    """Loaded's weight fields, read from the model as it is now (updated after the first request)."""
+    emb = model.get_input_embeddings().weight
+    out = model.get_output_embeddings()
+    from llmbench.analysis.roofline import kv_bytes_per_token
+
+    act = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return {
+        "weight_bytes": _weight_bytes(model),
+        "weight_bytes_method": "parameters + buffers of the model as held (tied weights once)",
+        "input_embedding_bytes": emb.numel() * emb.element_size(),
+        "embedding_row_bytes": emb.shape[1] * emb.element_size(),
+        "tied_embeddings": out is not None and out.weight.data_ptr() == emb.data_ptr(),
+        # DynamicCache/StaticCache keep K and V in the model's activation dtype
+        "kv_bytes_per_token": kv_bytes_per_token(model.config.to_dict(), torch.empty(0, dtype=act).element_size()),
+        "ran_as": _ran_as(model),
+    }
 
 
 class _TokenStreamer:
@@ -172,18 +211,20 @@ class HFEngine(HFTokenizerMixin):
             engine_version=transformers.__version__,
             device=str(self.device),
             device_name=self.torch.cuda.get_device_name(self.device) if cuda else cpu_name(),
-            weight_bytes=_weight_bytes(self.model),
             runtime=self.runtime,
             library_versions=versions("torch", "transformers", "accelerate", "safetensors"),
+            threads=None if cuda else self.torch.get_num_threads(),
+            **_weight_facts(self.model, self.torch),
         )
 
     def _record_weights_as_run(self) -> dict[str, Any]:
         """After the first request (a warm-up), record the weights as they ran: compressed-tensors
         checkpoints (GPTQ/AWQ from llm-compressor) load packed and are unpacked to dense weights on CPU at the
         first forward, so the bytes read per token and the layer state are only known now. Updates
-        ``Loaded.weight_bytes``; returns the state for that request's engine metrics."""
+        ``Loaded``'s weight facts (bytes, embedding, ran_as); returns the state for that request's engine metrics."""
         model = self.model
-        self.loaded.weight_bytes = _weight_bytes(model)
+        for key, value in _weight_facts(model, self.torch).items():
+            setattr(self.loaded, key, value)
         self.weights_recorded = True
         status: dict[str, int] = {}
         for m in model.modules():

@@ -145,11 +145,39 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
             engine_version=version,
             device="gpu" if on_gpu else "cpu",
             device_name="gpu (llama.cpp backend)" if on_gpu else cpu_name(),
-            weight_bytes=self.runtime["model_size_bytes"],  # llama_model_size: bytes of all the model's tensors
             runtime=self.runtime,
             library_versions={**versions("llama-cpp-python", "transformers", "tokenizers", "numpy"),
                               "llama.cpp": LLAMA_CPP_COMMITS.get(version)},
+            threads=self.runtime["n_threads"],
+            **self._weight_facts(),
         )
+
+    def _weight_facts(self) -> dict[str, Any]:
+        """Loaded's weight fields from the GGUF's tensor table (formats/gguf.py): bytes per tensor as stored
+        and run (llama.cpp computes on the quantized blocks), the KV cache at the context's K/V types, and the
+        effective bits per weight (rows whose width the block size does not divide fall back to other types)."""
+        from llmbench.formats import gguf as fmt
+
+        table = fmt.tensors(self.model_path)
+        total = sum(b for _, b, _, _ in table.values())
+        kind, emb_bytes, _, rows = table[fmt.EMBEDDING]
+        cp, n_params = self.llm.context_params, self.runtime["n_params"]
+        types: dict[str, int] = {}
+        for t, _, n, _ in table.values():
+            types[t] = types.get(t, 0) + n
+        mix = ", ".join(f"{t} {n / n_params:.0%}" for t, n in sorted(types.items(), key=lambda x: -x[1]))
+        return {
+            "weight_bytes": total,
+            "weight_bytes_method": "sum of the GGUF's tensor sizes (llama_model_size: "
+                                   f"{self.runtime['model_size_bytes']})",
+            "input_embedding_bytes": emb_bytes,
+            "embedding_row_bytes": emb_bytes // rows,
+            "tied_embeddings": fmt.OUTPUT not in table,  # llama.cpp then uses token_embd as the output matrix
+            "kv_bytes_per_token": fmt.kv_bytes_per_token(self.llm.metadata, int(cp.type_k), int(cp.type_v)),
+            "ran_as": f"GGUF {self.runtime['quant_type']}: {total * 8 / n_params:.2f} bits per weight effective "
+                      f"(tensor bytes × 8 / parameters; elements by type: {mix}); KV cache "
+                      f"{fmt.KV_TYPE_NAMES.get(int(cp.type_k), cp.type_k)}/{fmt.KV_TYPE_NAMES.get(int(cp.type_v), cp.type_v)}",
+        }
 
     # tokens: encode/decode/tokenize_plain/count_tokens come from HFTokenizerMixin (the HF tokenizer)
 

@@ -237,12 +237,40 @@ class OpenVINOEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
             engine_version=self.genai.__version__,
             device="cpu",
             device_name=cpu_name(),
-            # weight_bytes: openvino_model.bin, the IR's constants (compressed weights as stored and run)
-            weight_bytes=(self.artifact_dir / "openvino_model.bin").stat().st_size,
             runtime=self.runtime,
+            threads=int(self.runtime["inference_num_threads"]) if str(self.runtime.get(
+                "inference_num_threads") or "").isdigit() else None,
+            **self._weight_facts(),
             library_versions=versions("openvino", "openvino-genai", "openvino-tokenizers", "transformers",
                                       "tokenizers", "numpy"),
         )
+
+    def _weight_facts(self) -> dict[str, Any]:
+        """Loaded's weight fields: the IR's constants (formats/openvino.py; compressed weights as stored and
+        run, decompressed per use), the KV cache at the compiled KV precision (config.json's shape), and what
+        ran in words: the weight compression and the compiled runtime precisions."""
+        import json
+
+        from llmbench.analysis.roofline import kv_bytes_per_token
+        from llmbench.formats.openvino import weight_facts
+
+        facts = weight_facts(self.artifact_dir / "openvino_model.xml")
+        rt = self.runtime
+        cfg = json.loads((self.artifact_dir / "config.json").read_text())
+        kv = rt.get("kv_cache_precision")
+        sizes = {"u8": 1, "i8": 1, "u4": 0.5, "f16": 2, "bf16": 2, "f32": 4}
+        mode = (rt.get("weight_compression") or {}).get("mode", "uncompressed")
+        return {
+            "weight_bytes": facts["weight_bytes"],
+            "weight_bytes_method": "openvino_model.xml's constants (each .bin range once); KV: elements at "
+                                   f"{kv}, a quantized cache's scales and zero points not counted",
+            "input_embedding_bytes": facts["input_embedding_bytes"],
+            "embedding_row_bytes": facts["input_embedding_bytes"] // cfg["vocab_size"],
+            "tied_embeddings": facts["tied"],
+            "kv_bytes_per_token": kv_bytes_per_token(cfg, sizes[kv]) if kv in sizes else None,
+            "ran_as": f"{mode} weights; inference precision {rt.get('inference_precision')}, KV cache {kv}, "
+                      f"dynamic quantization group size {rt.get('dynamic_quantization_group_size')}",
+        }
 
     def _inputs(self, input_ids: list[int]):
         np, ov = self.np, self.ov

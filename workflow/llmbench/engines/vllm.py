@@ -30,8 +30,9 @@ A plain script that calls ``load`` DOES need the guard (else the spawned EngineC
 been made to start a new process before the current process has finished its bootstrapping phase").
 vLLM's CPU platform requires the multiprocessing executor ("OMP requires the MP executor"), so the default
 is kept and recorded. On this 2-core box vLLM's auto binding gives the worker's OpenMP threads ONE core (the other is left to the
-front end and engine core; cpu_threads_bind changes that); runtime.workers records the affinity and thread
-count read back from each worker.
+front end and engine core); ``num_threads`` (what the other CPU engines' thread options mean; config.yaml gives
+every CPU engine the same count) or ``cpu_threads_bind`` changes that; runtime.workers records the affinity and
+thread count read back from each worker, Loaded.threads their sum.
 
 Reading facts back from the worker uses ``collective_rpc`` with functions defined in this module; with
 multiprocessing vLLM pickles them only when VLLM_ALLOW_INSECURE_SERIALIZATION=1 (they travel over local IPC
@@ -79,6 +80,9 @@ OPTIONS = {
                                      check=in_range(0, 1, low_open=True), when=CUDA),
     "enable_prefix_caching": Option(bool, False, "vLLM's prefix cache (off: repeated prompts are prefilled "
                                     "again); runtime records which ran"),
+    "num_threads": Option((int, None), None, "CPU threads of the worker (TP 1): binds its OpenMP threads to the "
+                          "first n CPUs this process may use (VLLM_CPU_OMP_THREADS_BIND); null: cpu_threads_bind "
+                          "or vLLM's auto binding (one core on a 2-core machine)", check=at_least(1), when=CPU),
     "cpu_threads_bind": Option((str, None), None, "VLLM_CPU_OMP_THREADS_BIND: auto, nobind, or one CPU list per "
                                "TP rank joined by | (e.g. 0-1 or 0|1); null: vLLM's default",
                                check=lambda v: None if re.fullmatch(BIND, v) else
@@ -94,7 +98,28 @@ def _binds_per_rank(o: dict[str, Any]) -> str | None:
             "give one per TP rank, joined by |")
 
 
-CHECKS = [_binds_per_rank]
+def _threads_or_bind(o: dict[str, Any]) -> str | None:
+    if o["num_threads"] is None:
+        return None
+    if o["cpu_threads_bind"] is not None:
+        return "give num_threads or cpu_threads_bind, not both"
+    if o["tensor_parallel_size"] != 1:
+        return "num_threads binds one worker; with tensor_parallel_size > 1 give cpu_threads_bind (one list per rank)"
+    return None
+
+
+CHECKS = [_binds_per_rank, _threads_or_bind]
+
+
+def _bound_threads(bind: str | None) -> int | None:
+    """CPUs an explicit VLLM_CPU_OMP_THREADS_BIND list gives all ranks together (None: auto or nobind)."""
+    if bind in (None, "auto", "nobind"):
+        return None
+    n = 0
+    for part in bind.replace("|", ",").split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
 # Environment variables that change what runs; their values at load time go into runtime.vllm_env.
 RECORDED_ENV = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
                 "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_ALLOW_INSECURE_SERIALIZATION", "VLLM_WORKER_MULTIPROC_METHOD",
@@ -105,7 +130,8 @@ def placement(options: dict[str, Any]) -> Placement:
     """GPUs a job with these options occupies: tensor_parallel_size on cuda, none on cpu."""
     if options["device"] == "cuda":
         return Placement(device="cuda", gpus=int(options["tensor_parallel_size"]))
-    return Placement(device="cpu", gpus=0)
+    return Placement(device="cpu", gpus=0,
+                     cpu_threads=options.get("num_threads") or _bound_threads(options.get("cpu_threads_bind")))
 
 
 def environment(opts: dict[str, Any]) -> dict[str, str]:
@@ -120,6 +146,11 @@ def environment(opts: dict[str, Any]) -> dict[str, str]:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(opts["kv_cache_space_gib"])
         if opts["cpu_threads_bind"] is not None:
             env["VLLM_CPU_OMP_THREADS_BIND"] = opts["cpu_threads_bind"]
+        elif opts.get("num_threads"):
+            cpus = sorted(os.sched_getaffinity(0))
+            if opts["num_threads"] > len(cpus):
+                raise device_missing(f"num_threads={opts['num_threads']}", f"this process may use {len(cpus)} CPUs")
+            env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cpus[:opts["num_threads"]]))
     return env
 
 
@@ -153,6 +184,43 @@ def sampling_kwargs(max_new_tokens: int) -> dict[str, Any]:
 
 
 # --- run inside vLLM's worker processes via collective_rpc (module-level: pickled by reference) ----------
+
+def _closure_tensors(fn) -> list:
+    """Tensors a kernel closure holds (vLLM's CPU GEMM dispatch keeps sgl-kernel's packed weight there)."""
+    import torch
+
+    cells = [c.cell_contents for c in (getattr(fn, "__closure__", None) or ())]
+    return [t for t in [*cells, *(getattr(fn, "__defaults__", None) or ())] if isinstance(t, torch.Tensor)]
+
+
+def _worker_weights(model) -> dict[str, Any]:
+    """This worker's weight tensor bytes as it runs them. vLLM's CPU dispatch (layers/utils.py
+    dispatch_cpu_unquantized_gemm) moves each unquantized Linear's weight into a packed copy held by its kernel
+    (oneDNN handle or sgl-kernel tensor) and leaves an EMPTY ``weight`` Parameter: summing parameters alone
+    counts only the embedding and the norms (57.7 MB for a bf16 model of 269 MB). Such a layer counts the
+    tensors its kernel closure holds, else its shard's shape (output × input per partition) at the weight dtype."""
+    # parameters() yields a shared (tied) Parameter once
+    total = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    repacked = {"closure_tensors": 0, "shape_x_dtype": 0}
+    for m in model.modules():
+        w = getattr(m, "weight", None)
+        if not hasattr(m, "cpu_linear") or not hasattr(w, "numel") or w.numel():
+            continue
+        held = _closure_tensors(m.cpu_linear)
+        if held:
+            total += sum(t.numel() * t.element_size() for t in held)
+            repacked["closure_tensors"] += 1
+        else:
+            total += int(m.output_size_per_partition) * int(m.input_size_per_partition) * w.element_size()
+            repacked["shape_x_dtype"] += 1
+    emb = next(m for m in model.modules() if type(m).__name__ == "VocabParallelEmbedding")
+    head = getattr(model, "lm_head", None)
+    return {"weight_bytes": total, "weight_bytes_repacked_layers": repacked,
+            "input_embedding_bytes": emb.weight.numel() * emb.weight.element_size(),
+            "embedding_row_bytes": emb.weight.shape[1] * emb.weight.element_size(),
+            "tied_embeddings": head is not None and getattr(head, "weight", None) is not None
+            and head.weight.data_ptr() == emb.weight.data_ptr()}
+
 
 def _worker_facts(worker) -> dict[str, Any]:
     import torch
@@ -203,7 +271,7 @@ def _worker_facts(worker) -> dict[str, Any]:
         "kv_cache_tensor_dtype": sorted({str(t.dtype).removeprefix("torch.") for t in kv}),
         "kv_cache_tensor_bytes": int(sum(t.numel() * t.element_size() for t in kv)),
         # bytes of the loaded weights as they sit in this worker (after any repacking for its kernels)
-        "weight_bytes": int(sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])),
+        **_worker_weights(model),
         "model_runner": type(runner).__name__,
         "worker_class": type(worker).__name__,
         "torch_threads": torch.get_num_threads(),
@@ -254,6 +322,30 @@ def cpu_quant_kernel_problem(artifact_dir: Path, torch, platform) -> str | None:
     return (f"vLLM's CPU build loads {cpu_op_library(torch)} on this CPU (flags: {' '.join(cpu_flags()) or 'none'}), "
             f"which has no {WNA16_OP} kernel for this {cfg['quantization_config'].get('quant_method', 'quantized')} "
             "checkpoint (vLLM builds it only into its AVX-512 libraries)")
+
+
+def _quant_bits(cfg: Any) -> int | None:
+    """The weight bit width a checkpoint's quantization_config names (gptq/awq ``bits``, compressed-tensors
+    ``num_bits`` of its weights)."""
+    if isinstance(cfg, dict):
+        for key in ("bits", "num_bits", "w_bit"):
+            if isinstance(cfg.get(key), int):
+                return cfg[key]
+        cfg = list(cfg.values())
+    if isinstance(cfg, list):
+        return next((b for b in map(_quant_bits, cfg) if b is not None), None)
+    return None
+
+
+def _ran_as(w0: dict[str, Any], mc: Any) -> str:
+    """In words: the kernel the quantized Linear layers run (e.g. int4 CPUWNA16 kernel) or dense weights."""
+    if mc.quantization:
+        bits = _quant_bits(getattr(mc.hf_config, "quantization_config", None))
+        kernels = ", ".join(k.removesuffix("LinearKernel") for k in w0["linear_kernels"]) or \
+            ", ".join(w0["linear_methods"])
+        return f"int{bits or '?'} {kernels} kernel ({mc.quantization}), {w0['dtype']} activations"
+    repacked = sum(w0["weight_bytes_repacked_layers"].values())
+    return f"dense {w0['dtype']}" + (" (Linear weights repacked for vLLM's CPU GEMM)" if repacked else "")
 
 
 def _enum_name(v: Any) -> Any:
@@ -340,7 +432,8 @@ class VLLMEngine(HFTokenizerMixin):
             "cpu_op_library": cpu_op_library(self.torch) if self.opts["device"] == "cpu" else None,
             "world_size": pc.world_size,
             "executor_backend": _executor_name(pc.distributed_executor_backend),
-            "workers": [{k: f[k] for k in ("pid", "torch_threads", "cpu_affinity", "thread_cpus", "omp_env")} for f in facts],
+            "workers": [{k: f[k] for k in ("pid", "torch_threads", "cpu_affinity", "thread_cpus", "omp_env",
+                                           "weight_bytes", "weight_bytes_repacked_layers")} for f in facts],
             "platform": platform,
             "vllm_env": {k: os.environ[k] for k in RECORDED_ENV if k in os.environ},
             "frontend_torch_threads": self.torch.get_num_threads(),
@@ -360,13 +453,32 @@ class VLLMEngine(HFTokenizerMixin):
             engine_version=vllm.__version__,
             device="cuda:0" if cuda else "cpu",
             device_name=self.torch.cuda.get_device_name(0) if cuda else cpu_name(),
-            # weight_bytes: the workers' loaded weights (parameters + buffers after any repacking for their
-            # kernels); per token a TP group reads every worker's shard once, so the sum over workers
-            weight_bytes=sum(f["weight_bytes"] for f in facts),
             runtime=self.runtime,
             library_versions={**versions("vllm", "vllm-cpu", "torch", "transformers", "tokenizers"),
                               "transformers_in_process": transformers.__version__},
+            threads=None if cuda else sum(f["torch_threads"] for f in facts),
+            **self._weight_facts(facts),
         )
+
+    def _weight_facts(self, facts: list[dict[str, Any]]) -> dict[str, Any]:
+        """Loaded's weight fields from the workers (_worker_weights): per token a TP group reads every worker's
+        shard once, so bytes are summed over workers (the roofline divides by as many GPUs' bandwidth)."""
+        from llmbench.analysis.roofline import kv_bytes_per_token
+
+        torch, w0, mc = self.torch, facts[0], self.engine.vllm_config.model_config
+        kv_dtype = (w0["kv_cache_tensor_dtype"] or [w0["dtype"]])[0]
+        total = lambda key: sum(f[key] for f in facts)
+        return {
+            "weight_bytes": total("weight_bytes"),
+            "weight_bytes_method": f"sum over {len(facts)} worker(s) of parameters + buffers, plus the weights "
+                                   f"vLLM's CPU GEMM dispatch repacked out of their Parameters {w0['weight_bytes_repacked_layers']}",
+            "input_embedding_bytes": total("input_embedding_bytes"),
+            "embedding_row_bytes": w0["embedding_row_bytes"],  # a row is whole on the worker holding it
+            "tied_embeddings": w0["tied_embeddings"],
+            "kv_bytes_per_token": kv_bytes_per_token(mc.hf_config.to_dict(),
+                                                     torch.empty(0, dtype=getattr(torch, kv_dtype)).element_size()),
+            "ran_as": _ran_as(w0, mc),
+        }
 
     def _request(self, input_ids: list[int], params) -> str:
         """Add one request the way LLM.generate does (rendered TokensPrompt), return its id."""

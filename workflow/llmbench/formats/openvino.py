@@ -48,3 +48,40 @@ def recorded_ir_facts(manifest: dict[str, Any], xml: Path) -> dict[str, Any]:
         return {"nncf_weight_compression": manifest["compression"]["applied"],
                 "weight_constants_by_type": manifest["weight_constants_by_type"]}
     return ir_facts(xml)
+
+
+def constants(xml: Path) -> tuple[dict[str, tuple[str, int, int]], dict[str, list[str]], dict[str, str]]:
+    """From the IR's XML, no OpenVINO needed: ({Const name: (layer id, offset, bytes in the .bin)}, {layer id:
+    ids of the layers it feeds}, {layer id: layer type})."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(xml).getroot()
+    consts, types = {}, {}
+    for layer in root.iter("layer"):
+        types[layer.get("id")] = layer.get("type")
+        if layer.get("type") == "Const":
+            data = layer.find("data")
+            consts[layer.get("name")] = (layer.get("id"), int(data.get("offset")), int(data.get("size")))
+    feeds: dict[str, list[str]] = {}
+    for edge in root.iter("edge"):
+        feeds.setdefault(edge.get("from-layer"), []).append(edge.get("to-layer"))
+    return consts, feeds, types
+
+
+def weight_facts(xml: Path) -> dict[str, Any]:
+    """The IR's constant bytes (each .bin range once: the weights as stored, which the CPU plugin runs from,
+    decompressing per use), the input embedding table with its scale and zero point, and whether a MatMul
+    reads that table too (a tied lm_head: the export shares the constant)."""
+    consts, feeds, types = constants(xml)
+    total = sum({offset: size for _, offset, size in consts.values()}.values())
+    emb = next(n for n in consts if n.endswith("embed_tokens.weight"))
+    emb_bytes = sum(size for n, (_, _, size) in consts.items() if n == emb or n.startswith(emb + "/"))
+    seen, todo, tied = set(), [(consts[emb][0], 0)], False
+    while todo and not tied:
+        node, hops = todo.pop()
+        for nxt in feeds.get(node, []):
+            tied |= types.get(nxt) == "MatMul"
+            if nxt not in seen and hops < 8 and types.get(nxt) != "Gather":
+                seen.add(nxt)
+                todo.append((nxt, hops + 1))
+    return {"weight_bytes": total, "input_embedding_bytes": emb_bytes, "embedding_name": emb, "tied": tied}

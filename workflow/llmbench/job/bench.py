@@ -13,7 +13,7 @@ from typing import Any
 
 from llmbench import engines
 from llmbench.analysis import roofline
-from llmbench.engines.base import EngineUnavailable
+from llmbench.engines.base import EngineUnavailable, Placement
 from llmbench.job import context, rows
 from llmbench.job.context import JobContext
 from llmbench.job.scenarios import KINDS as SCENARIOS
@@ -32,13 +32,16 @@ def _has_cuda() -> bool:
         return False
 
 
-def _bandwidth(device: str) -> tuple[float, str]:
-    """Read bandwidth of the device the variant's placement names; the CPU's when torch sees no CUDA device
-    (an ``auto`` variant then runs on the CPU), saying so in the method."""
-    if device == "cuda" and not _has_cuda():
-        bandwidth, method = roofline.read_bandwidth("cpu")
-        return bandwidth, f"{method} (placement cuda, but torch sees no CUDA device in this env)"
-    return roofline.read_bandwidth(device)
+def _bandwidth(place: Placement) -> tuple[tuple[float, str], int]:
+    """(read bandwidth of the device the variant's placement names, with the engine's CPU threads there; the
+    devices read in parallel: the GPUs a tensor-parallel job claims, else 1). The CPU's when torch sees no CUDA
+    device (an ``auto`` variant then runs on the CPU), saying so in the method."""
+    if place.device == "cuda" and not _has_cuda():
+        bandwidth, method = roofline.read_bandwidth("cpu", threads=place.cpu_threads)
+        return (bandwidth, f"{method} (placement cuda, but torch sees no CUDA device in this env)"), 1
+    if place.device == "cuda":
+        return roofline.read_bandwidth("cuda"), max(1, place.gpus)
+    return roofline.read_bandwidth(place.device, threads=place.cpu_threads), 1
 
 
 def _inputs(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -79,8 +82,9 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     try:
         if art.get("status") == "unverified":
             raise EngineUnavailable(f"artifact {spec['artifact']} is unverified: {art.get('unverified_reason')}")
-        bandwidth = _bandwidth(engines.placement(variant["engine"], options).device)
-        log(f"read bandwidth {bandwidth[0] / 1e9:.1f} GB/s ({bandwidth[1]}), measured before loading")
+        bandwidth, devices = _bandwidth(engines.placement(variant["engine"], options))
+        log(f"read bandwidth {bandwidth[0] / 1e9:.1f} GB/s ({bandwidth[1]}) × {devices} device(s), measured "
+            "before loading")
         loaded = engine.load(artifact_dir, art, options)
     except EngineUnavailable as e:
         log(f"UNVERIFIED: {e}")
@@ -92,5 +96,5 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     results = scenario.run(engine, spec, log=log)
     _check_measured(results, log)
     # after the run: runtime and weight_bytes as they ran (some engines learn them at the first request)
-    ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth)
+    ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth, devices)
     return atomic.write_parquet(rows.to_table([rows.request_row(ctx, r) for r in results]), out)

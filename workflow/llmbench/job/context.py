@@ -18,6 +18,9 @@ from llmbench.engines.base import Loaded
 from llmbench.provenance import manifest
 
 CONFIG_KEYS = ("model_config", "artifact_config", "variant", "scenario")
+# Loaded's fields copied as they are into columns of the same name
+LOADED_FACTS = ("weight_bytes_method", "input_embedding_bytes", "embedding_row_bytes", "tied_embeddings",
+                "kv_bytes_per_token", "ran_as", "threads")
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,22 @@ class JobContext:
     weight_bytes: int | None = None
     read_bandwidth_bytes_per_s: float | None = None
     bandwidth_method: str | None = None
+    bandwidth_devices: int | None = None
+    weight_bytes_method: str | None = None
+    input_embedding_bytes: int | None = None
+    embedding_row_bytes: int | None = None
+    tied_embeddings: bool | None = None
+    kv_bytes_per_token: int | None = None
+    ran_as: str | None = None
+    threads: int | None = None
 
     @classmethod
     def build(cls, spec: dict[str, Any], art: dict[str, Any], model_manifest: dict[str, Any], started: str,
-              loaded: Loaded | None = None, bandwidth: tuple[float, str] | None = None) -> JobContext:
+              loaded: Loaded | None = None, bandwidth: tuple[float, str] | None = None,
+              bandwidth_devices: int = 1) -> JobContext:
         """``started``: when the job started (ISO 8601). Give ``loaded`` after the run: its runtime and
-        weight_bytes are read now, and some engines learn them only while running."""
+        weight_bytes are read now, and some engines learn them only while running. ``bandwidth_devices``:
+        memories read in parallel, each at the measured bandwidth (roofline.py)."""
         variant = spec["variant"]
         ctx = cls(
             model=spec["model"], artifact=spec["artifact"], engine=variant["engine"],
@@ -84,7 +97,9 @@ class JobContext:
             runtime=json.dumps(loaded.runtime, sort_keys=True, default=str),
             weight_bytes=int(loaded.weight_bytes),
             read_bandwidth_bytes_per_s=bandwidth[0] if bandwidth else None,
-            bandwidth_method=bandwidth[1] if bandwidth else None)
+            bandwidth_method=bandwidth[1] if bandwidth else None,
+            bandwidth_devices=int(bandwidth_devices) if bandwidth else None,
+            **{k: getattr(loaded, k) for k in LOADED_FACTS})
 
 
 def now() -> str:

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 3   # requests: 2 added engine_metrics; 3 added first_of_shape (failed requests are rows),
 #                      model/artifact_manifest_sha256, host facts (GPU driver, CUDA, RAM, affinity), env_hash of
-#                      the installed packages under backend none
+#                      the installed packages under backend none, ran_as, threads, decode bytes and their parts,
+#                      bandwidth_devices
 SUMMARY_VERSION = 2  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
-#                      kl_mean, kl_p99, kl_note, quality_borrowed; quality per line
+#                      kl_mean, kl_p99, kl_note, quality_borrowed (quality per line), ran_as, threads, weight_bytes,
+#                      decode_bytes, mbu_flag, datasheet MBU; roofline from decode bytes
 QUALITY_VERSION = 2  # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes
 
 
@@ -71,9 +73,18 @@ COLUMNS: list[Column] = [
     Column("synthetic_weights", pa.bool_(), "", "random weights of a real shape: speed only, no quality figure"),
     Column("variant_options", pa.string(), "json", "options the variant asked for"),
     Column("runtime", pa.string(), "json", "what actually ran, read back from the engine after the run (dtype, attention, kernels, threads); per-request facts are in engine_metrics"),
-    Column("weight_bytes", pa.int64(), "bytes", "bytes of weights a decode step reads, as the engine ran them (its Loaded.weight_bytes after the run; each engine adapter says what it counts)"),
-    Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "memory read bandwidth measured in this job on its device, before loading (roofline.py)"),
+    Column("ran_as", pa.string(), "", "what ran, in words, read back from the engine (e.g. dense fp32 after decompression, int4 CPUWNA16 kernel, GGUF bits per weight, OpenVINO runtime precisions)"),
+    Column("threads", pa.int32(), "", "CPU threads the engine computed with, read back from it (empty: a GPU engine)"),
+    Column("weight_bytes", pa.int64(), "bytes", "bytes of all weight tensors as the engine ran them (every TP worker's shard together), the engine's own figure after the run (Loaded.weight_bytes)"),
+    Column("weight_bytes_method", pa.string(), "", "what the engine counted for weight_bytes"),
+    Column("input_embedding_bytes", pa.int64(), "bytes", "the input embedding table as run (part of weight_bytes)"),
+    Column("embedding_row_bytes", pa.int64(), "bytes", "one row of the embedding table: what a batch-1 decode step gathers"),
+    Column("tied_embeddings", pa.bool_(), "", "lm_head is the input embedding table, so the whole table is read every step"),
+    Column("kv_bytes_per_token", pa.int64(), "bytes", "KV-cache bytes per token of context, all layers, at the precision the engine keeps it"),
+    Column("decode_bytes", pa.int64(), "bytes", "bytes one decode step of this request reads (roofline.decode_bytes): weight_bytes - the embedding rows not gathered (untied only) + kv_bytes_per_token × mean decode context (input + output / 2)"),
+    Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "memory read bandwidth measured in this job on one of its devices, before loading, with the engine's CPU threads (roofline.py)"),
     Column("bandwidth_method", pa.string(), "", "how read_bandwidth_bytes_per_s was measured"),
+    Column("bandwidth_devices", pa.int32(), "", "devices read in parallel at that bandwidth (tensor parallel on N GPUs: N; CPU: 1)"),
     # provenance
     Column("model_hash", pa.string(), "sha256", "content hash of the model directory's manifest"),
     Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),
@@ -120,9 +131,16 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("tpot_p90_s", pa.float64(), "s", "90th percentile time per output token over the successful requests (linear interpolation)"),
     Column("peak_memory_bytes", pa.int64(), "bytes", "largest per-request peak of the successful requests (see memory_kind); empty for unverified lines"),
     Column("artifact_bytes", pa.int64(), "bytes", "artifact size on disk"),
+    Column("weight_bytes", pa.int64(), "bytes", "weight tensor bytes as the engine ran them (the size as run; see the requests table)"),
+    Column("ran_as", pa.string(), "", "what ran, in words, read back from the engine"),
+    Column("threads", pa.int64(), "", "CPU threads the engine computed with, read back (empty: a GPU engine)"),
     Column("decode_tokens_per_s", pa.float64(), "tokens/s", "1 / median TPOT"),
-    Column("roofline_tokens_per_s", pa.float64(), "tokens/s", "read bandwidth measured in the job / weight bytes: the memory limit at batch 1"),
-    Column("mbu", pa.float64(), "share", "model bandwidth utilization: weight bytes × decode tok/s / measured read bandwidth"),
+    Column("decode_bytes", pa.float64(), "bytes", "median over successful requests of the bytes one decode step reads (roofline.decode_bytes)"),
+    Column("roofline_tokens_per_s", pa.float64(), "tokens/s", "read bandwidth measured in the job × bandwidth devices / decode bytes: the memory limit at batch 1"),
+    Column("mbu", pa.float64(), "share", "model bandwidth utilization: decode bytes × decode tok/s / (measured read bandwidth × bandwidth devices); empty when over 1 (see mbu_flag)"),
+    Column("mbu_flag", pa.string(), "", "set when MBU came out over 100% (impossible: the bytes counted are wrong), instead of a figure"),
+    Column("datasheet_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "the card's peak from its datasheet where roofline.DATASHEET knows it (per device)"),
+    Column("mbu_datasheet", pa.float64(), "share", "MBU against the datasheet peak instead of the measured bandwidth; empty where the card is unknown or MBU is flagged"),
     Column("memory_kind", pa.string(), "", "what peak_memory_bytes measured (see the requests table)"),
     Column("cpu_flags", pa.string(), "", "the host CPU's kernel-relevant flags, space-separated"),
     Column("runtime", pa.string(), "json", "runtime of the line's first request (what actually ran)"),
@@ -262,10 +280,20 @@ def _context_columns(ctx: JobContext) -> dict[str, Any]:
     return {f.name: getattr(ctx, f.name) for f in fields(ctx) if f.metadata.get("column", True)}
 
 
+def _decode_bytes(ctx: JobContext, r: RequestResult) -> int | None:
+    from llmbench.analysis import roofline
+
+    if r.output_tokens is None:  # a failed request that returned nothing: no step to count
+        return None
+    return roofline.decode_bytes(ctx.weight_bytes, ctx.input_embedding_bytes, ctx.embedding_row_bytes,
+                                 ctx.tied_embeddings, ctx.kv_bytes_per_token,
+                                 roofline.decode_context(r.input_tokens, r.output_tokens))
+
+
 def request_row(ctx: JobContext, result: RequestResult) -> dict[str, Any]:
     """The row of one measured request: the job's context and the request's result."""
-    row = {**_context_columns(ctx), **_request_columns(result), "status": "verified",
-           "schema_version": SCHEMA_VERSION}
+    row = {**_context_columns(ctx), **_request_columns(result), "decode_bytes": _decode_bytes(ctx, result),
+           "status": "verified", "schema_version": SCHEMA_VERSION}
     REQUESTS.check(row)
     return row
 
