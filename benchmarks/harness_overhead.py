@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -72,20 +73,13 @@ def _bare_ct2(engine, ids: list[int], n: int) -> int:
 
 
 def _bare_llamacpp(engine, ids: list[int], n: int) -> int:
-    llm = engine.llm
+    """The adapter's own loop (end tokens masked, greedy, one eval per token) without the callback."""
+    llm, sampler = engine.llm, engine._greedy_sampler()
     llm.reset()
-    kwargs = dict(getattr(engine, "generate_kwargs", {}) or {})
-    gen = llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, typical_p=1.0, temp=0.0, repeat_penalty=1.0,
-                       frequency_penalty=0.0, presence_penalty=0.0, reset=True, **kwargs)
-    count = 0
-    try:
-        for _ in gen:
-            count += 1
-            if count == n:
-                break
-    finally:
-        gen.close()
-    return count
+    llm.eval(list(ids))
+    for _ in range(n):
+        llm.eval([int(sampler.sample(llm._ctx, -1))])
+    return llm.n_tokens - len(ids)
 
 
 def _bare_openvino(engine, ids: list[int], n: int) -> int:
@@ -197,7 +191,8 @@ def main() -> None:
         "harness_s": [round(h, 3) for _, h in rounds], "tokens": a.tokens, "prompts": len(encoded),
         "options": options, "runtime": loaded.runtime, "device": loaded.device_name,
         "engine_version": loaded.engine_version, "cpu_count": provenance.host().get("cpu_count"),
-        "cpu_flags": provenance.host().get("cpu_flags"), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpu_flags": provenance.host().get("cpu_flags"), "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }, default=str))
 
 
