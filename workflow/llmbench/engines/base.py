@@ -134,6 +134,6 @@ def score_from_log_probs(log_probs, token_ids: list[int]) -> tuple[list[float], 
     argmax prediction."""
     import numpy as np
 
-    targets = np.asarray(token_ids[1:])
+    targets = np.asarray(token_ids[1:], dtype=np.int64)
     actual = log_probs[np.arange(len(targets)), targets]
     return actual.astype(float).tolist(), log_probs.argmax(axis=-1).astype(int).tolist()

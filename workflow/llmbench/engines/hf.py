@@ -250,6 +250,8 @@ class HFEngine(HFTokenizerMixin):
         """Teacher forced: log-prob of each token given the ones before it, and the argmax prediction."""
         from llmbench.engines.base import score_from_log_probs
 
+        if len(token_ids) < 2:
+            return [], []
         return score_from_log_probs(self.log_probs(token_ids), token_ids)
 
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
