@@ -46,22 +46,40 @@ def _weight_bytes(model) -> int:
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
+PACKED_NAMES = ("weight_packed", "qweight")  # compressed-tensors, GPTQ/AWQ kernels: the packed int weight
+
+
+def _linear_weight(m):
+    """(kind, dtype) of what a Linear layer multiplies with: ("packed", int dtype) when it holds a packed
+    integer weight, ("dense", float dtype) when its ``weight`` is a float matrix of the layer's full shape.
+    Other parameters (scales, zero points, group indices, shapes) say nothing about what ran."""
+    params = dict(m.named_parameters(recurse=False))
+    for name in PACKED_NAMES:
+        if name in params:
+            return "packed", str(params[name].dtype).removeprefix("torch.")
+    w = params.get("weight")
+    if w is None:
+        return None
+    full = getattr(m, "in_features", None) and w.numel() == m.in_features * m.out_features
+    kind = "dense" if w.is_floating_point() and (full or not hasattr(m, "in_features")) else "packed"
+    return kind, str(w.dtype).removeprefix("torch.")
+
+
 def _ran_as(model) -> str:
-    """What the Linear layers compute with, read from their parameters: packed integer weights (a quantized
-    kernel) or dense floats, and for a quantized checkpoint whose layers hold dense floats, that it was
-    decompressed (compressed-tensors unpacks GPTQ/AWQ to dense Linear on CPU at the first forward)."""
+    """What the Linear layers compute with (see _linear_weight): packed integer weights (a quantized kernel)
+    or dense floats, and for a quantized checkpoint whose layers hold dense floats, that it was decompressed
+    (compressed-tensors unpacks GPTQ/AWQ to dense Linear on CPU at the first forward)."""
     qcfg = getattr(model.config, "quantization_config", None)
     qcfg = qcfg.to_dict() if hasattr(qcfg, "to_dict") else (qcfg or {})
-    linears = [m for m in model.modules() if "Linear" in type(m).__name__]
-    dtypes = {str(p.dtype).removeprefix("torch.") for m in linears for p in m.parameters(recurse=False)}
-    floats = sorted(d for d in dtypes if d.startswith(("float", "bfloat")))
-    packed = sorted(d for d in dtypes if not d.startswith(("float", "bfloat")))
-    dense = "dense " + "/".join(f.replace("float", "fp").replace("bfp", "bf") for f in floats)
+    found = [(type(m).__name__, _linear_weight(m)) for m in model.modules() if "Linear" in type(m).__name__]
+    found = [(name, kd) for name, kd in found if kd is not None]
     method = qcfg.get("quant_method") or qcfg.get("format")
+    packed = sorted({(name, d) for name, (k, d) in found if k == "packed"})
     if packed:
-        kinds = sorted({type(m).__name__ for m in linears if any(
-            not str(p.dtype).startswith(("torch.float", "torch.bfloat")) for p in m.parameters(recurse=False))})
-        return f"{method or 'quantized'} packed {'/'.join(packed)} weights ({', '.join(kinds)})"
+        return (f"{method or 'quantized'} packed {'/'.join(sorted({d for _, d in packed}))} weights "
+                f"({', '.join(sorted({n for n, _ in packed}))})")
+    floats = sorted({d for _, (k, d) in found if k == "dense"})
+    dense = "dense " + "/".join(f.replace("bfloat", "bf").replace("float", "fp") for f in floats)
     return f"{dense} after decompression ({method})" if method else dense
 
 
