@@ -2,11 +2,11 @@
 
 An adapter only loads and executes (optimum-benchmark's backend/scenario split); timing, token accounting
 and rows belong to the scenario. ``generate`` must yield each new token id as soon as the engine has it, so
-the harness timestamps tokens the same way for every engine: ``generate`` calls ``on_token(id)`` the moment the engine hands a new
-token to the host, and returns a ``Generation``: the engine's own list of output ids plus the per-request facts
-it knows. It must produce exactly
-``max_new_tokens`` tokens with the end tokens masked (never emitted, as HF ``min_new_tokens`` masks them); the
-scenario checks both counts and the ids and fails otherwise.
+the harness timestamps tokens the same way for every engine: ``generate`` calls ``on_token(id)`` the moment
+the engine hands a new token to the host, and returns a ``Generation``: the engine's own list of output ids
+plus the per-request facts it knows. It must produce exactly ``max_new_tokens`` tokens with the end tokens
+masked (never emitted, as HF ``min_new_tokens`` masks them); the scenario checks both counts and the ids and
+marks the request failed otherwise (a failed row; the job fails only when no measured request succeeded).
 """
 
 from __future__ import annotations
