@@ -93,15 +93,7 @@ def _bare_openvino(engine, ids: list[int], n: int) -> int:
 def _bare_vllm(engine, ids: list[int], n: int) -> int:
     from llmbench.engines.vllm import sampling_kwargs
 
-    params = engine.SamplingParams(**sampling_kwargs(n))
-    params.output_kind = engine.CUMULATIVE
-    engine._request(ids, params)
-    final = None
-    while engine.engine.has_unfinished_requests():
-        for out in engine.engine.step():
-            if out.finished:
-                final = out
-    return len(final.outputs[0].token_ids)
+    return len(engine.run_to_end(ids, engine.SamplingParams(**sampling_kwargs(n))).outputs[0].token_ids)
 
 
 BARE: dict[str, Callable[[Any, list[int], int], int]] = {

@@ -514,10 +514,8 @@ class VLLMEngine(HFTokenizerMixin):
             raise RuntimeError("vLLM's prompt token ids differ from the harness's input ids")
         return Generation(final)
 
-    def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
-        """Teacher forced, from vLLM's prompt logprobs: for positions 1..n-1 the log-prob of the actual token
-        and the argmax (rank-1) token."""
-        params = self.SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1, detokenize=False)
+    def run_to_end(self, token_ids: list[int], params):
+        """One request run to its end without streaming (scoring, the plain-call benchmark): its final output."""
         params.output_kind = self.CUMULATIVE
         self._request(token_ids, params)
         final = None
@@ -525,7 +523,13 @@ class VLLMEngine(HFTokenizerMixin):
             for out in self.engine.step():
                 if out.finished:
                     final = out
-        plp = final.prompt_logprobs  # position 0 is None
+        return final
+
+    def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
+        """Teacher forced, from vLLM's prompt logprobs: for positions 1..n-1 the log-prob of the actual token
+        and the argmax (rank-1) token."""
+        params = self.SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1, detokenize=False)
+        plp = self.run_to_end(token_ids, params).prompt_logprobs  # position 0 is None
         logps, argmax = [], []
         for pos in range(1, len(token_ids)):
             d = plp[pos]
