@@ -127,7 +127,8 @@ def test_example_config_runs_in_snakemake(embedded_model_dir, tmp_path_factory):
     assert set(req["variant"]) == {"hf-sdpa", "ct2-cpu"}
     assert req["success"].all() and (req["output_tokens"] == 4).all() and (req["streamed_tokens"] == 4).all()
     ct2_rows = req[req["engine"] == "ct2"]
-    assert len(ct2_rows) == 10  # 1 warm-up + 9 prompts
+    repeats = yaml.safe_load((REPO / "config/config.yaml").read_text())["scenarios"]["latency"]["repeats"]
+    assert ct2_rows["warmup"].sum() == 9 and (~ct2_rows["warmup"]).sum() == 9 * repeats  # warmup: all, then repeats
     runtime = yaml.safe_load(ct2_rows["runtime"].iloc[0])
     assert runtime["compute_type"].startswith("int8") and runtime["intra_threads"] == 2
     art = manifest.verify(wd / "resources/artifacts/smollm2-135m/ct2-int8")

@@ -301,10 +301,15 @@ def test_teacher_forced_scores(engine, model_dir):
     assert len(logprobs) == len(argmax) == len(seq) - 1
     assert all(math.isfinite(x) and x <= 1e-6 for x in logprobs)
     assert all(type(a) is int and 0 <= a < vocab for a in argmax)
-    # teacher forcing on the engine's own greedy output mostly predicts that output (batched vs one-by-one
-    # evaluation and int8 noise may flip near-ties; 0.75 is the lowest agreement the int8 artifacts showed)
+    # teacher forcing on the engine's own greedy output mostly predicts that output, position for position:
+    # better than the same comparison shifted by one (what an off-by-one in score would give). Batched vs
+    # one-by-one evaluation and int8 noise flip near-ties: CTranslate2 int8 agreed 0.6875 with its MKL int8
+    # GEMM (its default on Intel CPUs; CT2_USE_MKL=1 on an AMD EPYC, 2026-12-02), 0.9375 with oneDNN (its
+    # default elsewhere); shifted by one, 0.0 with either.
     agree = sum(a == t for a, t in zip(argmax[len(ids) - 1:], out)) / len(out)
-    assert agree >= 0.75, agree
+    shifted = sum(a == t for a, t in zip(argmax[len(ids) - 2:], out)) / len(out)
+    print(f"teacher-forced agreement [{engine.name}]: {agree:.4f}, shifted by one: {shifted:.4f}")
+    assert agree >= 0.5 and agree > shifted, (agree, shifted)
     assert engine.score(seq[:1]) == ([], [])
 
 

@@ -4,6 +4,7 @@ One module-scoped workdir: the first test runs everything; later tests change on
 exactly the jobs that depend on it are planned (dry runs), or that bad states stop the run.
 """
 
+import re
 import shutil
 
 import pandas as pd
@@ -90,7 +91,12 @@ def test_changing_one_variant_reruns_only_its_jobs_and_the_merge(done):
     cfg = small_config()
     cfg["variants"]["hf-eager"]["options"]["num_threads"] = 1
     try:
-        assert planned(done, cfg) == {"benchmark": 1, "merge_tables": 1, "all": 1}
+        # its benchmark and its quality job (quality is per line), nothing of hf-sdpa's
+        assert planned(done, cfg) == {"benchmark": 1, "quality": 1, "merge_tables": 1, "all": 1}
+        outputs = re.findall(r"^\s+output: (.+)$", snakemake(done, "-n").stdout, re.M)
+        assert sorted(o for o in outputs if o.startswith(("results/quality/", "results/runs/"))) == [
+            "results/quality/smollm2-135m/q4_1-dequant-fp32/hf-eager.parquet",
+            "results/runs/smollm2-135m/q4_1-dequant-fp32/hf-eager/latency.parquet"]
     finally:
         write_yaml(done / "config/config.yaml", small_config())
 
