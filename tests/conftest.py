@@ -75,7 +75,7 @@ def copy_workflow(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "Snakefile", dest / "Snakefile")
     shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")  # envs install the harness from `..`
-    for d in ("workflow", "config", "envs"):
+    for d in ("workflow", "config", "envs", "profiles"):
         shutil.copytree(REPO / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 
@@ -86,8 +86,20 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout,
                           env=None if env is None else {**os.environ, **env})
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{failed_job_logs(workdir, proc)}"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+def failed_job_logs(workdir: Path, proc: subprocess.CompletedProcess, lines: int = 25) -> str:
+    """The last lines of each failed job's log (Snakemake names them "(check log file(s) for error details)"),
+    put first in a failure message: a CI that shows only part of the output then still shows why."""
+    out = []
+    for rel in dict.fromkeys(re.findall(r"log: (\S+) \(check log file", proc.stdout + proc.stderr)):
+        path = workdir / rel
+        text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else ["(no log file)"]
+        out.append(f"--- failed job's log {rel} (last {lines} lines) ---\n" + "\n".join(t[:300] for t in text))
+    return "\n".join(out) + ("\n--- snakemake's output ---\n" if out else "")
 
 
 NEW_TOKENS = 4

@@ -7,11 +7,14 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from llmbench import artifacts, engines
-from llmbench.planning import envs, plan
+from llmbench.planning import envs, locks, plan
 from llmbench.planning import config as llmbench_config
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+if workflow.is_main_process:  # not in a job's own Snakemake (cluster executors): that one never takes the lock
+    for message in locks.register_and_clear_stale(Path(".snakemake")):
+        print(message, file=sys.stderr)
 llmbench_config.check(config, Path(workflow.basedir))
 
 

@@ -51,6 +51,7 @@ from llmbench.job import memory
 from llmbench.engines.base import Generation, Loaded, Placement, device_missing
 from llmbench.planning.options import Option, at_least, in_range
 
+import math
 import os
 import re
 from pathlib import Path
@@ -534,8 +535,12 @@ class VLLMEngine(HFTokenizerMixin):
         for pos in range(1, len(token_ids)):
             d = plp[pos]
             actual = d[token_ids[pos]]
+            top = [t for t, lp in d.items() if lp.rank == 1]
+            if not top or not math.isfinite(actual.logprob):
+                raise RuntimeError(f"vLLM's prompt logprobs at position {pos} of {len(token_ids)} are unusable "
+                                   f"(no rank-1 token or a non-finite log-prob): {d}; runtime {self.runtime}")
             logps.append(float(actual.logprob))
-            argmax.append(int(next(t for t, lp in d.items() if lp.rank == 1)))
+            argmax.append(int(top[0]))
         return logps, argmax
 
     def reset_peak_memory(self) -> None:
