@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -25,6 +26,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from llmbench import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,13 +80,6 @@ def stand_in_outputs(wd: Path) -> None:
             (wd / path).touch()
 
 
-def cpu_model() -> str:
-    try:
-        return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenarios", type=int, default=250)
@@ -108,8 +104,8 @@ def main() -> None:
         "fresh_median_s": round(statistics.median(dt for dt, _ in fresh), 3),
         "noop_median_s": round(statistics.median(dt for dt, _ in noop), 3),
         "fetch_and_build_s": round(build_s, 1), "goal_s": 3.0,
-        "machine": {"cpu": cpu_model(), "cores": len(__import__("os").sched_getaffinity(0)),
-                    "python": platform.python_version()},
+        "machine": {"cpu": provenance.cpu_name(), "cpu_flags": provenance.cpu_flags(),
+                    "cores": len(os.sched_getaffinity(0)), "python": platform.python_version()},
         "snakemake": subprocess.run([sys.executable, "-m", "snakemake", "--version"], capture_output=True,
                                     text=True).stdout.strip(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
