@@ -128,6 +128,22 @@ def test_warmup_all_runs_every_distinct_prompt_once_first(dirs, tmp_path, monkey
     assert not df[~df["warmup"]]["first_of_shape"].any()  # every shape was met in a warm-up
 
 
+def test_short_warmups_keep_one_full_length_warmup_on_the_longest_input(dirs, tmp_path, monkeypatch):
+    # without warmup_new_tokens every warm-up ran max_new_tokens (a third of a default job's requests)
+    spec_tokens = spec_for(*dirs)["scenario"]["max_new_tokens"]
+    df, _ = run(dirs, FakeEngine(), monkeypatch, tmp_path, warmup="all", warmup_new_tokens=2)
+    warm, measured = df[df["warmup"]], df[~df["warmup"]]
+    longest = warm["input_tokens"].idxmax()
+    assert warm.loc[longest, "requested_output_tokens"] == spec_tokens
+    assert (warm.drop(longest)["requested_output_tokens"] == min(2, spec_tokens)).all()
+    assert warm["success"].all() and (warm["output_tokens"] == warm["requested_output_tokens"]).all()
+    assert (measured["requested_output_tokens"] == spec_tokens).all() and measured["success"].all()
+    assert not measured["first_of_shape"].any()
+    assert latency.warmup_lengths([[1], [1, 2, 3], [1, 2, 3]], 8, 2) == [2, 8, 2]
+    assert latency.warmup_lengths([[1], [1, 2]], 8, None) == [8, 8]
+    assert latency.warmup_lengths([[1], [1, 2]], 8, 20) == [8, 8]
+
+
 def test_first_of_shape_flags_the_first_request_of_each_input_length(dirs, tmp_path, monkeypatch):
     df, _ = run(dirs, FakeEngine(), monkeypatch, tmp_path, warmup=1)
     # input lengths 10, 9, 9, 26, 8, 19, 9, 15, 32; the warm-up (prompt 0) met length 10

@@ -2,7 +2,10 @@
 
 Warm-ups come first and are flagged; they never enter an aggregate. ``warmup: all`` (the default) runs every
 distinct prompt once, so each input shape the measurement meets has been seen before; ``warmup: N`` runs the
-first N prompts. Then every prompt is run ``repeats`` times. A measured request that is the first of its input
+first N prompts. ``warmup_new_tokens`` (default: ``max_new_tokens``) shortens the warm-ups: the warm-up with the
+longest input still generates ``max_new_tokens``, so every decode context length the measurement meets has
+been run once, and the others only cover their prompt's prefill and first decode steps. Then every prompt is
+run ``repeats`` times. A measured request that is the first of its input
 length in the job (warm-ups counted) is flagged ``first_of_shape``. Tokenization happens before the clock
 starts; the clock stops at the last token.
 
@@ -126,6 +129,15 @@ def warmup_prompts(items: list[dict], warmup: int | str) -> list[dict]:
     return items[: int(warmup)]
 
 
+def warmup_lengths(warm: list[list[int]], max_new: int, warmup_new: int | None) -> list[int]:
+    """New tokens of each warm-up (input ids given): ``max_new`` for the longest input (the first of them),
+    ``warmup_new`` for the others; all ``max_new`` when ``warmup_new`` is None."""
+    if warmup_new is None or not warm:
+        return [max_new] * len(warm)
+    longest = max(range(len(warm)), key=lambda i: (len(warm[i]), -i))
+    return [max_new if i == longest else min(int(warmup_new), max_new) for i in range(len(warm))]
+
+
 def _describe(m: RequestResult) -> str:
     if m.latency_s is None:
         return f"FAILED: {m.error}"
@@ -139,13 +151,15 @@ def run(engine, spec: dict[str, Any], log=print) -> list[RequestResult]:
     items = prompts.load(sc["prompts"])
     max_new = int(sc["max_new_tokens"])
     timeout_s = sc.get("request_timeout_s")  # schema default null: no limit
-    plan = [(p, -1, True) for p in warmup_prompts(items, sc["warmup"])]
-    plan += [(p, r, False) for r in range(sc["repeats"]) for p in items]
     encoded = {str(p["id"]): engine.encode(p["prompt"]) for p in items}  # outside the timed region
+    warm = warmup_prompts(items, sc["warmup"])
+    lengths = warmup_lengths([encoded[str(p["id"])] for p in warm], max_new, sc.get("warmup_new_tokens"))
+    plan = [(p, -1, True, n) for p, n in zip(warm, lengths)]
+    plan += [(p, r, False, max_new) for r in range(sc["repeats"]) for p in items]
     results, shapes_seen = [], set()
-    for i, (p, repeat, warm) in enumerate(plan):
+    for i, (p, repeat, warm, n_new) in enumerate(plan):
         ids = encoded[str(p["id"])]
-        m = measure(engine, ids, max_new)
+        m = measure(engine, ids, n_new)
         problem = m.error or check_counts(m) or check_time(m, timeout_s)
         m = dataclasses.replace(m, request_index=i, prompt_id=str(p["id"]), repeat=repeat, warmup=warm,
                                 first_of_shape=len(ids) not in shapes_seen, error=problem)
