@@ -18,12 +18,11 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/artifacts.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/quality.smk"
+include: "workflow/rules/serving.smk"
 include: "workflow/rules/tables.smk"
 
 
 rule all:
     input:
-        "results/tables/latency.md",
-        "results/tables/latency.parquet",
-        "results/tables/requests.parquet",
+        final_tables(),
     default_target: True

@@ -17,6 +17,7 @@ def config(benchmarks, quality=True):
             "hf-b": {"engine": "hf", "options": {"device": "cpu"}},
             "mlc": {"engine": "mlc", "options": {"device": "cpu"}},  # MLC cannot score
         },
+        "scenarios": {"lat": {"kind": "latency"}, "serve": {"kind": "serving"}},
         "benchmarks": [
             {"models": m, "artifacts": a, "variants": v, "scenarios": s} for m, a, v, s in benchmarks
         ],
@@ -142,3 +143,12 @@ def test_env_backend_picks_each_jobs_interpreter(cfg, use_conda, backend, inputs
     assert plan.env_backend(cfg, use_conda) == backend
     assert plan.env_inputs(backend, "hf") == inputs
     assert plan.env_python(backend, "hf") == python
+
+
+def test_serving_jobs_get_the_serve_rule_and_the_serving_tables():
+    cfg = config([(["real"], ["ref"], ["hf-a"], ["lat", "serve"])])
+    assert plan.run_files(cfg) == ["results/runs/real/ref/hf-a/lat.parquet"]
+    assert plan.serving_files(cfg) == ["results/serving/runs/real/ref/hf-a/serve.parquet"]
+    assert "results/tables/serving.parquet" in plan.final_tables(cfg)
+    only_serving = config([(["real"], ["ref"], ["hf-a"], ["serve"])])
+    assert plan.run_files(only_serving) == [] and "results/tables/latency.md" not in plan.final_tables(only_serving)

@@ -33,6 +33,16 @@ def cmd_bench(a):
     bench.run_job(_spec(a.spec), Path(a.out), log=lambda m: print(m, flush=True))
 
 
+def cmd_serve(a):
+    from llmbench.serving import job
+    job.run_job(_spec(a.spec), Path(a.out), Path(a.points), Path(a.server_log), log=lambda m: print(m, flush=True))
+
+
+def cmd_merge_serving(a):
+    from llmbench.analysis import serving
+    serving.merge(a.runs, Path(a.out_dir))
+
+
 def cmd_quality(a):
     from llmbench.analysis import quality
     quality.run_job(_spec(a.spec), Path(a.out), log=lambda m: print(m, flush=True))
@@ -90,6 +100,11 @@ def main(argv=None) -> int:
     s = sub.add_parser("fetch-model"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True, type=Path); s.set_defaults(fn=cmd_fetch_model)
     s = sub.add_parser("build-artifact"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True, type=Path); s.set_defaults(fn=cmd_build_artifact)
     s = sub.add_parser("bench"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.set_defaults(fn=cmd_bench)
+    s = sub.add_parser("serve", help="one serving job: start the engine's server, run the sweep, write rows")
+    s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.add_argument("--points", required=True)
+    s.add_argument("--server-log", required=True); s.set_defaults(fn=cmd_serve)
+    s = sub.add_parser("merge-serving"); s.add_argument("--out-dir", required=True); s.add_argument("--runs", nargs="*", default=[])
+    s.set_defaults(fn=cmd_merge_serving)
     s = sub.add_parser("quality"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.set_defaults(fn=cmd_quality)
     s = sub.add_parser("merge"); s.add_argument("--out-dir", required=True); s.add_argument("--runs", nargs="*", default=[])
     s.add_argument("--quality", nargs="*", default=[]); s.add_argument("--quality-spec", default="{}"); s.set_defaults(fn=cmd_merge)

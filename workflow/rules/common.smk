@@ -33,6 +33,14 @@ def run_files():
     return plan.run_files(config)
 
 
+def serving_files():
+    return plan.serving_files(config)
+
+
+def final_tables():
+    return plan.final_tables(config)
+
+
 def quoted(obj):
     """A JSON spec as one shell word; it is also the rule's params, so a change to it reruns the job."""
     return shlex.quote(json.dumps(obj, sort_keys=True))
@@ -77,7 +85,8 @@ def bench_spec(wildcards):
 
 
 def scenario_prompts(wildcards):
-    return config["scenarios"][wildcards.scenario]["prompts"]
+    """The scenario's prompt file; none for a serving scenario of random prompts."""
+    return config["scenarios"][wildcards.scenario].get("prompts", [])
 
 
 def gpus(wildcards):

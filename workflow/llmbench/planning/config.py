@@ -110,9 +110,30 @@ def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
         return out
     out = _model_problems(config) + _plugin_problems(config)
     for name, s in config["scenarios"].items():
-        if not (workdir / s["prompts"]).exists():
+        if "prompts" in s and not (workdir / s["prompts"]).exists():
             out.append(f"scenarios.{name}.prompts = {s['prompts']!r}: file not found")
-    return out + _benchmark_problems(config) + _quality_problems(config)
+    return out + _benchmark_problems(config) + _serving_problems(config) + _quality_problems(config)
+
+
+def _serving_problems(config: dict[str, Any]) -> list[str]:
+    """A serving scenario needs an engine with a server (module-level ``server``), and the prompts it names."""
+    out = []
+    servable = [n for n in engines.names() if hasattr(engines.module(n), "server")]
+    for i, b in enumerate(config["benchmarks"]):
+        serving = [s for s in b["scenarios"] if config["scenarios"].get(s, {}).get("kind") == "serving"]
+        for s in serving:
+            for v in b["variants"]:
+                engine = config["variants"].get(v, {}).get("engine")
+                if engine in engines.names() and engine not in servable:
+                    out.append(f"benchmarks[{i}]: scenario {s!r} is a serving scenario, but variant {v!r} (engine "
+                               f"{engine}) has no server; engines with one: {', '.join(servable)}")
+    for name, s in config["scenarios"].items():
+        if s.get("kind") == "serving" and s.get("dataset", "prompts") == "prompts" and "prompts" not in s:
+            out.append(f"scenarios.{name}: dataset prompts needs `prompts` (a JSONL file)")
+        if s.get("kind") == "serving" and s.get("dataset") == "shared_prefix" and \
+                s.get("prefix_tokens", 0) >= s.get("input_tokens", 0):
+            out.append(f"scenarios.{name}.prefix_tokens must be below input_tokens")
+    return out
 
 
 def check(config: dict[str, Any], workdir: Path = Path(".")) -> None:

@@ -314,19 +314,27 @@ def _install_requirements(spec: EnvSpec, py: str, base: Path, installer: str, lo
     return ("uv" if "uv" in Path(cmd[0]).name else "pip"), skipped
 
 
-def _post_install(spec: EnvSpec, prefix: Path, log) -> None:
-    """The env file's post-install commands, run with the venv activated (as conda would run them in the env)."""
+def _venv_environ(prefix: Path) -> dict[str, str]:
+    """The environment of a command run inside the venv: activated, and without the driver's PYTHONPATH or
+    PYTHONHOME, which would show the driver's packages (e.g. a checkout's egg-info) as the env's own."""
     venv_env = dict(os.environ, VIRTUAL_ENV=str(prefix), PATH=f"{prefix / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
     venv_env.pop("PYTHONHOME", None)
+    venv_env.pop("PYTHONPATH", None)
+    return venv_env
+
+
+def _post_install(spec: EnvSpec, prefix: Path, log) -> None:
+    """The env file's post-install commands, run with the venv activated (as conda would run them in the env)."""
     for c in spec.post_install:
-        _run(c, log, env=venv_env, shell=True)
+        _run(c, log, env=_venv_environ(prefix), shell=True)
 
 
 def _built_info(env_name: str, env_yaml: Path, spec: EnvSpec, digest: str, prefix: Path, used: str,
                 skipped: list[str], t0: float) -> dict:
     """The env.json content: what was asked for, what was skipped, and what got installed (pip freeze)."""
     py = str(prefix / "bin" / "python")
-    freeze = subprocess.run([py, "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True).stdout
+    freeze = subprocess.run([py, "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True,
+                            env=_venv_environ(prefix)).stdout
     version = subprocess.run([py, "-c", "import platform; print(platform.python_version())"],
                              capture_output=True, text=True, check=True).stdout.strip()
     return {

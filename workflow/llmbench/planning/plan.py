@@ -35,8 +35,30 @@ def jobs(config: dict[str, Any]) -> list[Job]:
     return list(seen)
 
 
+def is_serving(config: dict[str, Any], scenario: str) -> bool:
+    return config["scenarios"][scenario].get("kind") == "serving"
+
+
 def run_files(config: dict[str, Any]) -> list[str]:
-    return [f"results/runs/{m}/{a}/{v}/{s}.parquet" for m, a, v, s in jobs(config)]
+    """The rows of every in-process job (latency scenarios): rule benchmark."""
+    return [f"results/runs/{m}/{a}/{v}/{s}.parquet" for m, a, v, s in jobs(config) if not is_serving(config, s)]
+
+
+def serving_files(config: dict[str, Any]) -> list[str]:
+    """The rows of every serving job (a server and the streaming client): rule serve."""
+    return [f"results/serving/runs/{m}/{a}/{v}/{s}.parquet" for m, a, v, s in jobs(config) if is_serving(config, s)]
+
+
+def final_tables(config: dict[str, Any]) -> list[str]:
+    """What `rule all` asks for: the latency tables when any job is in-process, the serving tables when any
+    serves."""
+    out = []
+    if run_files(config):
+        out += ["results/tables/latency.md", "results/tables/latency.parquet", "results/tables/requests.parquet"]
+    if serving_files(config):
+        out += ["results/tables/serving.md", "results/tables/serving.parquet",
+                "results/tables/serving-requests.parquet"]
+    return out
 
 
 def is_synthetic(model_config: dict[str, Any]) -> bool:
