@@ -1,12 +1,14 @@
 """A stand-in OpenAI-compatible streaming server for the server-step tests, standard library only.
 
     python tests/fake_openai_server.py --port P [--tokens-per-s 200] [--die-after N] [--ready-after S]
-                                       [--exit-at-start]
+                                       [--exit-at-start] [--model NAME] [--token-env VAR]
 
 GET /v1/models answers 200 once ``--ready-after`` seconds have passed (before: 503). POST /v1/completions
 streams one SSE chunk per requested token (text " t<i>"), then a usage chunk and [DONE]. ``--die-after N``:
 the process exits (os._exit) in the middle of the N-th completion's stream, as a crashed server does.
-``--exit-at-start``: exit with code 3 at once (a server that cannot start).
+``--exit-at-start``: exit with code 3 at once (a server that cannot start). ``--model``: the model id it serves
+(default llmbench). ``--token-env VAR``: every request must carry ``Authorization: Bearer <$VAR>`` (else 401),
+as a hosted endpoint does; the value is read from the environment, never from the command line.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ def main() -> None:
     ap.add_argument("--die-after", type=int, default=0)
     ap.add_argument("--ready-after", type=float, default=0.0)
     ap.add_argument("--exit-at-start", action="store_true")
+    ap.add_argument("--model", default="llmbench")
+    ap.add_argument("--token-env")
     a = ap.parse_args()
+    token = os.environ[a.token_env] if a.token_env else None
     if a.exit_at_start:
         print("fake server: cannot start (asked to exit)", flush=True)
         sys.exit(3)
@@ -39,16 +44,28 @@ def main() -> None:
         def log_message(self, fmt, *args):
             print("fake server:", fmt % args, flush=True)
 
+        def _refused(self) -> bool:
+            if token is None or self.headers.get("Authorization") == f"Bearer {token}":
+                return False
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+
         def do_GET(self):
+            if self._refused():
+                return
             ready = time.monotonic() - started >= a.ready_after
-            body = json.dumps({"data": [{"id": "llmbench"}]}).encode() if ready else b"loading"
-            self.send_response(200 if ready and self.path == "/v1/models" else 503)
+            body = json.dumps({"data": [{"id": a.model}]}).encode() if ready else b"loading"
+            self.send_response(200 if ready and self.path == "/v1/models" else 503 if not ready else 404)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
         def do_POST(self):
             req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self._refused():
+                return
             with lock:
                 count[0] += 1
                 n_req = count[0]

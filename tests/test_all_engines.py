@@ -5,6 +5,7 @@ by conftest.engine_envs and shared with test_engine_contract); it runs last.
 """
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,6 +15,8 @@ from conftest import REPO, copy_workflow, snakemake, write_yaml
 
 pytestmark = pytest.mark.workflow
 TOKENS = 8
+SERVED = 4  # measured requests per sweep point
+SERVED_LINES = [("gptq-w4g64", "vllm-cpu"), ("gguf-q4_k_m", "llamacpp-cpu")]
 
 
 def config_envs(cfg: dict) -> set[str]:
@@ -31,6 +34,12 @@ def run(tmp_path_factory, engine_envs):
     # quality keeps the default 1024 held-out tokens (a few seconds a job): at 256 the perplexity ratio of an
     # int8 artifact is too noisy for the few-percent bound below
     assert cfg["software_envs"]["backend"] == "venv"
+    # serving: the real vLLM CPU and llama.cpp servers on 127.0.0.1, a concurrency sweep with few tokens
+    cfg["scenarios"]["serve"] = {"kind": "serving", "dataset": "prompts", "prompts": cfg["scenarios"]["latency"]["prompts"],
+                                 "max_new_tokens": TOKENS, "concurrency": [1, 2], "num_requests": SERVED,
+                                 "warmup_requests": 1, "request_timeout_s": 120, "ready_timeout_s": 600}
+    cfg["benchmarks"] += [{"models": ["smollm2-135m"], "artifacts": [a], "variants": [v], "scenarios": ["serve"]}
+                          for a, v in SERVED_LINES]
     wd = copy_workflow(tmp_path_factory.mktemp("all"))
     write_yaml(wd / "config/config.yaml", cfg)
     # the session's envs (conftest.engine_envs), shared with test_engine_contract's in-env runs: built once
@@ -56,6 +65,37 @@ def test_verified_rows_have_exact_token_counts(run):
     assert (ok["output_tokens"] == TOKENS).all() and (ok["streamed_tokens"] == TOKENS).all() and ok["success"].all()
     # the engines that install here really ran
     assert {"hf", "vllm", "llamacpp", "ct2", "openvino"} <= set(ok["engine"])
+
+
+def test_served_artifacts_have_a_row_for_every_request_and_a_line_per_point(run):
+    wd, _ = run
+    req = pd.read_parquet(wd / "results/tables/serving-requests.parquet")
+    for artifact, variant in SERVED_LINES:
+        mine = req[(req["artifact"] == artifact) & (req["variant"] == variant)]
+        assert sorted(mine["point"].unique()) == ["c=1,rate=inf", "c=2,rate=inf"], variant
+        assert (mine.groupby("point").size() == SERVED + 1).all() and mine.groupby("point")["warmup"].sum().eq(1).all()
+        assert (mine["status"] == "verified").all() and mine["server_ready_s"].gt(0).all()
+        ok = mine[mine["success"]]
+        assert len(ok) and (ok["requested_output_tokens"] == TOKENS).all()
+        # a request fails only with its reason (llama_cpp.server cannot be held to an exact length)
+        assert mine[~mine["success"]]["error"].str.startswith("the server returned").all(), mine["error"].tolist()
+    vllm = req[req["variant"] == "vllm-cpu"]
+    assert vllm["success"].all() and (vllm["usage_completion_tokens"] == TOKENS).all()
+    lines = pd.read_parquet(wd / "results/tables/serving.parquet")
+    assert len(lines) == 2 * len(SERVED_LINES) and lines["ppl_ratio"].notna().all()  # quality beside speed
+    assert lines.loc[lines["variant"] == "vllm-cpu", "server_ttft_mean_ms"].notna().all()  # vLLM's own /metrics
+    doc = json.loads(next((wd / "results/serving/points/smollm2-135m/gptq-w4g64/vllm-cpu/serve").glob("00-*.json")).read_text())
+    assert doc["completed"] == SERVED and {"median_ttft_ms", "p99_itl_ms", "output_throughput", "itls"} <= set(doc)
+
+
+def test_no_server_outlives_the_run(run):
+    import psutil
+
+    wd, _ = run
+    assert not any((wd / ".snakemake/llmbench-servers").glob("*.json"))  # every pidfile removed at a clean stop
+    servers = [p.info["cmdline"] for p in psutil.process_iter(["cmdline", "cwd"])
+               if p.info["cwd"] and Path(p.info["cwd"]).resolve() == wd.resolve()]  # servers run in the workdir
+    assert servers == []
 
 
 def test_each_engine_ran_in_its_own_env(run):

@@ -50,7 +50,8 @@ def test_every_builtin_declares_options_params_and_formats():
         mod = engines.module(name)
         assert registry._declaration_problems(mod, "OPTIONS") == [], name
         assert set(mod.ACCEPTS) <= formats, name
-        assert engines.resolve(name, {})[1] == [], name  # every default is itself allowed
+        # every default is itself allowed; only options without a default (a remote endpoint's url) are asked for
+        assert all(": required;" in p for p in engines.resolve(name, {})[1]), name
     for method in registry.builtin_names(artifacts.PACKAGE):
         mod = artifacts.module(method)
         assert registry._declaration_problems(mod, "PARAMS") == [], method

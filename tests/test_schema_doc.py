@@ -7,6 +7,9 @@ import pytest
 
 from conftest import REPO
 from llmbench.job import rows
+from llmbench.serving.rows import SERVING_TABLES
+
+ALL_TABLES = (*rows.TABLES, *SERVING_TABLES)
 
 # Bump together with the table's version in rows.py: (version, sha256 of its column list). A column change
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
@@ -14,6 +17,8 @@ PINNED = {
     "requests": (3, "a4d93cc655ec92806efe2f91deafc5faf0d32ab33e4aa2d978a0fbe3aba32954"),
     "latency": (2, "00687b512a2a9fb80d294ce20c377d09381c661b4e2744eb4f1acf00c10d7b36"),
     "quality": (2, "7df323d7d7b26d8552b28593d86c381fb51abf4cd67d73af2eeab81316deeb36"),
+    "serving_requests": (1, "0133dd6d3c83f57087f6b47c3dbedc27c98a952d3af31ea549526b9db1cf7aec"),
+    "serving": (1, "9bf3f954916095723ca13b5a3e52ebe6867f45489660328a9651cda8a58eceeb"),
 }
 
 
@@ -83,6 +88,33 @@ COLUMNS_BY_VERSION = {
             "engine_version", "runtime", "seconds",
         ),
     },
+    "serving_requests": {
+        1: (
+            "point", "point_index", "concurrency", "request_rate", "burstiness", "request_index", "prompt_id",
+            "warmup", "success", "error", "count_flag", "input_tokens", "usage_prompt_tokens",
+            "requested_output_tokens", "usage_completion_tokens", "chunk_tokens_sum", "chunks",
+            "chunk_tokens_method", "retokenized_tokens", "scheduled_s", "send_s", "queue_s", "ttft_s", "latency_s",
+            "tpot_s", "itl_s", "chunk_tokens", "http_status", "finish_reason", "output_text", "point_duration_s",
+            "not_sent", "peak_concurrency", "client_cpu_s", "loop_lag_p99_s", "loop_lag_max_s", "server_metrics",
+            "server_ready_s", "model", "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
+            "variant_options", "runtime", "threads", "model_hash", "artifact_hash", "model_manifest_sha256",
+            "artifact_manifest_sha256", "artifact_bytes", "engine_version", "library_versions", "device",
+            "device_name", "host", "env_hash", "git_commit", "config_hash", "run_id", "timestamp", "schema_version",
+        ),
+    },
+    "serving": {
+        1: (
+            "model", "artifact", "engine", "variant", "scenario", "status", "device_name", "point", "concurrency",
+            "request_rate", "requests", "failed", "warmups", "count_flags", "valid", "saturated", "note",
+            "duration_s", "completed", "request_throughput", "request_goodput", "output_throughput",
+            "total_token_throughput", "ttft_mean_ms", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "tpot_mean_ms",
+            "tpot_p50_ms", "tpot_p90_ms", "tpot_p99_ms", "itl_mean_ms", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms",
+            "e2el_mean_ms", "e2el_p50_ms", "e2el_p90_ms", "e2el_p99_ms", "e2el_with_queue_p50_ms", "queue_p99_ms",
+            "max_concurrent_requests", "client_cpu_s", "loop_lag_p99_ms", "server_ttft_mean_ms",
+            "server_itl_mean_ms", "prefix_cache_hit_rate", "perplexity", "ppl_ratio", "kl_mean",
+            "teacher_forced_agreement", "quality_by", "threads", "runtime", "artifact_hash", "git_commit",
+        ),
+    },
 }
 
 
@@ -91,7 +123,7 @@ def columns_fingerprint(table: rows.Table) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@pytest.mark.parametrize("table", rows.TABLES, ids=lambda t: t.name)
+@pytest.mark.parametrize("table", ALL_TABLES, ids=lambda t: t.name)
 def test_schema_changes_bump_the_version(table):
     assert (table.version, columns_fingerprint(table)) == PINNED[table.name], (
         f"the {table.name} columns changed: bump its version in rows.py, update PINNED here, and regenerate "
@@ -111,7 +143,7 @@ def pin_problem(table: rows.Table) -> str:
     return ""
 
 
-@pytest.mark.parametrize("table", rows.TABLES, ids=lambda t: t.name)
+@pytest.mark.parametrize("table", ALL_TABLES, ids=lambda t: t.name)
 def test_columns_are_pinned_per_version(table):
     assert pin_problem(table) == ""
 
@@ -125,7 +157,7 @@ def test_the_pin_sees_a_column_change_without_a_bump():
 
 
 def test_versions_are_written_into_the_parquet_metadata():
-    for table in rows.TABLES:
+    for table in ALL_TABLES:
         assert table.schema.metadata[b"llmbench_schema_version"] == str(table.version).encode()
     assert rows.SCHEMA.metadata[b"llmbench_schema_version"] == str(rows.SCHEMA_VERSION).encode()
 
@@ -135,7 +167,7 @@ def test_docs_match_the_schema():
         "docs/table-schema.md is out of date: `python -m llmbench schema-doc --out docs/table-schema.md`")
 
 
-@pytest.mark.parametrize("table", rows.TABLES, ids=lambda t: t.name)
+@pytest.mark.parametrize("table", ALL_TABLES, ids=lambda t: t.name)
 def test_every_column_is_documented(table):
     assert all(c.meaning for c in table.columns)
     assert len({c.name for c in table.columns}) == len(table.columns)

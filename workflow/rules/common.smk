@@ -157,6 +157,10 @@ def quality_files():
     return plan.quality_files(config)
 
 
+def serving_quality_files():
+    return plan.serving_quality_files(config)
+
+
 def quality_reference(wildcards):
     return plan.quality_reference(config, wildcards.model, wildcards.artifact, wildcards.variant)
 

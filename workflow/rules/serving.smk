@@ -32,6 +32,7 @@ rule serve:
 rule merge_serving:
     input:
         runs=serving_files(),
+        quality=serving_quality_files(),
         env=env_info("hf"),
     output:
         md=report(
@@ -50,4 +51,4 @@ rule merge_serving:
         "../../envs/hf.yaml"
     shell:
         "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench merge-serving --out-dir results/tables "
-        "--runs {input.runs} > {log} 2>&1"
+        "--runs {input.runs} --quality {input.quality} > {log} 2>&1"

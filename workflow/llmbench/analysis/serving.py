@@ -91,11 +91,27 @@ def _note(g: pd.DataFrame, runtime: dict) -> str:
     if len(flagged):
         parts.append(f"{len(flagged)} with token counts that disagree; the first: {flagged['count_flag'].iloc[0]}")
     parts += [str(runtime[k]) for k in ("concurrency", "prefix_reuse") if k in runtime]
+    if runtime.get("artifact_checked") is False:
+        parts.append(f"remote endpoint {runtime.get('url')}: llmbench cannot check that it serves this artifact "
+                     "(the tokenizer of the artifact counts the tokens)")
     return "; ".join(parts)
+
+
+def _unverified_line(key: tuple, first: pd.Series) -> dict:
+    """A job whose server could not start here: no figures, the reason as its note."""
+    line = {c.name: None for c in SERVING.columns}
+    line.update(dict(zip(GROUP, key)))
+    line.update({"status": "unverified", "device_name": first["device_name"], "requests": 0, "failed": 0,
+                 "warmups": 0, "count_flags": 0, "valid": False, "saturated": False, "completed": 0,
+                 "note": f"unverified: {first['error']}", "runtime": first["runtime"], "threads": first["threads"],
+                 "artifact_hash": first["artifact_hash"], "git_commit": first["git_commit"]})
+    return line
 
 
 def _line(key: tuple, g: pd.DataFrame) -> dict:
     first, measured = g.iloc[0], g[~g["warmup"]]
+    if first["status"] == "unverified":
+        return _unverified_line(key, first)
     ok = measured[measured["success"]]
     duration = float(first["point_duration_s"]) if pd.notna(first["point_duration_s"]) else math.nan
     scenario_slo = json.loads(first["runtime"] or "{}").get("goodput_slo_ms")
@@ -119,14 +135,41 @@ def _line(key: tuple, g: pd.DataFrame) -> dict:
         "loop_lag_p99_ms": first["loop_lag_p99_s"] * 1000 if pd.notna(first["loop_lag_p99_s"]) else math.nan,
         **_server_means(first["server_metrics"]), "threads": first["threads"], "runtime": first["runtime"],
         "artifact_hash": first["artifact_hash"], "git_commit": first["git_commit"]})
-    line["valid"] = line["failed"] == 0 and line["count_flags"] == 0 and line["requests"] > 0
+    line["valid"] = line["failed"] == 0 and line["requests"] > 0  # count flags are shown, not disqualifying
     return line
 
 
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
+QUALITY = ("perplexity", "ppl_ratio", "kl_mean", "teacher_forced_agreement")
+
+
+def quality_by_line(quality_files: list[str | Path]) -> dict[tuple[str, str, str], dict]:
+    """(model, artifact, variant) -> its quality figures (results/quality/*.parquet: scored by that variant's
+    own engine), with the artifact hash they were measured on."""
+    out = {}
+    for p in quality_files:
+        q = pq.read_table(p).to_pandas().iloc[0]
+        out[(q["model"], q["artifact"], q["variant"])] = {
+            **{k: q[k] for k in QUALITY}, "artifact_hash": q["artifact_hash"],
+            "quality_by": f"{q['engine']} / {q['variant']} ({q['precision']})"}
+    return out
+
+
+def _with_quality(line: dict, quality: dict[tuple[str, str, str], dict]) -> dict:
+    q = quality.get((line["model"], line["artifact"], line["variant"]))
+    if q is None:
+        return {**line, **dict.fromkeys(QUALITY), "quality_by": None}
+    if q["artifact_hash"] != line["artifact_hash"] and line["artifact_hash"] is not None:
+        raise ValueError(f"the quality file of {line['artifact']} / {line['variant']} was measured on artifact "
+                         f"{str(q['artifact_hash'])[:12]}…, the serving rows on {str(line['artifact_hash'])[:12]}…; "
+                         "rerun the quality job")
+    return {**line, **{k: q[k] for k in QUALITY}, "quality_by": q["quality_by"]}
+
+
+def summarize(df: pd.DataFrame, quality: dict | None = None) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=[c.name for c in SERVING.columns])
-    lines = [_line(k, g) for k, g in df.sort_values(["point_index", "request_index"]).groupby(GROUP, sort=False)]
+    lines = [_with_quality(_line(k, g), quality or {})
+             for k, g in df.sort_values(["point_index", "request_index"]).groupby(GROUP, sort=False)]
     return pd.DataFrame(lines)[[c.name for c in SERVING.columns]]
 
 
@@ -139,12 +182,17 @@ MD_COLUMNS = {
     "output_throughput": "output tok/s", "request_throughput": "req/s", "ttft": "TTFT p50 / p99 (ms)",
     "tpot": "TPOT p50 / p99 (ms)", "itl": "ITL p50 / p99 (ms)", "e2el": "e2e p50 / p99 (ms)",
     "queue": "queue p99 (ms)", "server": "server TTFT / ITL mean (ms)", "client_cpu_s": "client CPU (s)",
+    "quality": "PPL ratio / KL mean / top-1",
     "flags": "status",
 }
 
 
 def _md_row(r) -> dict:
+    if r["status"] == "unverified":
+        return {**dict.fromkeys(MD_COLUMNS, ""), "artifact": r["artifact"], "point": "",
+                "engine_variant": f"{r['engine']} / {r['variant']}", "flags": "unverified (see note)"}
     status = "valid" if r["valid"] else "INVALID"
+    status += f", {r['count_flags']} count flags" if r["count_flags"] else ""
     status += ", saturated" if r["saturated"] else ""
     return {"artifact": r["artifact"], "engine_variant": f"{r['engine']} / {r['variant']}", "point": r["point"],
             "requests_failed": f"{r['requests']} ({r['failed']})", "output_throughput": _fmt(r["output_throughput"]),
@@ -154,13 +202,16 @@ def _md_row(r) -> dict:
             "itl": f"{_fmt(r['itl_p50_ms'])} / {_fmt(r['itl_p99_ms'])}",
             "e2el": f"{_fmt(r['e2el_p50_ms'], 0)} / {_fmt(r['e2el_p99_ms'], 0)}", "queue": _fmt(r["queue_p99_ms"], 0),
             "server": f"{_fmt(r['server_ttft_mean_ms'], 0)} / {_fmt(r['server_itl_mean_ms'])}",
-            "client_cpu_s": _fmt(r["client_cpu_s"], 2), "flags": status}
+            "client_cpu_s": _fmt(r["client_cpu_s"], 2),
+            "quality": (f"{_fmt(r['ppl_ratio'], 3)} / {_fmt(r['kl_mean'], 4)} / {_fmt(r['teacher_forced_agreement'], 3)}"
+                        if r["quality_by"] else ""), "flags": status}
 
 
 def _sweep_tables(summary: pd.DataFrame) -> str:
     """Per engine variant and artifact: throughput against concurrency, latency against request rate."""
     out = []
-    for (a, e, v, s), g in summary.groupby(["artifact", "engine", "variant", "scenario"], sort=False):
+    for (a, e, v, s), g in summary[summary["status"] != "unverified"].groupby(
+            ["artifact", "engine", "variant", "scenario"], sort=False):
         t = g[["point", "output_throughput", "request_throughput", "ttft_p50_ms", "tpot_p50_ms", "e2el_p99_ms"]]
         out.append(f"\n### {a} / {e} / {v} ({s})\n\n" + t.rename(columns={
             "output_throughput": "output tok/s", "request_throughput": "req/s", "ttft_p50_ms": "TTFT p50 (ms)",
@@ -173,18 +224,20 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "") -> str:
     notes = [f"- **{r['engine']} / {r['variant']} on {r['artifact']}, {r['point']}**: {r['note']}"
              for _, r in summary.iterrows() if r["note"]]
     legend = ("\nWarm-ups excluded. Failed requests are counted in `requests (failed)` and excluded from every "
-              "statistic (as `vllm bench serve` does); a line with a failure or a token-count disagreement is "
-              "INVALID; saturated: the achieved rate stayed below 90% of the offered rate. TTFT, TPOT, ITL, e2e: "
+              "statistic (as `vllm bench serve` does); a line with a failure is INVALID; count flags: successful "
+              "requests whose counts disagree somewhere (the server's usage or finish_reason, the streamed chunks, "
+              "our recount of the text, the prompt length; the `count_flag` column says which); saturated: the achieved rate stayed below 90% of the offered rate. TTFT, TPOT, ITL, e2e: "
               "vLLM's definitions, e2e without the client's queue time (queue: waiting for a concurrency slot). "
               "server: the server's own /metrics over the point (vLLM only). client CPU: what the benchmark "
-              "client itself spent.\n")
+              "client itself spent. Quality: this artifact scored by this variant's own engine (quality table; "
+              "the reference's ratio, KL and top-1 are empty).\n")
     return ("# Serving\n\n" + table.to_markdown(index=False) + "\n" + legend + hosts
             + ("\n" + "\n".join(notes) + "\n" if notes else "") + "\n## Sweeps\n" + _sweep_tables(summary) + "\n")
 
 
-def merge(inputs: list[str | Path], out_dir: Path) -> None:
+def merge(inputs: list[str | Path], out_dir: Path, quality_files: list[str | Path] = ()) -> None:
     df = load(inputs)
-    summary = summarize(df)
+    summary = summarize(df, quality_by_line(list(quality_files)))
     out_dir = Path(out_dir)
     atomic.write_parquet(SERVING_REQUESTS.from_frame(df), out_dir / "serving-requests.parquet")
     atomic.write_parquet(SERVING.from_frame(summary), out_dir / "serving.parquet")

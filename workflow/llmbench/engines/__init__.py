@@ -19,8 +19,15 @@ def module(name: str):
     return registry.module(PACKAGE, "engine", name)
 
 
-def adapter_class(name: str) -> type:
-    return module(name).ADAPTER
+def adapter_class(name: str) -> type | None:
+    """The engine's in-process adapter; None for a serving-only engine (registry.serves_only)."""
+    return getattr(module(name), "ADAPTER", None)
+
+
+def servable(name: str) -> bool:
+    """The engine can run serving scenarios: it launches a server or names a remote endpoint."""
+    mod = module(name)
+    return callable(getattr(mod, "server", None)) or callable(getattr(mod, "endpoint", None))
 
 
 def options_spec(name: str) -> dict[str, Option]:

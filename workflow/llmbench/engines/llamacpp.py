@@ -96,7 +96,7 @@ def server(artifact_dir: Path, manifest: dict[str, Any], opts: dict[str, Any], h
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", kw["model_path"], "--model_alias", "llmbench",
             "--host", host, "--port", str(port), "--n_ctx", str(kw["n_ctx"]),
             "--n_gpu_layers", str(kw["n_gpu_layers"]), "--flash_attn", str(kw["flash_attn"]),
-            "--seed", "0", "--verbose", "False",
+            "--seed", "0", "--verbose", "False", "--interrupt_requests", "False",
             "--hf_pretrained_model_name_or_path", str(tokenizer_dir(artifact_dir, manifest))]
     if kw["n_threads"] is not None:
         argv += ["--n_threads", str(kw["n_threads"]), "--n_threads_batch", str(kw["n_threads_batch"])]
@@ -105,12 +105,20 @@ def server(artifact_dir: Path, manifest: dict[str, Any], opts: dict[str, Any], h
                                 "n_threads_batch": kw["n_threads_batch"], "n_ctx": kw["n_ctx"],
                                 "prefix_reuse": "llama_cpp.server keeps one context and reuses the longest "
                                                 "common token prefix with the previous request (not configurable)",
-                                "concurrency": "llama_cpp.server runs one request at a time (others wait)"})
+                                "exact_length": "not enforced: llama-cpp-python 0.3.36 applies min_tokens and "
+                                                "logit_bias through a custom sampler that has no effect (its "
+                                                "source: 'This is probably broken'; observed: requests end at "
+                                                "EOS anyway); a request that ends early fails its count check",
+                                "concurrency": "llama_cpp.server runs one request at a time (others wait; "
+                                               "--interrupt_requests False, else a new request cuts the "
+                                               "running stream short)"})
 
 
 def request_options(max_new_tokens: int, end_ids: list[int]) -> dict[str, Any]:
-    """Extra request fields for exactly ``max_new_tokens`` new tokens: llama-cpp-python's ``min_tokens`` masks
-    only llama.cpp's EOS, so every end token also gets a logit bias of -100 (never the argmax)."""
+    """The request fields that ask llama_cpp.server for exactly ``max_new_tokens`` new tokens: ``min_tokens``
+    (masks only llama.cpp's EOS) and a logit bias of -100 on every end token. Observed with llama-cpp-python
+    0.3.36 (2026-12-03): the server ignores both (its custom-sampler path, see server()'s facts), so a request
+    the model ends early comes back short, and the serving job counts it as failed."""
     return {"min_tokens": int(max_new_tokens), "logit_bias": {str(i): -100.0 for i in end_ids},
             "logit_bias_type": "input_ids"}
 

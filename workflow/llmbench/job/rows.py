@@ -320,11 +320,17 @@ def to_table(rows: list[dict]) -> pa.Table:
     return REQUESTS.from_records(rows)
 
 
-def markdown_doc() -> str:
+def markdown_doc(tables: tuple[Table, ...] | None = None) -> str:
+    """The schema doc of ``tables`` (default: every table, the serving ones from serving/rows.py included)."""
+    if tables is None:
+        from llmbench.serving.rows import SERVING_TABLES
+
+        tables = (*TABLES, *SERVING_TABLES)
     lines = ["# Table schemas", "",
-             "Generated from `workflow/llmbench/job/rows.py` by `python -m llmbench schema-doc`; do not edit by hand.",
+             "Generated from `workflow/llmbench/job/rows.py` and `workflow/llmbench/serving/rows.py` by "
+             "`python -m llmbench schema-doc`; do not edit by hand.",
              "Each table's version is in its Parquet metadata (`llmbench_schema_version`)."]
-    for t in TABLES:
+    for t in tables:
         lines += ["", f"## {t.title}: `{t.name}` (version {t.version})", "", t.files, "",
                   "| column | type | unit | meaning |", "|---|---|---|---|"]
         lines += [f"| `{c.name}` | {c.type} | {c.unit} | {c.meaning} |" for c in t.columns]

@@ -98,7 +98,7 @@ def _quality_problems(config: dict[str, Any]) -> list[str]:
         adapter = engines.adapter_class(engine)
     except KeyError:
         return []  # an unknown engine is reported with the variants
-    if not hasattr(adapter, "score"):
+    if adapter is None or not hasattr(adapter, "score"):
         return [f"quality.reference_variant = {q['reference_variant']!r}: its engine {engine!r} cannot score "
                 "(no score()), so no line could be compared with it; pick a variant whose engine can"]
     return []
@@ -118,15 +118,21 @@ def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
 def _serving_problems(config: dict[str, Any]) -> list[str]:
     """A serving scenario needs an engine with a server (module-level ``server``), and the prompts it names."""
     out = []
-    servable = [n for n in engines.names() if hasattr(engines.module(n), "server")]
+    servable = [n for n in engines.names() if engines.servable(n)]
     for i, b in enumerate(config["benchmarks"]):
-        serving = [s for s in b["scenarios"] if config["scenarios"].get(s, {}).get("kind") == "serving"]
-        for s in serving:
+        for s in b["scenarios"]:
+            serving = config["scenarios"].get(s, {}).get("kind") == "serving"
             for v in b["variants"]:
                 engine = config["variants"].get(v, {}).get("engine")
-                if engine in engines.names() and engine not in servable:
+                if engine not in engines.names():
+                    continue
+                if serving and engine not in servable:
                     out.append(f"benchmarks[{i}]: scenario {s!r} is a serving scenario, but variant {v!r} (engine "
                                f"{engine}) has no server; engines with one: {', '.join(servable)}")
+                if not serving and s in config["scenarios"] and engines.adapter_class(engine) is None:
+                    out.append(f"benchmarks[{i}]: variant {v!r} (engine {engine}) only serves, so it cannot run the "
+                               f"{config['scenarios'][s].get('kind', 'latency')} scenario {s!r}; give it a serving "
+                               "scenario (kind: serving)")
     for name, s in config["scenarios"].items():
         if s.get("kind") == "serving" and s.get("dataset", "prompts") == "prompts" and "prompts" not in s:
             out.append(f"scenarios.{name}: dataset prompts needs `prompts` (a JSONL file)")

@@ -67,7 +67,8 @@ def is_synthetic(model_config: dict[str, Any]) -> bool:
 
 
 def can_score(config: dict[str, Any], variant: str) -> bool:
-    return hasattr(engines.adapter_class(config["variants"][variant]["engine"]), "score")
+    adapter = engines.adapter_class(config["variants"][variant]["engine"])
+    return adapter is not None and hasattr(adapter, "score")
 
 
 def scoring_variants(config: dict[str, Any], model: str, artifact: str) -> list[str]:
@@ -93,6 +94,12 @@ def quality_file(model: str, artifact: str, variant: str) -> str:
 def quality_files(config: dict[str, Any]) -> list[str]:
     """One quality file per quality job (:func:`quality_jobs`)."""
     return [quality_file(m, a, v) for m, a, v in quality_jobs(config)]
+
+
+def serving_quality_files(config: dict[str, Any]) -> list[str]:
+    """The quality files of the (model, artifact, variant) lines that serve: quality beside serving speed."""
+    served = {(m, a, v) for m, a, v, s in jobs(config) if is_serving(config, s)}
+    return [quality_file(m, a, v) for m, a, v in quality_jobs(config) if (m, a, v) in served]
 
 
 def quality_reference(config: dict[str, Any], model: str, artifact: str, variant: str) -> list[str]:

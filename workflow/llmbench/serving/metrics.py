@@ -4,7 +4,8 @@
 Statistics come from the measured (not warm-up), successful records only; a failed request is counted in
 ``failed`` and left out of every latency statistic, as vLLM does. Unlike vLLM, a statistic with no values is
 None, not 0, and a failed request's time in the per-request lists is None, not 0.0. Per request:
-  output tokens  the server's usage.completion_tokens, else the sum of the chunks' tokens
+  output tokens  the server's usage.completion_tokens, else max_tokens when it finished with reason length, else
+                 the sum of the chunks' tokens
   input tokens   the server's usage.prompt_tokens, else the caller's count
   TTFT           first chunk carrying text - send
   TPOT           (latency - TTFT) / (output tokens - 1), for requests with more than one output token
@@ -32,7 +33,13 @@ VLLM_STAT_NAMES = {"ttft": "ttft", "tpot": "tpot", "itl": "itl", "e2el": "e2el",
 
 
 def output_tokens(rec: RequestRecord) -> int:
-    return rec.usage_completion_tokens if rec.usage_completion_tokens is not None else sum(rec.chunk_tokens)
+    """The server's count of new tokens: its usage; without usage, finish_reason length says it stopped at
+    max_tokens; else the streamed chunks' tokens (one per chunk, assumed)."""
+    if rec.usage_completion_tokens is not None:
+        return rec.usage_completion_tokens
+    if rec.finish_reason == "length":
+        return rec.max_tokens
+    return sum(rec.chunk_tokens)
 
 
 def input_tokens(rec: RequestRecord) -> int:

@@ -96,11 +96,11 @@ def stop_stale(pidfile: Path, log: Callable[[str], None] = print) -> bool:
     return True
 
 
-def _http_ok(url: str, timeout_s: float) -> bool:
+def _http_ok(url: str, timeout_s: float, headers: dict | None = None) -> bool:
     import httpx
 
     try:
-        return httpx.get(url, timeout=timeout_s, trust_env=False).status_code == 200
+        return httpx.get(url, timeout=timeout_s, trust_env=False, headers=headers or {}).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -178,6 +178,50 @@ class Server:
         self.proc = None
 
 
+class RemoteEndpoint:
+    """A server somebody else runs (engines/remote.py): nothing to start or stop. Entering checks, within
+    ``ready_timeout_s``, that ``GET /v1/models`` answers and lists the model, so a wrong URL, an unreachable
+    host or a rejected token fails at once with what was wrong (the token itself is never shown)."""
+
+    def __init__(self, url: str, model_name: str, headers: dict[str, str], metrics_path: str | None,
+                 facts: dict, request_options: Callable[[int, list[int]], dict], ready_timeout_s: float = 10.0):
+        self.url, self.model_name, self.headers = url, model_name, headers
+        self.metrics_path, self.facts, self.request_options = metrics_path, facts, request_options
+        self.ready_timeout_s, self.ready_s = ready_timeout_s, None
+
+    def __enter__(self) -> RemoteEndpoint:
+        import httpx
+
+        t0 = time.monotonic()
+        where = f"remote endpoint {self.url} (variant option url)"
+        try:
+            r = httpx.get(self.url + "/v1/models", headers=self.headers, timeout=self.ready_timeout_s,
+                          trust_env=False)
+        except httpx.HTTPError as e:
+            raise ServerNotReady(f"{where} is unreachable: {type(e).__name__}: {e}") from None
+        if r.status_code in (401, 403):
+            raise ServerNotReady(f"{where} rejected the credentials (HTTP {r.status_code}); the token comes from "
+                                 f"the environment variable named by token_env = {self.facts.get('token_env')!r}")
+        if r.status_code != 200:
+            raise ServerNotReady(f"{where}: GET /v1/models answered HTTP {r.status_code}; url must be the root of "
+                                 "an OpenAI-compatible server (http://host:port, the client adds /v1/...)")
+        try:
+            served = [m.get("id") for m in r.json().get("data", [])]
+        except (ValueError, AttributeError):
+            raise ServerNotReady(f"{where}: GET /v1/models did not answer an OpenAI model list") from None
+        if self.model_name not in served:
+            raise ServerNotReady(f"{where} serves {served}, not model = {self.model_name!r} (variant option model)")
+        self.ready_s = time.monotonic() - t0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def alive(self) -> bool:
+        """It still answers GET /v1/models (asked after each sweep point: a dead endpoint fails the job)."""
+        return _http_ok(self.url + "/v1/models", timeout_s=5.0, headers=self.headers)
+
+
 class Stopped(BaseException):
     """The job got SIGTERM or SIGINT: unwinds ``with`` blocks so servers are stopped."""
 
@@ -192,13 +236,13 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGINT, _raise)
 
 
-def scrape_metrics(url: str, prefixes: tuple[str, ...] = ("vllm:",)) -> dict[str, float]:
+def scrape_metrics(url: str, prefixes: tuple[str, ...] = ("vllm:",), headers: dict | None = None) -> dict[str, float]:
     """Prometheus samples whose name starts with one of ``prefixes`` (histogram buckets included), as
     {"name{labels}": value}; empty when the endpoint does not answer."""
     import httpx
 
     try:
-        r = httpx.get(url, timeout=5.0, trust_env=False)
+        r = httpx.get(url, timeout=5.0, trust_env=False, headers=headers or {})
     except httpx.HTTPError:
         return {}
     if r.status_code != 200:
