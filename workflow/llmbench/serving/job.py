@@ -245,7 +245,8 @@ def _write_points(docs: dict[str, dict], results_dir: Path) -> None:
 
 def unverified_row(ctx: JobContext, reason: str) -> dict[str, Any]:
     """The one row of a serving job whose server cannot start here: the reason, what it would have run."""
-    return {"point": "", "point_index": 0, "request_index": 0, "prompt_id": "", "warmup": False, "success": False,
+    empty = {c.name: None for c in SERVING_REQUESTS.columns}  # nothing was measured
+    return {**empty, "point": "", "point_index": 0, "request_index": 0, "prompt_id": "", "warmup": False, "success": False,
             "error": reason, "count_flag": "", "requested_output_tokens": ctx.max_new_tokens,
             "itl_s": [], "chunk_tokens": [], "output_text": "", "server_metrics": "{}",
             **_provenance_columns(ctx), "status": "unverified", "schema_version": SERVING_REQUESTS_VERSION}
