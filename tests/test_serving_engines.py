@@ -137,3 +137,16 @@ def test_the_servers_count_decides_and_other_disagreements_flag():
     assert "re-encodes to 5 tokens" in flag
     ok, err, _ = judge(_rec(chunk_tokens=[1, 1], finish_reason="stop"), 2)
     assert not ok and "the server returned 2 new tokens (2 chunks, finish_reason stop)" in err
+
+
+def test_random_prompts_encode_to_exactly_the_asked_length(embedded_model_dir):
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from llmbench.serving import workload
+
+    pt = workload.PromptText(AutoTokenizer.from_pretrained(embedded_model_dir), "completions")
+    rng = np.random.default_rng(0)
+    for n in (1, 17, 64, 300):
+        text = pt.random_text(rng, n)
+        assert len(pt.tok(text, add_special_tokens=False)["input_ids"]) == n

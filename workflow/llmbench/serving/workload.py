@@ -74,10 +74,22 @@ class PromptText:
         """Tokens of the text as sent (completions: the server tokenizes it with special tokens parsed)."""
         return len(self.tok(text, add_special_tokens=True)["input_ids"])
 
-    def random_text(self, rng: np.random.Generator, n: int) -> str:
+    def _random_ids(self, rng: np.random.Generator, n: int) -> list[int]:
         special = set(self.tok.all_special_ids)
-        ids = [int(i) for i in rng.integers(0, len(self.tok), size=n * 2) if int(i) not in special][:n]
-        return self.tok.decode(ids, skip_special_tokens=True)
+        return [int(i) for i in rng.integers(0, len(self.tok), size=n * 2 + 8) if int(i) not in special][:n]
+
+    def random_text(self, rng: np.random.Generator, n: int) -> str:
+        """Text of random tokens that encodes to exactly ``n`` tokens (no special tokens): decoded ids can merge
+        or split when encoded again, so the ids are re-encoded, cut or topped up until the count holds (as
+        vLLM's random dataset adjusts its prompts). ValueError if it does not settle."""
+        ids = self._random_ids(rng, n)
+        for _ in range(20):
+            text = self.tok.decode(ids, skip_special_tokens=True)
+            again = self.tok(text, add_special_tokens=False)["input_ids"]
+            if len(again) == n:
+                return text
+            ids = again[:n] if len(again) > n else again + self._random_ids(rng, n - len(again))
+        raise ValueError(f"could not make a random prompt of exactly {n} tokens")
 
 
 def _texts(sc: dict[str, Any], point: SweepPoint, pt: PromptText, n: int) -> list[tuple[str, str]]:
