@@ -165,3 +165,22 @@ def pytest_collection_modifyitems(config, items):
     def tier(item):
         return 2 if item.get_closest_marker("workflow") else 1 if item.get_closest_marker("slow") else 0
     items.sort(key=tier)
+
+
+def start_fake_server(port: int, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    """tests/fake_openai_server.py on 127.0.0.1:port, once it answers (a stand-in OpenAI-compatible server)."""
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests/fake_openai_server.py"), "--port", str(port), *extra],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the stand-in server did not start")

@@ -4,20 +4,17 @@ fast with what is wrong (and never shows its token), and the config errors a use
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import REPO
+from conftest import start_fake_server
 from llmbench import engines
 from llmbench.planning import config as config_check
 from llmbench.serving import client
 from llmbench.serving.job import judge
 from llmbench.serving.server import RemoteEndpoint, ServerNotReady, free_port
 
-FAKE = str(REPO / "tests/fake_openai_server.py")
 
 
 def test_tgi_and_sglang_launch_their_documented_servers_on_the_artifact(tmp_path):
@@ -35,21 +32,6 @@ def test_a_missing_launcher_is_the_reason_of_an_unverified_row(monkeypatch):
     assert "text-generation-launcher is not on PATH" in engines.module("tgi").launcher_problem({})
     reason = engines.module("sglang").launcher_problem({})  # not installed in the test env, or no GPU here
     assert "sglang is not installed" in reason or "no CUDA GPU" in reason
-
-
-def _fake(port, *extra, env=None):
-    proc = subprocess.Popen([sys.executable, FAKE, "--port", str(port), *extra], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    import httpx
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("the fake server did not start")
 
 
 def _endpoint(url, model="llmbench", token_env=None, monkeypatch=None):
@@ -70,7 +52,7 @@ def test_a_wrong_url_a_wrong_model_and_a_rejected_token_say_what_is_wrong(monkey
     import os
     port = free_port()
     monkeypatch.setenv("LLMBENCH_TEST_TOKEN", "planted-secret-123")
-    proc = _fake(port, "--model", "served-model", "--token-env", "LLMBENCH_TEST_TOKEN", env=dict(os.environ))
+    proc = start_fake_server(port, "--model", "served-model", "--token-env", "LLMBENCH_TEST_TOKEN", env=dict(os.environ))
     try:
         base = f"http://127.0.0.1:{port}"
         with pytest.raises(ServerNotReady, match="answered HTTP 404; url must be the root"):

@@ -7,34 +7,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 
-import httpx
 import pandas as pd
 import pytest
 
-from conftest import REPO, clone, small_config, snakemake, write_yaml
+from conftest import clone, small_config, snakemake, start_fake_server, write_yaml
 from llmbench.serving.server import free_port
 
 pytestmark = pytest.mark.workflow
-FAKE = str(REPO / "tests/fake_openai_server.py")
 TOKEN = "planted-token-7f3a9c1e5b"
 REQUESTS = 6
 
 
 def _start(port: int, *extra: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, FAKE, "--port", str(port), "--token-env", "LLMBENCH_TEST_TOKEN", *extra],
-                            env={**os.environ, "LLMBENCH_TEST_TOKEN": TOKEN}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("stand-in server did not start")
+    return start_fake_server(port, "--token-env", "LLMBENCH_TEST_TOKEN", *extra,
+                             env={**os.environ, "LLMBENCH_TEST_TOKEN": TOKEN})
 
 
 def _config(ports: dict[str, int]) -> dict:
