@@ -182,7 +182,6 @@ def _served(mod, artifact_dir: Path, art: dict, opts: dict, sc: dict, out: Path,
     port = free_port()
     cmd = mod.server(artifact_dir, art, opts, HOST, port)
     srv = Server(cmd, port, server_log, _pidfile(out, server_dir), float(sc.get("ready_timeout_s", 600)), log)
-    srv.model_name, srv.metrics_path = cmd.model_name, cmd.metrics_path
     return srv, mod.request_options, cmd.facts
 
 

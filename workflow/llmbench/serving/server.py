@@ -123,6 +123,14 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.ready_s: float | None = None  # start to ready
 
+    @property
+    def model_name(self) -> str:
+        return self.command.model_name
+
+    @property
+    def metrics_path(self) -> str | None:
+        return self.command.metrics_path
+
     def __enter__(self) -> Server:
         stop_stale(self.pidfile, self.log)
         self.start()
