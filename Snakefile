@@ -20,6 +20,7 @@ include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/quality.smk"
 include: "workflow/rules/serving.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

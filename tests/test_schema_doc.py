@@ -14,8 +14,8 @@ ALL_TABLES = (*rows.TABLES, *SERVING_TABLES)
 # Bump together with the table's version in rows.py: (version, sha256 of its column list). A column change
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
 PINNED = {
-    "requests": (3, "a4d93cc655ec92806efe2f91deafc5faf0d32ab33e4aa2d978a0fbe3aba32954"),
-    "latency": (2, "00687b512a2a9fb80d294ce20c377d09381c661b4e2744eb4f1acf00c10d7b36"),
+    "requests": (4, "a31f1f33cee88a7d42264debb181959c35e92c09db2e8e88541e9e59d1616a8d"),
+    "latency": (3, "3d5834194719295dd66290482821b42b01bca3c20978d0bcab75d6d80295b1da"),
     "quality": (2, "7df323d7d7b26d8552b28593d86c381fb51abf4cd67d73af2eeab81316deeb36"),
     "serving_requests": (1, "0133dd6d3c83f57087f6b47c3dbedc27c98a952d3af31ea549526b9db1cf7aec"),
     "serving": (1, "9bf3f954916095723ca13b5a3e52ebe6867f45489660328a9651cda8a58eceeb"),

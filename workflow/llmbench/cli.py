@@ -50,7 +50,21 @@ def cmd_quality(a):
 
 def cmd_merge(a):
     from llmbench.analysis import tables
-    tables.merge(a.runs, Path(a.out_dir), quality_files=a.quality, quality_spec=_spec(a.quality_spec))
+    tables.merge(a.runs, Path(a.out_dir), quality_files=a.quality, quality_spec=_spec(a.quality_spec),
+                 pricing=_spec(a.pricing))
+
+
+def cmd_plots(a):
+    from llmbench.analysis import plots
+    draw = plots.draw_serving if a.serving else plots.draw_latency
+    for path in draw(Path(a.tables), Path(a.out)):
+        print(f"wrote {path}", flush=True)
+
+
+def cmd_report_tables(a):
+    from llmbench.analysis import report_tables
+    for path in report_tables.write_latency(Path(a.tables), Path(a.out)):
+        print(f"wrote {path}", flush=True)
 
 
 def cmd_verify(a):
@@ -108,7 +122,13 @@ def main(argv=None) -> int:
     s.set_defaults(fn=cmd_merge_serving)
     s = sub.add_parser("quality"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.set_defaults(fn=cmd_quality)
     s = sub.add_parser("merge"); s.add_argument("--out-dir", required=True); s.add_argument("--runs", nargs="*", default=[])
-    s.add_argument("--quality", nargs="*", default=[]); s.add_argument("--quality-spec", default="{}"); s.set_defaults(fn=cmd_merge)
+    s.add_argument("--quality", nargs="*", default=[]); s.add_argument("--quality-spec", default="{}")
+    s.add_argument("--pricing", default="[]", help="config `pricing` as JSON"); s.set_defaults(fn=cmd_merge)
+    s = sub.add_parser("plots", help="draw the report's plots from the merged tables")
+    s.add_argument("--tables", required=True); s.add_argument("--out", required=True)
+    s.add_argument("--serving", action="store_true", help="the serving plots (serving.parquet)"); s.set_defaults(fn=cmd_plots)
+    s = sub.add_parser("report-tables", help="write the report's HTML tables from the merged tables")
+    s.add_argument("--tables", required=True); s.add_argument("--out", required=True); s.set_defaults(fn=cmd_report_tables)
     s = sub.add_parser("verify", help="check directories against their manifests"); s.add_argument("paths", nargs="+"); s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("inspect", help="what is this model/artifact directory and how was it made")
     s.add_argument("path"); s.add_argument("--no-verify", action="store_true"); s.set_defaults(fn=cmd_inspect)

@@ -41,6 +41,10 @@ def final_tables():
     return plan.final_tables(config)
 
 
+PLOT_CATEGORIES = plan.PLOT_CATEGORIES
+TABLE_CATEGORIES = plan.TABLE_CATEGORIES
+
+
 def quoted(obj):
     """A JSON spec as one shell word; it is also the rule's params, so a change to it reruns the job."""
     return shlex.quote(json.dumps(obj, sort_keys=True))

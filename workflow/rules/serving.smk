@@ -38,7 +38,7 @@ rule merge_serving:
         md=report(
             "results/tables/serving.md",
             caption="../report/serving.rst",
-            category="Tables",
+            category="Serving",
         ),
         summary="results/tables/serving.parquet",
         requests="results/tables/serving-requests.parquet",

@@ -7,12 +7,13 @@ rule merge_tables:
         md=report(
             "results/tables/latency.md",
             caption="../report/latency.rst",
-            category="Tables",
+            category="Latency",
         ),
         summary="results/tables/latency.parquet",
         requests="results/tables/requests.parquet",
     params:
         spec=quoted(config.get("quality", {})),
+        pricing=quoted(config.get("pricing", [])),
         python=env_python("hf"),
         env_hash=env_hash("hf"),
     log:
@@ -20,4 +21,4 @@ rule merge_tables:
     conda:
         "../../envs/hf.yaml"
     shell:
-        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench merge --out-dir results/tables --quality-spec {params.spec} --quality {input.quality} --runs {input.runs} > {log} 2>&1"
+        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench merge --out-dir results/tables --quality-spec {params.spec} --pricing {params.pricing} --quality {input.quality} --runs {input.runs} > {log} 2>&1"

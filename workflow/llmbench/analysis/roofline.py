@@ -16,7 +16,11 @@ utilization) = decode bytes × decode tok/s / (bandwidth × devices). ``devices`
 each with the bandwidth measured on one of them (tensor parallel over N GPUs: N, each worker reading its own
 shard from its own GPU; on a CPU the workers share one memory: 1). Bandwidth is measured on the card (or CPU)
 the job runs on, before the engine loads, with the threads the engine uses; a datasheet peak is shown beside it
-only where the card is known (:data:`DATASHEET`), named as such.
+only where the card is known (analysis/hardware.py), named as such.
+
+Prefill is bound by compute: :func:`prefill_flops` counts the FLOPs of a prompt from the model's shape
+(:func:`model_shape`, read from its config.json), the ideal prefill time is the larger of those FLOPs at the
+card's datasheet peak and one read of the weights at the measured bandwidth, and MFU = FLOPs / TTFT / peak.
 """
 
 from __future__ import annotations
@@ -24,11 +28,6 @@ from __future__ import annotations
 import os
 import time
 
-# Peak memory bandwidth from the vendors' datasheets (bytes/s), by a substring of torch's device name.
-DATASHEET = {
-    "H200": (4.8e12, "NVIDIA H200 Tensor Core GPU datasheet: 4.8 TB/s HBM3e"),
-    "H100 80GB HBM3": (3.35e12, "NVIDIA H100 Tensor Core GPU datasheet, H100 SXM: 3.35 TB/s HBM3"),
-}
 MBU_FLAG = "MBU >100%: check weight bytes"
 
 
@@ -58,11 +57,47 @@ def mbu(step_bytes: float, decode_tokens_per_s: float, bandwidth: float, devices
 
 
 def datasheet(device_name: str | None) -> tuple[float, str] | None:
-    """(peak bytes/s, its source) of a card this table knows, else None."""
-    for key, peak in DATASHEET.items():
-        if device_name and key in device_name:
-            return peak
-    return None
+    """(peak bytes/s, its source) of a card analysis/hardware.py knows by that exact name, else None."""
+    from llmbench.analysis import hardware
+
+    c = hardware.card(device_name)
+    return (c.bandwidth_bytes_per_s, c.source) if c else None
+
+
+SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+              "intermediate_size", "vocab_size", "tie_word_embeddings")
+
+
+def model_shape(config: dict) -> dict:
+    """The parts of an HF config.json the FLOP count needs (a Llama-style decoder: q/k/v/o projections, a
+    gated MLP of three matrices, lm_head), with ``matmul_parameters``: the weights of every matmul a token goes
+    through (the input embedding is a gather, not a matmul; lm_head is counted whether or not it is tied)."""
+    heads = config["num_attention_heads"]
+    shape = {k: config.get(k) for k in SHAPE_KEYS}
+    shape["num_key_value_heads"] = config.get("num_key_value_heads") or heads
+    shape["head_dim"] = config.get("head_dim") or config["hidden_size"] // heads
+    d, hd, kv = shape["hidden_size"], shape["head_dim"], shape["num_key_value_heads"]
+    attn = d * hd * heads * 2 + d * hd * kv * 2          # q, o; k, v
+    mlp = 3 * d * shape["intermediate_size"]              # gate, up, down
+    shape["matmul_parameters"] = shape["num_hidden_layers"] * (attn + mlp) + d * shape["vocab_size"]
+    return shape
+
+
+def prefill_flops(shape: dict, input_tokens: int) -> float:
+    """FLOPs of a batch-1 prefill of ``input_tokens``: 2 × the layers' matmul weights per token, the attention
+    scores and weighted sum (2 matmuls × 2 FLOPs × heads × head_dim per query-key pair, causal: T(T+1)/2 pairs
+    per layer), and lm_head for the last position only (what generate computes)."""
+    t = int(input_tokens)
+    d, v, layers = shape["hidden_size"], shape["vocab_size"], shape["num_hidden_layers"]
+    layer_weights = shape["matmul_parameters"] - d * v
+    attention = layers * 4 * shape["num_attention_heads"] * shape["head_dim"] * t * (t + 1) / 2
+    return 2 * layer_weights * t + attention + 2 * d * v
+
+
+def ideal_prefill_s(flops: float, peak_flops_per_s: float, weight_bytes: float, bandwidth: float,
+                    devices: int = 1) -> float:
+    """The least time a prefill can take: its FLOPs at the peak, or one read of the weights, whichever is longer."""
+    return max(flops / (peak_flops_per_s * devices), weight_bytes / (bandwidth * devices))
 
 
 def kv_bytes_per_token(config: dict, element_bytes: float) -> int:

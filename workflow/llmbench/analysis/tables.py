@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmbench.analysis import quality, roofline
+from llmbench.analysis import hardware, quality, roofline
 from llmbench.job import rows
 from llmbench.provenance import atomic
 
@@ -58,16 +58,106 @@ def _roofline(first: pd.Series, ok: pd.DataFrame) -> dict:
     step = ok["decode_bytes"].median() if len(ok) and ok["decode_bytes"].notna().all() else nan
     bandwidth, devices = first["read_bandwidth_bytes_per_s"], first["bandwidth_devices"]
     if pd.isna(step) or pd.isna(bandwidth) or pd.isna(devices):
-        return {"decode_tokens_per_s": decode, "decode_bytes": step, "roofline_tokens_per_s": nan, "mbu": nan,
-                "mbu_flag": "", "datasheet_bandwidth_bytes_per_s": nan, "mbu_datasheet": nan}
+        return {"decode_tokens_per_s": decode, "decode_bytes": step, "roofline_tokens_per_s": nan, "ideal_tpot_s": nan,
+                "mbu": nan, "mbu_flag": "", "datasheet_bandwidth_bytes_per_s": nan, "mbu_datasheet": nan}
     share = roofline.mbu(step, decode, bandwidth, int(devices))
     sheet = roofline.datasheet(first["device_name"])
     flagged = share > 1
     return {"decode_tokens_per_s": decode, "decode_bytes": step,
             "roofline_tokens_per_s": roofline.roofline_tokens_per_s(bandwidth, int(devices), step),
+            "ideal_tpot_s": 1 / roofline.roofline_tokens_per_s(bandwidth, int(devices), step),
             "mbu": nan if flagged else share, "mbu_flag": roofline.MBU_FLAG if flagged else "",
             "datasheet_bandwidth_bytes_per_s": sheet[0] if sheet else nan,
             "mbu_datasheet": roofline.mbu(step, decode, sheet[0], int(devices)) if sheet and not flagged else nan}
+
+
+def _json(text) -> dict:
+    try:
+        return json.loads(text or "{}")
+    except (TypeError, ValueError):
+        return {}
+
+
+def _devices(first: pd.Series) -> int:
+    n = first.get("bandwidth_devices")
+    return 1 if n is None or pd.isna(n) else int(n)
+
+
+def _prefill(first: pd.Series, ok: pd.DataFrame) -> dict:
+    """Prefill against the card's datasheet peak (analysis/hardware.py) in the dtype the engine ran: FLOPs of
+    the prompt (roofline.prefill_flops, median over requests), the ideal prefill time and MFU (FLOPs / TTFT /
+    peak, median over requests). Empty where the model shape, the card or the dtype is unknown (every CPU)."""
+    nan = float("nan")
+    out = {"prefill_flops": nan, "ideal_prefill_s": nan, "mfu_prefill": nan, "peak_flops_per_s": nan,
+           "peak_flops_source": ""}
+    shape = _json(first.get("model_shape"))
+    if not shape or ok.empty:
+        return out
+    flops = ok["input_tokens"].map(lambda t: roofline.prefill_flops(shape, int(t)))
+    out["prefill_flops"] = float(flops.median())
+    peak = hardware.peak_flops(first.get("device_name"), _json(first.get("runtime")).get("dtype"))
+    if peak is None:
+        return out
+    devices = _devices(first)
+    out.update(peak_flops_per_s=peak[0], peak_flops_source=peak[1],
+               mfu_prefill=float((flops / ok["ttft_s"] / (peak[0] * devices)).median()))
+    if all(first.get(k) is not None and pd.notna(first.get(k)) for k in ("weight_bytes", "read_bandwidth_bytes_per_s")):
+        out["ideal_prefill_s"] = roofline.ideal_prefill_s(out["prefill_flops"], peak[0], float(first.get("weight_bytes")),
+                                                          float(first.get("read_bandwidth_bytes_per_s")), devices)
+    return out
+
+
+def _kv(first: pd.Series, ok: pd.DataFrame) -> dict:
+    """KV-cache bytes per token of context, and at the longest context of the line's requests."""
+    per = first.get("kv_bytes_per_token")
+    if per is None or pd.isna(per) or ok.empty:
+        return {"kv_bytes_per_token": None if per is None or pd.isna(per) else int(per), "kv_bytes_at_context": None, "max_context": None}
+    context = int((ok["input_tokens"] + ok["output_tokens"]).max())
+    return {"kv_bytes_per_token": int(per), "kv_bytes_at_context": int(per) * context, "max_context": context}
+
+
+def _energy(first: pd.Series, g: pd.DataFrame) -> dict:
+    """J per output token above idle over the job's one measured window (job/energy.py): (window energy - idle
+    power × window) / the output tokens of the window's requests."""
+    nan = float("nan")
+    out = {"energy_j_per_output_token": nan, "output_tokens_per_j": nan, "energy_idle_power_w": first.get("idle_power_w"),
+           "energy_method": first.get("energy_method") or "", "energy_note": first.get("energy_note") or ""}
+    if out["energy_idle_power_w"] is None:
+        out["energy_idle_power_w"] = nan
+    tokens = g["output_tokens"].fillna(0).sum()
+    if any(first.get(k) is None or pd.isna(first.get(k)) for k in ("energy_j", "idle_power_w", "energy_window_s")) \
+            or not tokens:
+        return out
+    above = float(first.get("energy_j")) - float(first.get("idle_power_w")) * float(first.get("energy_window_s"))
+    if above <= 0:
+        out["energy_note"] = (f"the window's energy ({first['energy_j']:.1f} J) is not above the idle baseline "
+                              f"({first['idle_power_w']:.1f} W × {first['energy_window_s']:.1f} s): no figure")
+        return out
+    out.update(energy_j_per_output_token=above / tokens, output_tokens_per_j=tokens / above)
+    return out
+
+
+def price_for(pricing: list[dict], device_name: str | None) -> dict | None:
+    """The pricing entry of that exact device name (config `pricing`), else None."""
+    key = (device_name or "").strip().lower()
+    return next((p for p in pricing or [] if p["device"].strip().lower() == key), None)
+
+
+def _cost(first: pd.Series, ok: pd.DataFrame, pricing: list[dict]) -> dict:
+    """US$ per 1M output tokens at the line's end-to-end rate and per 1M input tokens at its prefill rate (sum
+    of input tokens / sum of TTFT), batch 1, one request at a time; × devices for tensor parallel."""
+    nan = float("nan")
+    price = price_for(pricing, first.get("device_name"))
+    out = {"usd_per_hour": nan, "price_source": "", "price_date": "", "usd_per_1m_output_tokens": nan,
+           "usd_per_1m_input_tokens": nan}
+    if price is None or ok.empty:
+        return out
+    devices = _devices(first)
+    usd_per_s = price["usd_per_hour"] * devices / 3600
+    out.update(usd_per_hour=price["usd_per_hour"] * devices, price_source=price["source"], price_date=price["date"],
+               usd_per_1m_output_tokens=usd_per_s * 1e6 * ok["latency_s"].sum() / ok["output_tokens"].sum(),
+               usd_per_1m_input_tokens=usd_per_s * 1e6 * ok["ttft_s"].sum() / ok["input_tokens"].sum())
+    return out
 
 
 CI_RESAMPLES = 2000   # bootstrap resamples per interval
@@ -123,7 +213,7 @@ def _note(g: pd.DataFrame, unverified: bool) -> str:
             f"prompt {first['prompt_id']}): {first['error']}")
 
 
-def _line(key: tuple, g: pd.DataFrame) -> dict:
+def _line(key: tuple, g: pd.DataFrame, pricing: list[dict] | None = None) -> dict:
     ok = g[g["success"]]
     first = g.iloc[0]
     unverified = first["status"] == "unverified"
@@ -144,6 +234,10 @@ def _line(key: tuple, g: pd.DataFrame) -> dict:
         "ran_as": first["ran_as"] or "",
         "threads": None if pd.isna(first["threads"]) else int(first["threads"]),
         **_roofline(first, ok),
+        **({} if unverified else _prefill(first, ok)),
+        **_kv(first, ok),
+        **_energy(first, g),
+        **_cost(first, ok, pricing or []),
         "memory_kind": first["memory_kind"],
         "cpu_flags": " ".join(_host(first["host"]).get("cpu_flags", [])),
         "runtime": first["runtime"],
@@ -152,11 +246,19 @@ def _line(key: tuple, g: pd.DataFrame) -> dict:
     }
 
 
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
+def summarize(df: pd.DataFrame, pricing: list[dict] | None = None) -> pd.DataFrame:
     """The summary lines (columns: rows.SUMMARY_COLUMNS, the quality ones added by add_quality). Failed
-    requests are counted and left out of every statistic; warm-ups are left out altogether."""
+    requests are counted and left out of every statistic; warm-ups are left out altogether. ``pricing``:
+    config `pricing` (cost columns)."""
     measured = df[~df["warmup"]]
-    return pd.DataFrame([_line(key, g) for key, g in measured.groupby(GROUP, sort=True)])
+    lines = pd.DataFrame([_line(key, g, pricing) for key, g in measured.groupby(GROUP, sort=True)])
+    for col in ("prefill_flops", "ideal_prefill_s", "mfu_prefill", "peak_flops_per_s"):  # unverified-only tables
+        if col not in lines:
+            lines[col] = float("nan")
+    if "peak_flops_source" not in lines:
+        lines["peak_flops_source"] = ""
+    lines["peak_flops_source"] = lines["peak_flops_source"].fillna("")
+    return lines
 
 
 QUALITY_FIGURES = ("perplexity", "ppl_ratio", "kl_mean", "kl_p99", "teacher_forced_agreement")
@@ -346,11 +448,11 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
 
 
 def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = None,
-          quality_spec: dict | None = None) -> None:
+          quality_spec: dict | None = None, pricing: list[dict] | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     df = load_requests(inputs)
     atomic.write_parquet(rows.REQUESTS.from_frame(df), out_dir / "requests.parquet")
-    summary = add_quality(summarize(df), df, quality_files or [], quality_spec or {})
+    summary = add_quality(summarize(df, pricing), df, quality_files or [], quality_spec or {})
     atomic.write_parquet(rows.SUMMARY.from_frame(summary), out_dir / "latency.parquet")
     note = quality_notes(summary, quality_files or [], quality_spec) if quality_spec else ""
     (out_dir / "latency.md").write_text(to_markdown(summary, hosts_note(df), note))

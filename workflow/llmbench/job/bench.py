@@ -14,7 +14,7 @@ from typing import Any
 from llmbench import engines
 from llmbench.analysis import roofline
 from llmbench.engines.base import EngineUnavailable, Placement
-from llmbench.job import context, rows
+from llmbench.job import context, energy, rows
 from llmbench.job.context import JobContext
 from llmbench.job.scenarios import KINDS as SCENARIOS
 from llmbench.provenance import atomic, manifest
@@ -82,7 +82,8 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     try:
         if art.get("status") == "unverified":
             raise EngineUnavailable(f"artifact {spec['artifact']} is unverified: {art.get('unverified_reason')}")
-        bandwidth, devices = _bandwidth(engines.placement(variant["engine"], options))
+        place = engines.placement(variant["engine"], options)
+        bandwidth, devices = _bandwidth(place)
         log(f"read bandwidth {bandwidth[0] / 1e9:.1f} GB/s ({bandwidth[1]}) × {devices} device(s), measured "
             "before loading")
         loaded = engine.load(artifact_dir, art, options)
@@ -92,9 +93,12 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
         return atomic.write_parquet(rows.to_table([rows.unverified_row(ctx, str(e))]), out)
     log(f"loaded in {time.perf_counter() - t:.1f} s on {loaded.device} ({loaded.device_name}); runtime {loaded.runtime}")
 
+    meter = energy.Meter(loaded.device, max(1, place.gpus))
+    meter.measure_idle()
+    log(f"energy: {meter.counter.method}, idle {meter.idle_w:.1f} W" if meter.counter else f"energy: {meter.why_not}")
     scenario = importlib.import_module(SCENARIOS[spec["scenario"]["kind"]])
-    results = scenario.run(engine, spec, log=log)
+    results = scenario.run(engine, spec, log=log, meter=meter)
     _check_measured(results, log)
     # after the run: runtime and weight_bytes as they ran (some engines learn them at the first request)
-    ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth, devices)
+    ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth, devices, meter.result())
     return atomic.write_parquet(rows.to_table([rows.request_row(ctx, r) for r in results]), out)

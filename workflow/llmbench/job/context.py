@@ -14,7 +14,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmbench import provenance
+from pathlib import Path
+
+from llmbench.analysis import roofline
 from llmbench.engines.base import Loaded
+from llmbench.job.energy import Energy
 from llmbench.provenance import manifest
 
 CONFIG_KEYS = ("model_config", "artifact_config", "variant", "scenario")
@@ -45,6 +49,7 @@ class JobContext:
     config_hash: str
     run_id: str
     timestamp: str
+    model_shape: str
     # what the scenario asks of every request (an unverified row records it as requested_output_tokens)
     max_new_tokens: int = field(metadata={"column": False})
     # from the engine; None (runtime "{}") when it did not load
@@ -64,14 +69,20 @@ class JobContext:
     kv_bytes_per_token: int | None = None
     ran_as: str | None = None
     threads: int | None = None
+    energy_j: float | None = None
+    energy_window_s: float | None = None
+    idle_power_w: float | None = None
+    energy_method: str = ""
+    energy_note: str = ""
 
     @classmethod
     def build(cls, spec: dict[str, Any], art: dict[str, Any], model_manifest: dict[str, Any], started: str,
               loaded: Loaded | None = None, bandwidth: tuple[float, str] | None = None,
-              bandwidth_devices: int = 1) -> JobContext:
+              bandwidth_devices: int = 1, energy: Energy | None = None) -> JobContext:
         """``started``: when the job started (ISO 8601). Give ``loaded`` after the run: its runtime and
         weight_bytes are read now, and some engines learn them only while running. ``bandwidth_devices``:
-        memories read in parallel, each at the measured bandwidth (roofline.py)."""
+        memories read in parallel, each at the measured bandwidth (roofline.py). ``energy``: the job's measured
+        window (job/energy.py)."""
         variant = spec["variant"]
         ctx = cls(
             model=spec["model"], artifact=spec["artifact"], engine=variant["engine"],
@@ -87,6 +98,7 @@ class JobContext:
             config_hash=manifest.sha256_json({k: spec[k] for k in CONFIG_KEYS}),
             run_id=uuid.uuid4().hex[:16], timestamp=started,
             max_new_tokens=int(spec["scenario"]["max_new_tokens"]),
+            model_shape=json.dumps(_model_shape(spec), sort_keys=True),
         )
         if loaded is None:
             return ctx
@@ -99,7 +111,17 @@ class JobContext:
             read_bandwidth_bytes_per_s=bandwidth[0] if bandwidth else None,
             bandwidth_method=bandwidth[1] if bandwidth else None,
             bandwidth_devices=int(bandwidth_devices) if bandwidth else None,
-            **{k: getattr(loaded, k) for k in LOADED_FACTS})
+            **{k: getattr(loaded, k) for k in LOADED_FACTS},
+            **(vars(energy) if energy else {}))
+
+
+def _model_shape(spec: dict[str, Any]) -> dict:
+    """roofline.model_shape of the model directory's config.json; {} when it has none or another layout."""
+    path = Path(spec.get("model_dir", "")) / "config.json"
+    try:
+        return roofline.model_shape(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def now() -> str:

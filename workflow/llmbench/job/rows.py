@@ -21,13 +21,15 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from llmbench.job.context import JobContext
 
-SCHEMA_VERSION = 3   # requests: 2 added engine_metrics; 3 added first_of_shape (failed requests are rows),
+SCHEMA_VERSION = 4   # requests: 2 added engine_metrics; 3 added first_of_shape (failed requests are rows),
 #                      model/artifact_manifest_sha256, host facts (GPU driver, CUDA, RAM, affinity), env_hash of
 #                      the installed packages under backend none, ran_as, threads, decode bytes and their parts,
-#                      bandwidth_devices
-SUMMARY_VERSION = 2  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
+#                      bandwidth_devices; 4 added model_shape, energy_j, energy_window_s, idle_power_w,
+#                      energy_method, energy_note
+SUMMARY_VERSION = 3  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
 #                      kl_mean, kl_p99, kl_note, quality_borrowed (quality per line), ran_as, threads, weight_bytes,
-#                      decode_bytes, mbu_flag, datasheet MBU; roofline from decode bytes
+#                      decode_bytes, mbu_flag, datasheet MBU; roofline from decode bytes; 3 added ideal_tpot_s,
+#                      prefill FLOPs / ideal time / MFU, KV bytes, energy per token, cost per 1M tokens
 QUALITY_VERSION = 2  # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes
 
 
@@ -85,6 +87,12 @@ COLUMNS: list[Column] = [
     Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "memory read bandwidth measured in this job on one of its devices, before loading, with the engine's CPU threads (roofline.py)"),
     Column("bandwidth_method", pa.string(), "", "how read_bandwidth_bytes_per_s was measured"),
     Column("bandwidth_devices", pa.int32(), "", "devices read in parallel at that bandwidth (tensor parallel on N GPUs: N; CPU: 1)"),
+    Column("model_shape", pa.string(), "json", "the model's shape from its config.json (layers, hidden size, heads, KV heads, head dim, MLP size, vocabulary, tied embeddings) and matmul_parameters, the weights of every matmul a token goes through (roofline.model_shape); {} when the model has no such config"),
+    Column("energy_j", pa.float64(), "J", "energy of the job's devices over one window spanning all its measured requests (warm-ups excluded), from the hardware's counter (energy_method); idle not subtracted; the same in every row of the job; empty with energy_note saying why"),
+    Column("energy_window_s", pa.float64(), "s", "length of that window"),
+    Column("idle_power_w", pa.float64(), "W", "power of the same devices with the engine loaded and idle, measured in this job just before the warm-ups (job/energy.py)"),
+    Column("energy_method", pa.string(), "", "the counter read: NVML total energy (GPUs) or RAPL packages (CPU)"),
+    Column("energy_note", pa.string(), "", "why the energy columns are empty (no readable counter, window too short); empty otherwise"),
     # provenance
     Column("model_hash", pa.string(), "sha256", "content hash of the model directory's manifest"),
     Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),
@@ -139,8 +147,27 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("roofline_tokens_per_s", pa.float64(), "tokens/s", "read bandwidth measured in the job × bandwidth devices / decode bytes: the memory limit at batch 1"),
     Column("mbu", pa.float64(), "share", "model bandwidth utilization: decode bytes × decode tok/s / (measured read bandwidth × bandwidth devices); empty when over 1 (see mbu_flag)"),
     Column("mbu_flag", pa.string(), "", "set when MBU came out over 100% (impossible: the bytes counted are wrong), instead of a figure"),
-    Column("datasheet_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "the card's peak from its datasheet where roofline.DATASHEET knows it (per device)"),
+    Column("datasheet_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "the card's peak from its datasheet where analysis/hardware.py knows the card by name (per device)"),
     Column("mbu_datasheet", pa.float64(), "share", "MBU against the datasheet peak instead of the measured bandwidth; empty where the card is unknown or MBU is flagged"),
+    Column("ideal_tpot_s", pa.float64(), "s", "the least time a batch-1 decode step can take: decode bytes / (measured read bandwidth × bandwidth devices) = 1 / roofline_tokens_per_s"),
+    Column("prefill_flops", pa.float64(), "FLOPs", "FLOPs of a request's prefill from the model's shape (roofline.prefill_flops: 2 × layer matmul weights per prompt token, causal attention, lm_head of the last position), median over the successful requests; empty without a model shape"),
+    Column("peak_flops_per_s", pa.float64(), "FLOP/s", "the card's dense datasheet peak in the dtype the engine ran (analysis/hardware.py); empty where the card or dtype is not in that table (every CPU)"),
+    Column("peak_flops_source", pa.string(), "", "the datasheet and the figure peak_flops_per_s comes from, and the dtype key"),
+    Column("ideal_prefill_s", pa.float64(), "s", "the least time the median prefill can take: max(prefill FLOPs / (peak × devices), weight bytes / (measured bandwidth × devices))"),
+    Column("mfu_prefill", pa.float64(), "share", "model FLOP/s utilization of prefill: prefill FLOPs / TTFT / (peak × devices), median over the successful requests (TTFT includes the first decode step and the host's overheads)"),
+    Column("kv_bytes_per_token", pa.int64(), "bytes", "KV-cache bytes per token of context at the precision the engine keeps it (the engine's figure)"),
+    Column("max_context", pa.int64(), "tokens", "longest context of the line's successful requests: input + output tokens"),
+    Column("kv_bytes_at_context", pa.int64(), "bytes", "kv_bytes_per_token × max_context: the KV cache one such request holds at its end"),
+    Column("energy_j_per_output_token", pa.float64(), "J/token", "(energy over the job's measured window - idle power × window) / output tokens of the window's requests (prefill energy included); empty with energy_note saying why"),
+    Column("output_tokens_per_j", pa.float64(), "tokens/J", "the inverse: output tokens per joule above idle"),
+    Column("energy_idle_power_w", pa.float64(), "W", "idle power measured in the job, subtracted above"),
+    Column("energy_method", pa.string(), "", "the counter read (NVML total energy, RAPL packages)"),
+    Column("energy_note", pa.string(), "", "why there is no energy figure (e.g. no readable counter on this machine)"),
+    Column("usd_per_hour", pa.float64(), "US$/h", "config `pricing` for this device × bandwidth devices (tensor parallel: all its GPUs); empty without an entry"),
+    Column("price_source", pa.string(), "", "where that price comes from (config)"),
+    Column("price_date", pa.string(), "date", "when it was read (config)"),
+    Column("usd_per_1m_output_tokens", pa.float64(), "US$", "usd_per_hour / 3600 × 10^6 × sum of latencies / sum of output tokens: the device-time of a million output tokens at this line's end-to-end rate, batch 1 (prefill time included)"),
+    Column("usd_per_1m_input_tokens", pa.float64(), "US$", "usd_per_hour / 3600 × 10^6 × sum of TTFTs / sum of input tokens: a million prompt tokens at this line's prefill rate, batch 1"),
     Column("memory_kind", pa.string(), "", "what peak_memory_bytes measured (see the requests table)"),
     Column("cpu_flags", pa.string(), "", "the host CPU's kernel-relevant flags, space-separated"),
     Column("runtime", pa.string(), "json", "runtime of the line's first request (what actually ran)"),

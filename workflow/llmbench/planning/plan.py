@@ -49,15 +49,26 @@ def serving_files(config: dict[str, Any]) -> list[str]:
     return [f"results/serving/runs/{m}/{a}/{v}/{s}.parquet" for m, a, v, s in jobs(config) if is_serving(config, s)]
 
 
+# The report's plots and HTML tables (rules/report.smk) and their report categories; the names are those of
+# analysis/plots.py LATENCY_PLOTS and analysis/report_tables.py LATENCY_TABLES (a test keeps them equal).
+PLOT_CATEGORIES = {"ttft-tpot": "Latency", "quality-vs-speed": "Quality", "decode-vs-limit": "Roofline",
+                   "memory-size": "Roofline", "cost": "Cost and energy", "energy": "Cost and energy"}
+TABLE_CATEGORIES = {"latency": "Latency", "quality": "Quality", "roofline": "Roofline",
+                    "cost-energy": "Cost and energy", "environment": "Environment"}
+
+
 def final_tables(config: dict[str, Any]) -> list[str]:
-    """What `rule all` asks for: the latency tables when any job is in-process, the serving tables when any
-    serves."""
+    """What `rule all` asks for: the latency tables, plots and report tables when any job is in-process, the
+    serving tables and plots when any serves."""
     out = []
     if run_files(config):
         out += ["results/tables/latency.md", "results/tables/latency.parquet", "results/tables/requests.parquet"]
+        out += [f"results/plots/{name}.{fmt}" for name in PLOT_CATEGORIES for fmt in ("png", "svg")]
+        out += [f"results/report/{name}.html" for name in TABLE_CATEGORIES]
     if serving_files(config):
         out += ["results/tables/serving.md", "results/tables/serving.parquet",
                 "results/tables/serving-requests.parquet"]
+        out += [f"results/plots/serving-{name}.{fmt}" for name in ("throughput", "latency") for fmt in ("png", "svg")]
     return out
 
 

@@ -5,7 +5,7 @@ distinct prompt once, so each input shape the measurement meets has been seen be
 first N prompts. ``warmup_new_tokens`` (default: ``max_new_tokens``) shortens the warm-ups: the warm-up with the
 longest input still generates ``max_new_tokens``, so every decode context length the measurement meets has
 been run once, and the others only cover their prompt's prefill and first decode steps. Then every prompt is
-run ``repeats`` times. A measured request that is the first of its input
+run ``repeats`` times; the energy ``meter`` (job/energy.py), when given, spans the measured requests. A measured request that is the first of its input
 length in the job (warm-ups counted) is flagged ``first_of_shape``. Tokenization happens before the clock
 starts; the clock stops at the last token.
 
@@ -146,7 +146,7 @@ def _describe(m: RequestResult) -> str:
     return text + (f"; FAILED: {m.error}" if m.error else "")
 
 
-def run(engine, spec: dict[str, Any], log=print) -> list[RequestResult]:
+def run(engine, spec: dict[str, Any], log=print, meter=None) -> list[RequestResult]:
     sc = spec["scenario"]
     items = prompts.load(sc["prompts"])
     max_new = int(sc["max_new_tokens"])
@@ -159,6 +159,8 @@ def run(engine, spec: dict[str, Any], log=print) -> list[RequestResult]:
     results, shapes_seen = [], set()
     for i, (p, repeat, warm, n_new) in enumerate(plan):
         ids = encoded[str(p["id"])]
+        if meter is not None and not warm and not any(not r.warmup for r in results):
+            meter.begin()  # before the first measured request
         m = measure(engine, ids, n_new)
         problem = m.error or check_counts(m) or check_time(m, timeout_s)
         m = dataclasses.replace(m, request_index=i, prompt_id=str(p["id"]), repeat=repeat, warmup=warm,
@@ -167,4 +169,6 @@ def run(engine, spec: dict[str, Any], log=print) -> list[RequestResult]:
         results.append(m)
         log("row " + json.dumps(rows.log_fields(m)))
         log(f"[{i + 1}/{len(plan)}] prompt {p['id']}{' (warm-up)' if warm else ''}: {_describe(m)}")
+    if meter is not None:
+        meter.end()
     return results
