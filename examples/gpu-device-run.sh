@@ -15,6 +15,9 @@
 #   pip wheel --no-deps "connection_pool>=0.0.3" -w .wh-gpu      # it has no wheel on PyPI
 #   pip download snakemake==9.27.1 --python-version 3.12 --only-binary=:all: --platform manylinux2014_x86_64 \
 #     --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d .wh-gpu --find-links .wh-gpu
+#   pip download --no-deps matplotlib==3.11.2 contourpy cycler fonttools kiwisolver pyparsing pillow \
+#     python-dateutil (same --python-version/--only-binary/--platform/-d flags)   # the report's plots
+# (52 MB in all: with the tokenizer files it stays under the device tool's 64 MiB carry limit)
 # With this workplace's device tool: run(command="bash examples/gpu-device-run.sh start 540", carry=[".wh-gpu",
 #   "resources/models/smollm2-135m/tokenizer.json", "resources/models/smollm2-135m/tokenizer_config.json",
 #   "resources/models/smollm2-135m/chat_template.jinja"]).
@@ -36,10 +39,12 @@ if [ "$PHASE" = start ]; then
   tar --exclude=./.wh-gpu --exclude=./.git -cf - . | tar -xf - -C "$RUN"
   if [ -z "${SKIP_INSTALL:-}" ]; then
     python3 -m pip install -q --no-index --find-links "$WH" snakemake==9.27.1 || { echo "snakemake install failed"; exit 2; }
+    python3 -m pip install -q --no-index --no-deps --find-links "$WH" matplotlib==3.11.2 contourpy cycler fonttools \
+      kiwisolver pyparsing pillow python-dateutil || echo "matplotlib install failed: the plots rule will fail"
     python3 -m pip install -q --no-deps --no-index --no-build-isolation -e "$RUN" ||
       { echo "editable install failed: using PYTHONPATH=$RUN/workflow"; export PYTHONPATH="$RUN/workflow"; }
   fi
-  { python3 --version; python3 -m pip list 2>/dev/null | grep -i -E "^(torch|transformers|accelerate|safetensors|tokenizers|snakemake|pandas|pyarrow|llmbench|numpy) "; uname -a; nproc; } > "$OUT/env.txt"
+  { python3 --version; python3 -m pip list 2>/dev/null | grep -i -E "^(torch|transformers|accelerate|safetensors|tokenizers|snakemake|pandas|pyarrow|llmbench|numpy|matplotlib) "; uname -a; nproc; } > "$OUT/env.txt"
   cat "$OUT/env.txt"
   # Memory read bandwidth of this card, measured before the workflow (GPU otherwise idle): best of 20 sums
   # over a 4 GiB fp16 tensor (bytes read / time), and a device-to-device copy (bytes read + written).
@@ -97,7 +102,14 @@ done
 
 collect() {
   cp results/tables/latency.md results/tables/latency.parquet results/tables/requests.parquet "$OUT/" 2>/dev/null
-  tar -czf "$OUT/logs.tar.gz" logs .snakemake/log snakemake.out snakemake-dryrun.out snakemake.rc results/runs 2>/dev/null
+  # the report, built here from this run (its wall time is the report step's, printed)
+  t=$(date +%s)
+  python3 -m snakemake --cores 1 --resources gpu=1 --configfile "$CONFIG" --report results/report.html > report.out 2>&1 &&
+    echo "snakemake --report took $(( $(date +%s) - t )) s" || { echo "snakemake --report failed:"; tail -20 report.out; }
+  cp -r results/plots results/report "$OUT/" 2>/dev/null
+  cp results/report.html "$OUT/" 2>/dev/null
+  grep -h "^\[\|rule \|Finished" .snakemake/log/*.log 2>/dev/null | grep -E "rule (plots|report_tables)" -A3 | head -20
+  tar -czf "$OUT/logs.tar.gz" logs .snakemake/log snakemake.out snakemake-dryrun.out snakemake.rc report.out results/runs 2>/dev/null
 }
 if [ -f snakemake.rc ]; then
   echo "snakemake exited with $(cat snakemake.rc)"
