@@ -87,6 +87,30 @@ def test_second_run_does_nothing(done):
     assert planned(done) == {}
 
 
+def test_the_report_has_its_plots_and_tables_and_snakemake_builds_it(done):
+    from llmbench.planning import plan
+
+    for name in plan.PLOT_CATEGORIES:
+        for fmt in ("png", "svg"):
+            assert (done / f"results/plots/{name}.{fmt}").stat().st_size > 1000, (name, fmt)
+    for name in plan.TABLE_CATEGORIES:
+        assert "hf / hf-sdpa" in (done / f"results/report/{name}.html").read_text(), name
+    req = pd.read_parquet(done / "results/tables/requests.parquet")
+    # the model's shape from its config.json: 134,515,008 parameters minus 61 RMSNorm weights of 576
+    assert {yaml.safe_load(x)["matmul_parameters"] for x in req["model_shape"]} == {134_515_008 - 61 * 576}
+    summary = pd.read_parquet(done / "results/tables/latency.parquet")
+    assert (summary["prefill_flops"] > 2 * 106_000_000 * 30).all()   # > 2 x layer weights x the shortest prompt
+    assert summary["mfu_prefill"].isna().all() and (summary["peak_flops_source"] == "").all()  # a CPU: no datasheet
+    # energy: a figure where this machine's RAPL is readable, else the reason; never a silent blank
+    readable = summary["energy_j_per_output_token"].notna()
+    assert (readable | summary["energy_note"].str.len().gt(0)).all()
+    assert summary["usd_per_1m_output_tokens"].isna().all()   # the default config prices nothing
+    assert "no price configured" in (done / "results/plots/cost.svg").read_text()
+    proc = snakemake(done, "--report", "results/report.html")
+    html = (done / "results/report.html").read_text(errors="replace")
+    assert proc.returncode == 0 and "decode-vs-limit.png" in html and "Cost and energy" in html
+
+
 def test_changing_one_variant_reruns_only_its_jobs_and_the_merge(done):
     cfg = small_config()
     cfg["variants"]["hf-eager"]["options"]["num_threads"] = 1

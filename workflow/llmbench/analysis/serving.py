@@ -46,6 +46,15 @@ def _stats(values, prefix: str) -> dict[str, float]:
                                                       for q in (50, 90, 99)}}
 
 
+def _p50_ci(values, prefix: str) -> dict[str, float]:
+    """95% bootstrap interval of the median (analysis/tables.bootstrap_ci), in ms."""
+    from llmbench.analysis.tables import bootstrap_ci
+
+    v = np.asarray(list(values), dtype=float) * 1000.0
+    low, high = bootstrap_ci({"v": v}, lambda v: np.median(v, axis=1)) if len(v) else (math.nan, math.nan)
+    return {f"{prefix}_p50_ci_low_ms": low, f"{prefix}_p50_ci_high_ms": high}
+
+
 def _server_means(metrics_json: str) -> dict[str, float]:
     """The server's own mean TTFT / ITL over the point and its prefix-cache hit rate, from the counter deltas."""
     m = json.loads(metrics_json or "{}")
@@ -128,6 +137,7 @@ def _line(key: tuple, g: pd.DataFrame) -> dict:
         "note": _note(measured, runtime), "duration_s": duration, **_throughput(ok, duration),
         "request_goodput": _goodput(ok, scenario_slo, duration),
         **_stats(ok["ttft_s"], "ttft"), **_stats(ok["tpot_s"].dropna(), "tpot"), **_stats(itls, "itl"),
+        **_p50_ci(ok["ttft_s"], "ttft"), **_p50_ci(ok["tpot_s"].dropna(), "tpot"),
         **_stats(ok["latency_s"], "e2el"),
         "e2el_with_queue_p50_ms": float(np.percentile((ok["latency_s"] + ok["queue_s"]) * 1000, 50)) if len(ok) else math.nan,
         "queue_p99_ms": float(np.percentile(ok["queue_s"] * 1000, 99)) if len(ok) else math.nan,
@@ -177,10 +187,17 @@ def _fmt(x, digits: int = 1) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _ci(r, metric: str, digits: int) -> str:
+    """``p50 (low–high)``: the median and its 95% interval; the median alone without an interval."""
+    low, high = r[f"{metric}_p50_ci_low_ms"], r[f"{metric}_p50_ci_high_ms"]
+    mid = _fmt(r[f"{metric}_p50_ms"], digits)
+    return mid if low is None or math.isnan(low) else f"{mid} ({_fmt(low, digits)}–{_fmt(high, digits)})"
+
+
 MD_COLUMNS = {
     "artifact": "artifact", "engine_variant": "engine / variant", "point": "point", "requests_failed": "requests (failed)",
-    "output_throughput": "output tok/s", "request_throughput": "req/s", "ttft": "TTFT p50 / p99 (ms)",
-    "tpot": "TPOT p50 / p99 (ms)", "itl": "ITL p50 / p99 (ms)", "e2el": "e2e p50 / p99 (ms)",
+    "output_throughput": "output tok/s", "request_throughput": "req/s", "ttft": "TTFT p50 (95% CI) / p99 (ms)",
+    "tpot": "TPOT p50 (95% CI) / p99 (ms)", "itl": "ITL p50 / p99 (ms)", "e2el": "e2e p50 / p99 (ms)",
     "queue": "queue p99 (ms)", "server": "server TTFT / ITL mean (ms)", "client_cpu_s": "client CPU (s)",
     "quality": "PPL ratio / KL mean / top-1",
     "flags": "status",
@@ -197,8 +214,8 @@ def _md_row(r) -> dict:
     return {"artifact": r["artifact"], "engine_variant": f"{r['engine']} / {r['variant']}", "point": r["point"],
             "requests_failed": f"{r['requests']} ({r['failed']})", "output_throughput": _fmt(r["output_throughput"]),
             "request_throughput": _fmt(r["request_throughput"], 2),
-            "ttft": f"{_fmt(r['ttft_p50_ms'], 0)} / {_fmt(r['ttft_p99_ms'], 0)}",
-            "tpot": f"{_fmt(r['tpot_p50_ms'])} / {_fmt(r['tpot_p99_ms'])}",
+            "ttft": f"{_ci(r, 'ttft', 0)} / {_fmt(r['ttft_p99_ms'], 0)}",
+            "tpot": f"{_ci(r, 'tpot', 1)} / {_fmt(r['tpot_p99_ms'])}",
             "itl": f"{_fmt(r['itl_p50_ms'])} / {_fmt(r['itl_p99_ms'])}",
             "e2el": f"{_fmt(r['e2el_p50_ms'], 0)} / {_fmt(r['e2el_p99_ms'], 0)}", "queue": _fmt(r["queue_p99_ms"], 0),
             "server": f"{_fmt(r['server_ttft_mean_ms'], 0)} / {_fmt(r['server_itl_mean_ms'])}",

@@ -12,7 +12,7 @@ import pyarrow as pa
 from llmbench.job.rows import COLUMNS as REQUEST_COLUMNS, Column, Table
 
 SERVING_REQUESTS_VERSION = 1
-SERVING_VERSION = 1
+SERVING_VERSION = 2  # 2 added the 95% intervals of TTFT and TPOT p50
 
 _PROVENANCE = ("model", "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
                "variant_options", "runtime", "threads", "model_hash", "artifact_hash", "model_manifest_sha256",
@@ -85,6 +85,9 @@ SERVING_COLUMNS: list[Column] = [
     Column("total_token_throughput", F64, "tokens/s", "(input + output tokens) / duration"),
     *[Column(f"{m}_{s}_ms", F64, "ms", f"{s} of {m.upper()} {_STAT}")
       for m in ("ttft", "tpot", "itl", "e2el") for s in ("mean", "p50", "p90", "p99")],
+    *[Column(f"{m}_p50_ci_{end}_ms", F64, "ms", f"{end}er end of {m.upper()} p50's 95% bootstrap percentile interval "
+             "over the point's successful requests (2000 resamples, seed 0, as in the latency table); empty below "
+             "2 requests") for m in ("ttft", "tpot") for end in ("low", "high")],
     Column("e2el_with_queue_p50_ms", F64, "ms", f"median of queue + e2e latency {_STAT}"),
     Column("queue_p99_ms", F64, "ms", f"99th percentile client queue time {_STAT}"),
     Column("max_concurrent_requests", I64, "", "most requests in flight at once, measured by the client"),
