@@ -111,6 +111,22 @@ def test_the_report_has_its_plots_and_tables_and_snakemake_builds_it(done):
     assert proc.returncode == 0 and "decode-vs-limit.png" in html and "Cost and energy" in html
 
 
+def test_a_copied_checkout_plans_the_same_env_builds(done, tmp_path):
+    """build_env's inputs and params do not depend on where the checkout lives: a finished env build, copied
+    with its checkout to another path, is not planned again (it was: its env file was an absolute input)."""
+    wd = clone(done, tmp_path / "a")
+    cfg = small_config()
+    cfg["software_envs"] = {"backend": "venv"}
+    write_yaml(wd / "config/config.yaml", cfg)
+    target = "resources/envs/hf/env.json"
+    (wd / target).parent.mkdir(parents=True, exist_ok=True)
+    (wd / target).write_text("{}")  # a stand-in: only its metadata matters to the plan
+    snakemake(wd, "--touch", target)  # the target after a flag: --resources takes every word up to the next
+    assert planned(wd, target) == {}
+    moved = clone(wd, tmp_path / "elsewhere" / "b")
+    assert planned(moved, target) == {}
+
+
 def test_changing_one_variant_reruns_only_its_jobs_and_the_merge(done):
     cfg = small_config()
     cfg["variants"]["hf-eager"]["options"]["num_threads"] = 1

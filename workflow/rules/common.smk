@@ -100,7 +100,19 @@ def gpus(wildcards):
 
 
 def env_file(name):
+    """The env file as the `conda:` directive takes it (absolute: conda resolves relative paths against the
+    rule's .smk file)."""
     return str(Path(workflow.basedir) / "envs" / f"{name}.yaml")
+
+
+def env_file_input(name):
+    """The env file as a rule input: relative to the working directory when the checkout is the working
+    directory (the usual case), so a moved or copied checkout plans the same inputs and reruns nothing."""
+    path = Path(env_file(name))
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def engine_env_name(wildcards):

@@ -6,7 +6,7 @@
 
 rule build_env:
     input:
-        env_file=ancient(lambda wildcards: env_file(wildcards.env)),
+        env_file=ancient(lambda wildcards: env_file_input(wildcards.env)),
     output:
         "resources/envs/{env}/env.json",
     params:
