@@ -18,7 +18,7 @@ PINNED = {
     "latency": (3, "3d5834194719295dd66290482821b42b01bca3c20978d0bcab75d6d80295b1da"),
     "quality": (2, "7df323d7d7b26d8552b28593d86c381fb51abf4cd67d73af2eeab81316deeb36"),
     "serving_requests": (1, "0133dd6d3c83f57087f6b47c3dbedc27c98a952d3af31ea549526b9db1cf7aec"),
-    "serving": (2, "75bb3c83d43adb739f833058b52a6db129ff0ed9715957d5d75101f3909784c7"),
+    "serving": (2, "0522bca39642741aabee3e99e76414c89aa84641a61d55099cf6cd95c67cb8fb"),
 }
 
 
@@ -156,8 +156,9 @@ COLUMNS_BY_VERSION = {
             "e2el_p99_ms", "ttft_p50_ci_low_ms", "ttft_p50_ci_high_ms", "tpot_p50_ci_low_ms",
             "tpot_p50_ci_high_ms", "e2el_with_queue_p50_ms", "queue_p99_ms", "max_concurrent_requests",
             "client_cpu_s", "loop_lag_p99_ms", "server_ttft_mean_ms", "server_itl_mean_ms",
-            "prefix_cache_hit_rate", "perplexity", "ppl_ratio", "kl_mean", "teacher_forced_agreement",
-            "quality_by", "threads", "runtime", "artifact_hash", "git_commit",
+            "prefix_cache_hit_rate", "usd_per_hour", "price_source", "usd_per_1m_output_tokens",
+            "perplexity", "ppl_ratio", "kl_mean", "teacher_forced_agreement", "quality_by", "threads",
+            "runtime", "artifact_hash", "git_commit",
         ),
     },
 }

@@ -40,7 +40,7 @@ def cmd_serve(a):
 
 def cmd_merge_serving(a):
     from llmbench.analysis import serving
-    serving.merge(a.runs, Path(a.out_dir), a.quality)
+    serving.merge(a.runs, Path(a.out_dir), a.quality, pricing=_spec(a.pricing))
 
 
 def cmd_quality(a):
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.add_argument("--points", required=True)
     s.add_argument("--server-log", required=True); s.set_defaults(fn=cmd_serve)
     s = sub.add_parser("merge-serving"); s.add_argument("--out-dir", required=True); s.add_argument("--runs", nargs="*", default=[])
-    s.add_argument("--quality", nargs="*", default=[])
+    s.add_argument("--quality", nargs="*", default=[]); s.add_argument("--pricing", default="[]", help="config `pricing` as JSON")
     s.set_defaults(fn=cmd_merge_serving)
     s = sub.add_parser("quality"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.set_defaults(fn=cmd_quality)
     s = sub.add_parser("merge"); s.add_argument("--out-dir", required=True); s.add_argument("--runs", nargs="*", default=[])

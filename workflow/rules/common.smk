@@ -37,6 +37,9 @@ def serving_files():
     return plan.serving_files(config)
 
 
+TABLE_VERSIONS = plan.table_versions()
+
+
 def final_tables():
     return plan.final_tables(config)
 
@@ -66,8 +69,11 @@ def artifact_spec(wildcards):
 
 
 def bench_spec(wildcards):
+    """The job's spec. It carries the versions of the tables the job writes: a release that changes their
+    columns reruns the jobs (their params changed) instead of leaving rows the merge refuses."""
     return quoted(
         {
+            "table_versions": TABLE_VERSIONS,
             "model": wildcards.model,
             "artifact": wildcards.artifact,
             "variant_name": wildcards.variant,
@@ -191,6 +197,7 @@ def quality_spec(wildcards):
     ref = quality_reference(wildcards)
     return quoted(
         {
+            "table_versions": TABLE_VERSIONS,
             "model": wildcards.model,
             "artifact": wildcards.artifact,
             "artifact_dir": f"resources/artifacts/{wildcards.model}/{wildcards.artifact}",

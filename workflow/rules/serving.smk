@@ -45,10 +45,11 @@ rule merge_serving:
     params:
         python=env_python("hf"),
         env_hash=env_hash("hf"),
+        pricing=quoted(config.get("pricing", [])),
     log:
         "logs/merge_serving.log",
     conda:
         "../../envs/hf.yaml"
     shell:
         "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench merge-serving --out-dir results/tables "
-        "--runs {input.runs} --quality {input.quality} > {log} 2>&1"
+        "--runs {input.runs} --quality {input.quality} --pricing {params.pricing} > {log} 2>&1"

@@ -175,10 +175,23 @@ def _with_quality(line: dict, quality: dict[tuple[str, str, str], dict]) -> dict
     return {**line, **{k: q[k] for k in QUALITY}, "quality_by": q["quality_by"]}
 
 
-def summarize(df: pd.DataFrame, quality: dict | None = None) -> pd.DataFrame:
+def _with_cost(line: dict, pricing: list[dict]) -> dict:
+    """Cost per 1M output tokens at the point's measured throughput (config `pricing`, analysis/tables.py)."""
+    from llmbench.analysis.tables import price_for
+
+    price = price_for(pricing, line.get("device_name"))
+    rate = line.get("output_throughput")
+    line["usd_per_hour"] = price["usd_per_hour"] if price else math.nan
+    line["price_source"] = f"{price['source']} ({price['date']})" if price else ""
+    line["usd_per_1m_output_tokens"] = (price["usd_per_hour"] / 3600 * 1e6 / rate
+                                        if price and rate and not math.isnan(rate) else math.nan)
+    return line
+
+
+def summarize(df: pd.DataFrame, quality: dict | None = None, pricing: list[dict] | None = None) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=[c.name for c in SERVING.columns])
-    lines = [_with_quality(_line(k, g), quality or {})
+    lines = [_with_cost(_with_quality(_line(k, g), quality or {}), pricing or [])
              for k, g in df.sort_values(["point_index", "request_index"]).groupby(GROUP, sort=False)]
     return pd.DataFrame(lines)[[c.name for c in SERVING.columns]]
 
@@ -200,6 +213,7 @@ MD_COLUMNS = {
     "tpot": "TPOT p50 (95% CI) / p99 (ms)", "itl": "ITL p50 / p99 (ms)", "e2el": "e2e p50 / p99 (ms)",
     "queue": "queue p99 (ms)", "server": "server TTFT / ITL mean (ms)", "client_cpu_s": "client CPU (s)",
     "quality": "PPL ratio / KL mean / top-1",
+    "cost": "US$ / 1M output tok",
     "flags": "status",
 }
 
@@ -221,7 +235,7 @@ def _md_row(r) -> dict:
             "server": f"{_fmt(r['server_ttft_mean_ms'], 0)} / {_fmt(r['server_itl_mean_ms'])}",
             "client_cpu_s": _fmt(r["client_cpu_s"], 2),
             "quality": (f"{_fmt(r['ppl_ratio'], 3)} / {_fmt(r['kl_mean'], 4)} / {_fmt(r['teacher_forced_agreement'], 3)}"
-                        if r["quality_by"] else ""), "flags": status}
+                        if r["quality_by"] else ""), "cost": _fmt(r["usd_per_1m_output_tokens"], 3), "flags": status}
 
 
 def _sweep_tables(summary: pd.DataFrame) -> str:
@@ -252,9 +266,10 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "") -> str:
             + ("\n" + "\n".join(notes) + "\n" if notes else "") + "\n## Sweeps\n" + _sweep_tables(summary) + "\n")
 
 
-def merge(inputs: list[str | Path], out_dir: Path, quality_files: list[str | Path] = ()) -> None:
+def merge(inputs: list[str | Path], out_dir: Path, quality_files: list[str | Path] = (),
+          pricing: list[dict] | None = None) -> None:
     df = load(inputs)
-    summary = summarize(df, quality_by_line(list(quality_files)))
+    summary = summarize(df, quality_by_line(list(quality_files)), pricing)
     out_dir = Path(out_dir)
     atomic.write_parquet(SERVING_REQUESTS.from_frame(df), out_dir / "serving-requests.parquet")
     atomic.write_parquet(SERVING.from_frame(summary), out_dir / "serving.parquet")

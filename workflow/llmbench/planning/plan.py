@@ -49,6 +49,14 @@ def serving_files(config: dict[str, Any]) -> list[str]:
     return [f"results/serving/runs/{m}/{a}/{v}/{s}.parquet" for m, a, v, s in jobs(config) if is_serving(config, s)]
 
 
+def table_versions() -> dict[str, int]:
+    """The version of each table a job writes (job/rows.py, serving/rows.py), for the jobs' specs."""
+    from llmbench.job import rows
+    from llmbench.serving import rows as serving_rows
+
+    return {t.name: t.version for t in (*rows.TABLES, *serving_rows.SERVING_TABLES)}
+
+
 # The report's plots and HTML tables (rules/report.smk) and their report categories; the names are those of
 # analysis/plots.py LATENCY_PLOTS and analysis/report_tables.py LATENCY_TABLES (a test keeps them equal).
 PLOT_CATEGORIES = {"ttft-tpot": "Latency", "quality-vs-speed": "Quality", "decode-vs-limit": "Roofline",
