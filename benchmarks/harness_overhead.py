@@ -207,7 +207,7 @@ def main() -> None:
         "engine_version": loaded.engine_version, "cpu_count": provenance.host().get("cpu_count"),
         "cpu_flags": provenance.host().get("cpu_flags"), "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }, default=str))
+    }, default=str), flush=True)  # flushed: vLLM's shutdown may end the process before buffers are written
 
 
 if __name__ == "__main__":

@@ -85,3 +85,15 @@ def test_jobs_get_complete_values():
 def test_docs_match_the_declarations():
     assert (REPO / "docs/options.md").read_text() == markdown_doc(), (
         "docs/options.md is out of date: `python -m llmbench options-doc --out docs/options.md`")
+
+
+def test_resolving_resolved_options_changes_nothing_even_where_an_option_does_not_apply():
+    """vLLM's kv_cache_space_gib applies to the CPU only: resolved for cuda it is null, and resolving that again
+    (what a job's placement does with the spec's resolved options) must not call the null a wrong type."""
+    from llmbench import engines
+
+    once = engines.resolved("vllm", {"device": "cuda", "dtype": "float16"})
+    assert once["kv_cache_space_gib"] is None and engines.resolved("vllm", once) == once
+    assert engines.placement("vllm", once).gpus == 1
+    with pytest.raises(ValueError, match="kv_cache_space_gib = None"):
+        engines.resolved("vllm", {"device": "cpu", "kv_cache_space_gib": None})

@@ -77,3 +77,16 @@ def peak_flops(device_name: str | None, dtype: str | None) -> tuple[float, str] 
     if c is None or key is None or key not in c.flops_per_s:
         return None
     return c.flops_per_s[key], f"{c.source} [{key}]"
+
+
+# GPU memory from the same datasheets, in GB (10^9 bytes) as they print it; what a driver reports is a little
+# more (an H200 shows 143771 MiB = 150.8 GB), so a fit check against these errs on the safe side.
+MEMORY_GB = {"NVIDIA H200": 141, "NVIDIA H100 80GB HBM3": 80, "NVIDIA H100 PCIe": 80, "NVIDIA A100-SXM4-80GB": 80,
+             "NVIDIA A100 80GB PCIe": 80, "NVIDIA A100-SXM4-40GB": 40, "NVIDIA A100-PCIE-40GB": 40,
+             "NVIDIA RTX A6000": 48, "NVIDIA L4": 24, "NVIDIA L40S": 48}
+
+
+def memory_bytes(device_name: str | None) -> float | None:
+    """Datasheet memory of that exact card, in bytes; None for a card not in the table."""
+    c = card(device_name)
+    return MEMORY_GB[c.name] * 1e9 if c else None

@@ -112,7 +112,18 @@ def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
     for name, s in config["scenarios"].items():
         if "prompts" in s and not (workdir / s["prompts"]).exists():
             out.append(f"scenarios.{name}.prompts = {s['prompts']!r}: file not found")
-    return out + _benchmark_problems(config) + _serving_problems(config) + _quality_problems(config)
+    out += _benchmark_problems(config) + _serving_problems(config) + _quality_problems(config)
+    return out or _fit_problems(config, workdir)   # the fit check reads a consistent config only
+
+
+def _fit_problems(config: dict[str, Any], workdir: Path) -> list[str]:
+    """GPU jobs that cannot fit their GPUs' memory (planning/fit.py), or a `hardware.gpu` the table lacks."""
+    from llmbench.planning import fit
+
+    try:
+        return fit.problems(config, workdir)
+    except ValueError as e:
+        return [str(e)]
 
 
 def _serving_problems(config: dict[str, Any]) -> list[str]:

@@ -98,10 +98,13 @@ def resolve(spec: Mapping[str, Option], given: Mapping[str, Any] | None, *, wher
     noun = owner.split()[0]
     problems = [f"{where}.{key}: unknown {owner}; allowed {noun}s are {', '.join(spec) or 'none'}"
                 for key in given if key not in spec]
-    values, bad = {}, set()
+    values, bad, deferred = {}, set(), []
     for key, opt in spec.items():
         if key in given:
             values[key] = given[key]
+            if given[key] is None and opt.when:  # null is what resolving gives where it does not apply
+                deferred.append(key)
+                continue
             if (p := opt.problem(given[key])):
                 problems.append(f"{where}.{key} = {given[key]!r}: {p}")
                 bad.add(key)
@@ -116,6 +119,10 @@ def resolve(spec: Mapping[str, Option], given: Mapping[str, Any] | None, *, wher
             if given.get(key) is not None:
                 problems.append(f"{where}.{key} = {given[key]!r}: applies to {opt.when_text()} only")
             values[key] = None
+    for key in deferred:  # a null given for an option that does apply is checked like any value
+        if spec[key].applies(values) and (p := spec[key].problem(None)):
+            problems.append(f"{where}.{key} = None: {p}")
+            bad.add(key)
     if not problems:  # cross-field rules only make sense on values of the right types
         for rule in checks:
             if (p := rule(values)):

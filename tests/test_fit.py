@@ -1,0 +1,85 @@
+"""The fit check at planning (planning/fit.py): GPU jobs whose weights, KV cache and headroom cannot fit their
+GPUs stop the plan with the numbers; the Llama-2 7B / 13B / 70B shapes checked on paper."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from llmbench.planning import config as llmbench_config
+from llmbench.planning import fit
+
+from conftest import REPO
+
+
+def _gpu_config(preset: str, dtype: str = "float16", tp: int | None = None, gpu: str = "NVIDIA H100 80GB HBM3") -> dict:
+    cfg = yaml.safe_load((REPO / "config/gpu.yaml").read_text())
+    cfg["models"] = {"m": {"source": f"synthetic:{preset}", "seed": 0, "tokenizer_from": "resources/models/smollm2-135m"}}
+    cfg["artifacts"] = {"ref": {"method": "reference", "params": {"dtype": dtype}}}
+    options = {"device": "cuda", "dtype": dtype}
+    engine = "hf"
+    if tp:
+        engine, options = "vllm", {"device": "cuda", "dtype": dtype, "tensor_parallel_size": tp}
+    cfg["variants"] = {"v": {"engine": engine, "options": options}}
+    cfg["benchmarks"] = [{"models": ["m"], "artifacts": ["ref"], "variants": ["v"], "scenarios": ["latency"]}]
+    cfg.pop("quality", None)
+    cfg["hardware"] = {"gpu": gpu}
+    return cfg
+
+
+@pytest.mark.parametrize("preset, fits", [("llama-2-7b", True), ("llama-2-13b", True), ("llama-2-70b", False)])
+def test_llama2_fp16_on_one_80gb_gpu(preset, fits):
+    found = fit.problems(_gpu_config(preset), REPO)
+    assert (found == []) is fits, found
+
+
+def test_the_70b_refusal_gives_the_numbers():
+    (msg,) = fit.problems(_gpu_config("llama-2-70b"), REPO)
+    # 68,975,329,280 parameters (the matmuls and the untied embedding; its 1,318,912 norm weights left out) x 2 bytes
+    assert "weights 128.5 GiB" in msg and "74.5 GiB (NVIDIA H100 80GB HBM3, 80 GB (datasheet))" in msg
+    assert "models.m / artifacts.ref / variants.v / scenarios.latency" in msg and "at least 2 GPUs" in msg
+
+
+def test_tensor_parallel_over_two_gpus_fits_the_70b():
+    assert fit.problems(_gpu_config("llama-2-70b", tp=2), REPO) == []
+    n = fit.need(_gpu_config("llama-2-70b", tp=2), "m", "ref", "v", "latency", REPO)
+    assert n.gpus == 2 and n.batch == 1 and n.context > 200   # the longest prompt's characters + 200 new tokens
+
+
+def test_13b_fp16_does_not_fit_a_24gb_l4_but_4bit_7b_does():
+    assert fit.problems(_gpu_config("llama-2-13b", gpu="NVIDIA L4"), REPO)
+    cfg = _gpu_config("llama-2-7b", gpu="NVIDIA L4")
+    cfg["artifacts"]["ref"] = {"method": "gptq", "params": {"bits": 4, "group_size": 128}}
+    n = fit.need(cfg, "m", "ref", "v", "latency", REPO)
+    assert n.weights == pytest.approx(6_738_415_616 * (0.5 + 2 / 128), rel=0.001)
+    assert fit.problems(cfg, REPO) == []
+
+
+def test_kv_cache_of_a_serving_sweep_counts_its_concurrency():
+    cfg = _gpu_config("llama-2-7b")
+    cfg["scenarios"]["serve"] = {"kind": "serving", "dataset": "random", "input_tokens": 1024, "max_new_tokens": 1024,
+                                 "concurrency": [1, 64]}
+    cfg["benchmarks"][0]["scenarios"] = ["serve"]
+    n = fit.need(cfg, "m", "ref", "v", "serve", REPO)
+    assert n.context == 2048 and n.batch == 64
+    assert n.kv == 32 * 2 * 32 * 128 * 2 * 2048 * 64          # 64 GiB of KV cache: with 12.6 GiB weights, too much
+    (msg,) = fit.problems(cfg, REPO)
+    assert "KV cache 64.0 GiB at 2048 tokens × batch 64" in msg
+
+
+def test_the_check_runs_with_the_config_check_and_names_an_unknown_gpu():
+    found = llmbench_config.problems(_gpu_config("llama-2-70b"), REPO)
+    assert len(found) == 1 and "does not fit" in found[0]
+    unknown = llmbench_config.problems(_gpu_config("llama-2-7b", gpu="NVIDIA B300"), REPO)
+    assert unknown and "hardware.gpu = 'NVIDIA B300' is not in the datasheet table" in unknown[0]
+    no_hw = copy.deepcopy(_gpu_config("llama-2-70b"))
+    del no_hw["hardware"]
+    assert fit.problems(no_hw, REPO) == []      # no GPU named: nothing to check against
+
+
+def test_cpu_jobs_are_not_checked():
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["hardware"] = {"gpu_memory_gib": 0.001}
+    assert fit.problems(cfg, REPO) == []
