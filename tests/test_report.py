@@ -212,6 +212,7 @@ def test_report_tables_are_html_with_every_line(tmp_path):
         text = p.read_text()
         assert text.startswith("<!DOCTYPE html>") and "<table" in text and text.count("a · hf / v · s") == 1, p
     assert "10.4" in (tmp_path / "report/cost-energy.html").read_text()
+    assert "Measured on: NVIDIA H200" in text and "requests per line: 5" in text
     assert "[fp16]" in (tmp_path / "report/roofline.html").read_text()
 
 
@@ -220,6 +221,6 @@ def test_serving_cost_is_at_the_points_measured_throughput():
 
     line = serving._with_cost({"device_name": "NVIDIA H200", "output_throughput": 1000.0}, PRICE)
     assert line["usd_per_1m_output_tokens"] == pytest.approx(1.0)   # 0.001 $/s × 1000 s per 1M tokens
-    assert "example.org/quote (2026-12-01)" == line["price_source"]
+    assert line["price_source"] == "https://example.org/quote (2026-12-01)"
     other = serving._with_cost({"device_name": "AMD EPYC", "output_throughput": 10.0}, PRICE)
     assert math.isnan(other["usd_per_1m_output_tokens"]) and other["price_source"] == ""

@@ -130,10 +130,24 @@ def _gpus(nv: dict | None) -> str:
     return f"{names}: driver {nv.get('driver_version')}, CUDA (driver) {nv.get('cuda_driver_version')}"
 
 
-def _page(title: str, view: pd.DataFrame, intro: str) -> str:
+def run_facts(summary: pd.DataFrame, requests: pd.DataFrame) -> str:
+    """What every page states: the hardware, the versions, how many requests, which commit."""
+    measured = summary[summary["status"] != "unverified"]
+    n = sorted({int(r - f) for r, f in zip(measured["requests"], measured["failed"])})
+    first = requests.groupby(["engine"], sort=True).head(1)
+    versions = ", ".join(f"{e} {v}" for e, v in zip(first["engine"], first["engine_version"].fillna("?")))
+    hosts = sorted({f"{h.get('cpu', '?')} ({h.get('cpu_count', '?')} cores)" for h in map(_obj, requests["host"])})
+    return (f"Measured on: {', '.join(sorted(set(summary['device_name'].dropna()))) or '?'}; host CPU: "
+            f"{', '.join(hosts)}. Engines: {versions}. Successful measured requests per line: "
+            f"{', '.join(map(str, n)) or 'none'} (warm-ups excluded); {len(summary) - len(measured)} unverified "
+            f"line(s). Commit: {', '.join(sorted(set(summary['git_commit'].dropna())))}.")
+
+
+def _page(title: str, view: pd.DataFrame, intro: str, facts: str = "") -> str:
     table = view.to_html(index=False, escape=True, na_rep="", border=0)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}"
-            f"</head><body><h3>{html.escape(title)}</h3><p>{html.escape(intro)}</p>{table}</body></html>\n")
+            f"</head><body><h3>{html.escape(title)}</h3><p>{html.escape(intro)}</p><p>{html.escape(facts)}</p>"
+            f"{table}</body></html>\n")
 
 
 INTROS = {
@@ -156,9 +170,10 @@ def write_latency(tables_dir: Path, out_dir: Path) -> list[Path]:
     requests = pd.read_parquet(tables_dir / "requests.parquet")
     views = {"latency": latency_view(summary), "quality": quality_view(summary), "roofline": roofline_view(summary),
              "cost-energy": cost_energy_view(summary), "environment": environment_view(requests)}
+    facts = run_facts(summary, requests)
     out = []
     for name in LATENCY_TABLES:
         path = out_dir / f"{name}.html"
-        path.write_text(_page(name, views[name], INTROS[name]))
+        path.write_text(_page(name, views[name], INTROS[name], facts))
         out.append(path)
     return out
