@@ -38,6 +38,21 @@ def _measured(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[summary["status"] != "unverified"].reset_index(drop=True)
 
 
+def _xscale(ax, values, label: str) -> None:
+    """Log scale where the values span more than 20x (labels as plain numbers), else linear from zero."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    v = np.asarray([x for x in np.ravel(values) if np.isfinite(x) and x > 0], dtype=float)
+    if len(v) and v.max() / v.min() > 20:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        label += " (log scale)"
+    else:
+        ax.set_xlim(left=0)
+    ax.set_xlabel(label)
+
+
 def _footer(fig, summary: pd.DataFrame, extra: str = "") -> None:
     """Under the axes: the device(s), the unverified lines (not drawn), and ``extra``."""
     devices = ", ".join(sorted({str(d) for d in summary["device_name"].dropna()})) or "?"
@@ -48,7 +63,10 @@ def _footer(fig, summary: pd.DataFrame, extra: str = "") -> None:
                                                           for r in skipped.itertuples())
     if extra:
         text += "; " + extra
-    fig.text(0.01, 0.005, "\n".join(textwrap.wrap(text, 160)), fontsize=7, va="bottom", ha="left", color="0.3")
+    lines = textwrap.wrap(text, 150)
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, min(0.4, (0.25 + 0.14 * len(lines)) / height), 1, 1))
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=7, va="bottom", ha="left", color="0.3")
 
 
 def _empty(plt, title: str, why: str, summary: pd.DataFrame):
@@ -80,7 +98,7 @@ def decode_vs_limit(plt, summary: pd.DataFrame):
     if lines.empty:
         return _empty(plt, "Decode tokens/s and the bandwidth limit", "no measured line", summary)
     y = np.arange(len(lines))
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(lines) + 1.6))
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(lines) + 2.4))
     decode = lines["decode_tokens_per_s"].to_numpy(float)
     low = 1 / lines["tpot_p50_ci_high_s"].to_numpy(float)
     high = 1 / lines["tpot_p50_ci_low_s"].to_numpy(float)
@@ -96,10 +114,9 @@ def decode_vs_limit(plt, summary: pd.DataFrame):
         ax.annotate(f" {r['decode_tokens_per_s']:.1f} {share}", (r["decode_tokens_per_s"], i), va="center", fontsize=7)
     ax.set_yticks(y, [_label(r) for _, r in lines.iterrows()], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel("tokens/s at batch 1 (log scale)")
+    _xscale(ax, np.concatenate([decode, lines["roofline_tokens_per_s"].to_numpy(float)]), "tokens/s at batch 1")
     ax.set_title("Decode speed and the memory-bandwidth limit")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
     _footer(fig, summary, "limit = bytes one decode step reads (weights as run + KV cache) at the bandwidth measured in the job")
     return fig
 
@@ -119,8 +136,7 @@ def ttft_tpot(plt, summary: pd.DataFrame, requests: pd.DataFrame):
         for i, d in enumerate(data, start=1):
             jitter = np.random.default_rng(i).uniform(-0.18, 0.18, len(d))
             ax.scatter(d, i + jitter, s=6, alpha=0.5, color="tab:blue")
-        ax.set_xscale("log")
-        ax.set_xlabel(title + ", log scale")
+        _xscale(ax, np.concatenate(data) if data else [], title)
     axes[0].set_yticks(range(1, len(lines) + 1), [f"{_label(r)} (n={len(g)})" for (_, r), g in
                                                   zip(lines.iterrows(), groups)], fontsize=7)
     axes[0].invert_yaxis()
@@ -157,7 +173,7 @@ def quality_vs_speed(plt, summary: pd.DataFrame):
     ax.plot(speed[front][order], loss[front][order], color="tab:green", alpha=0.5)
     for (_, r), x, yv in zip(scored.iterrows(), speed, loss):
         mark = " †" if r["quality_borrowed"] else ""
-        ax.annotate(f"{r['artifact']} ({r['engine']}){mark}", (x, yv), fontsize=7, xytext=(3, 3),
+        ax.annotate(f"{r['artifact']} ({r['engine']} / {r['variant']}){mark}", (x, yv), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
     ax.set_xlabel("decode tokens/s (1 / median TPOT)")
     ax.set_ylabel(name + " (lower is closer)")
