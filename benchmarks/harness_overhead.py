@@ -98,6 +98,16 @@ def _bare_openvino(engine, ids: list[int], n: int) -> int:
     return len(result.tokens[0])
 
 
+def _bare_openvino_streamer(engine, ids: list[int], n: int) -> int:
+    """OpenVINO GenAI ``generate`` with the adapter's streamer class but a callback that does nothing: the
+    difference to the harness is llmbench's own per-token work, to ``openvino`` GenAI's streaming itself."""
+    cfg = engine.gen_config
+    cfg.max_new_tokens = n
+    cfg.min_new_tokens = n
+    result = engine.pipe.generate(engine._inputs(ids), cfg, engine.streamer_class(lambda token: None))
+    return len(result.tokens[0])
+
+
 def _bare_vllm(engine, ids: list[int], n: int) -> int:
     from llmbench.engines.vllm import sampling_kwargs
 
@@ -107,6 +117,8 @@ def _bare_vllm(engine, ids: list[int], n: int) -> int:
 BARE: dict[str, Callable[[Any, list[int], int], int]] = {
     "hf": _bare_hf, "ct2": _bare_ct2, "llamacpp": _bare_llamacpp, "openvino": _bare_openvino, "vllm": _bare_vllm,
 }
+# other plain calls of an engine, for finding what costs the time (--bare NAME)
+BARE_VARIANTS: dict[str, Callable[[Any, list[int], int], int]] = {"openvino-streamer": _bare_openvino_streamer}
 
 
 # --- the measurement -----------------------------------------------------------------------------------
@@ -163,6 +175,7 @@ def main() -> None:
     ap.add_argument("artifact")
     ap.add_argument("--engine", required=True, choices=sorted(BARE))
     ap.add_argument("--options", type=json.loads, default=None, help="engine options (JSON); default CPU_OPTIONS")
+    ap.add_argument("--bare", choices=sorted(BARE_VARIANTS), help="another plain call than the engine's default")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--min-pairs", type=int, default=54, help="at least this many pairs (6 rounds of the 9 prompts): stopping at the first interval that excludes 1 would overstate the certainty")
     ap.add_argument("--max-pairs", type=int, default=2000)
@@ -176,7 +189,7 @@ def main() -> None:
     engine = engines.create(a.engine)
     loaded = engine.load(art, manifest.verify(art), options)
     encoded = [engine.encode(p["prompt"]) for p in prompts.load(a.prompts)]
-    bare = BARE[a.engine]
+    bare = BARE_VARIANTS[a.bare] if a.bare else BARE[a.engine]
     for ids in encoded:  # warm-up of both paths on every prompt (first-use costs per shape), not counted
         timed_pair(engine, bare, ids, a.tokens, False)
     start, pairs = time.perf_counter(), []
@@ -192,7 +205,7 @@ def main() -> None:
     mean, half = ci95(ratios)
     rmean, rhalf = ci95(recorded)
     print(json.dumps({
-        "engine": a.engine, "artifact": art.name, "overhead_pct": round((mean - 1) * 100, 2),
+        "engine": a.engine, "bare": a.bare or a.engine, "artifact": art.name, "overhead_pct": round((mean - 1) * 100, 2),
         "ci95_pct": [round((mean - half - 1) * 100, 2), round((mean + half - 1) * 100, 2)],  # wall
         "resolved": resolved(ratios, a.min_pairs), "goal_pct": GOAL * 100,
         "meets_goal": mean + half <= 1 + GOAL, "pairs": len(pairs), "seconds": round(time.perf_counter() - start, 1),
