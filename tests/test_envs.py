@@ -190,9 +190,11 @@ def built_workflow(tmp_path):
         (wf / d).mkdir(parents=True)
         (wf / d / "weights.bin").write_bytes(b"fake")
         manifest.write(wf / d, kind, name="fake")
-    for f in ["resources/envs/hf/env.json", "resources/envs/probe/env.json",
+    from llmbench.planning import plan
+
+    for f in ["resources/envs/hf/env.json", "resources/envs/probe/env.json", "resources/envs/report/env.json",
               "results/runs/m/ref/hf-sdpa/latency.parquet", "results/runs/m/ref/probe/latency.parquet",
-              "results/tables/latency.md", "results/tables/latency.parquet", "results/tables/requests.parquet"]:
+              *plan.final_tables(cfg)]:
         (wf / f).parent.mkdir(parents=True, exist_ok=True)
         (wf / f).write_text("fake")
 
@@ -224,6 +226,8 @@ def test_dry_run_pin_change_rebuilds_only_that_env(built_workflow):
         ("build_env", "resources/envs/probe/env.json"),
         ("benchmark", "results/runs/m/ref/probe/latency.parquet"),
         ("merge_tables", "results/tables/latency.md"),
+        ("report_tables", "results/report/latency.html"),   # the report is drawn from the merged tables
+        ("plots", "results/plots/ttft-tpot.png"),
         ("all", ""),
     ]), jobs
 

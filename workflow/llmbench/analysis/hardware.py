@@ -58,12 +58,12 @@ CARDS: dict[str, Card] = {c.name.lower(): c for c in [
 
 def card(device_name: str | None) -> Card | None:
     """The card of that exact device name (case and surrounding spaces ignored), else None."""
-    return CARDS.get((device_name or "").strip().lower())
+    return CARDS.get(device_name.strip().lower()) if isinstance(device_name, str) else None
 
 
 def dtype_key(dtype: str | None) -> str | None:
     """``torch.bfloat16`` / ``bfloat16`` / ``bf16`` -> ``bf16``; the keys of Card.flops_per_s; None if unknown."""
-    d = (dtype or "").lower().replace("torch.", "")
+    d = dtype.lower().replace("torch.", "") if isinstance(dtype, str) else ""
     for key, names in (("bf16", ("bfloat16", "bf16")), ("fp16", ("float16", "fp16", "half")),
                        ("fp8", ("float8", "fp8")), ("fp32", ("float32", "fp32", "float"))):
         if d in names or (key == "fp8" and d.startswith("float8")):

@@ -40,11 +40,12 @@ def _measured(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _xscale(ax, values, label: str) -> None:
     """Log scale where the values span more than 20x (labels as plain numbers), else linear from zero."""
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     v = np.asarray([x for x in np.ravel(values) if np.isfinite(x) and x > 0], dtype=float)
     if len(v) and v.max() / v.min() > 20:
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         label += " (log scale)"
@@ -98,7 +99,7 @@ def decode_vs_limit(plt, summary: pd.DataFrame):
     if lines.empty:
         return _empty(plt, "Decode tokens/s and the bandwidth limit", "no measured line", summary)
     y = np.arange(len(lines))
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(lines) + 2.4))
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(lines) + 2.0))
     decode = lines["decode_tokens_per_s"].to_numpy(float)
     low = 1 / lines["tpot_p50_ci_high_s"].to_numpy(float)
     high = 1 / lines["tpot_p50_ci_low_s"].to_numpy(float)
@@ -111,12 +112,13 @@ def decode_vs_limit(plt, summary: pd.DataFrame):
         ax.scatter(sheet, y, marker="|", s=300, color="tab:orange", zorder=3, label="limit at datasheet bandwidth")
     for i, r in lines.iterrows():
         share = "MBU flagged" if r["mbu_flag"] else ("" if pd.isna(r["mbu"]) else f"MBU {r['mbu']:.0%}")
-        ax.annotate(f" {r['decode_tokens_per_s']:.1f} {share}", (r["decode_tokens_per_s"], i), va="center", fontsize=7)
+        right = np.nanmax([r["decode_tokens_per_s"], high[i]])
+        ax.annotate(f"  {r['decode_tokens_per_s']:.1f} tok/s, {share}", (right, i), va="center", fontsize=7)
     ax.set_yticks(y, [_label(r) for _, r in lines.iterrows()], fontsize=7)
     ax.invert_yaxis()
     _xscale(ax, np.concatenate([decode, lines["roofline_tokens_per_s"].to_numpy(float)]), "tokens/s at batch 1")
     ax.set_title("Decode speed and the memory-bandwidth limit")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     _footer(fig, summary, "limit = bytes one decode step reads (weights as run + KV cache) at the bandwidth measured in the job")
     return fig
 

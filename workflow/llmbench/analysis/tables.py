@@ -139,7 +139,7 @@ def _energy(first: pd.Series, g: pd.DataFrame) -> dict:
 
 def price_for(pricing: list[dict], device_name: str | None) -> dict | None:
     """The pricing entry of that exact device name (config `pricing`), else None."""
-    key = (device_name or "").strip().lower()
+    key = device_name.strip().lower() if isinstance(device_name, str) else ""
     return next((p for p in pricing or [] if p["device"].strip().lower() == key), None)
 
 
