@@ -51,7 +51,7 @@ def test_plugin_from_the_guide_plans_only_its_jobs_then_produces_rows(finished_w
     env = install_plugin(tmp_path)
     wd = clone(finished_workflow, tmp_path / "wd")
     with_plugin_variant(wd)
-    assert planned(wd, env=env) == {"benchmark": 1, "merge_tables": 1, "all": 1}
+    assert planned(wd, env=env) == {"benchmark": 1, "merge_tables": 1, "plots": 1, "report_tables": 1, "all": 1}
     snakemake(wd, env=env)
     req = pd.read_parquet(wd / "results/tables/requests.parquet")
     mine = req[req["variant"] == "plainloop-cpu"]

@@ -224,3 +224,16 @@ def test_serving_cost_is_at_the_points_measured_throughput():
     assert line["price_source"] == "https://example.org/quote (2026-12-01)"
     other = serving._with_cost({"device_name": "AMD EPYC", "output_throughput": 10.0}, PRICE)
     assert math.isnan(other["usd_per_1m_output_tokens"]) and other["price_source"] == ""
+
+
+def test_serving_plots_from_a_real_serving_table(tmp_path):
+    """examples/cpu-serving's table (vLLM CPU and llama.cpp at concurrency 1 and 4): both plots drawn."""
+    from conftest import REPO
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "serving.parquet").write_bytes((REPO / "examples/cpu-serving/serving.parquet").read_bytes())
+    written = plots.draw_serving(tables, tmp_path / "plots")
+    assert sorted(p.name for p in written) == sorted(f"{n}.{f}" for n in plots.SERVING_PLOTS for f in plots.FORMATS)
+    svg = (tmp_path / "plots/serving-throughput.svg").read_text()
+    assert "gptq-w4g64 / vllm / vllm-cpu" in svg and "concurrency bound" in svg

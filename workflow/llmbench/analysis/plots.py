@@ -118,7 +118,7 @@ def decode_vs_limit(plt, summary: pd.DataFrame):
     ax.invert_yaxis()
     _xscale(ax, np.concatenate([decode, lines["roofline_tokens_per_s"].to_numpy(float)]), "tokens/s at batch 1")
     ax.set_title("Decode speed and the memory-bandwidth limit")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     _footer(fig, summary, "limit = bytes one decode step reads (weights as run + KV cache) at the bandwidth measured in the job")
     return fig
 
@@ -276,7 +276,7 @@ def serving_latency(plt, points: pd.DataFrame):
         for key, g in points.groupby(["artifact", "engine", "variant"]):
             g = g.sort_values(x)
             line, = ax.plot(g[x], g[f"{metric}_p50_ms"], "o-", label=" / ".join(key))
-            ax.plot(g[x], g[f"p99_{metric}_ms"], "--", color=line.get_color(), alpha=0.6)
+            ax.plot(g[x], g[f"{metric}_p99_ms"], "--", color=line.get_color(), alpha=0.6)
         ax.set_xlabel("request rate (req/s)" if x == "request_rate" else "concurrency bound")
         ax.set_ylabel(f"{metric.upper()} ms: p50 solid, p99 dashed")
     axes[0].legend(fontsize=7)
