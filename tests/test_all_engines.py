@@ -20,10 +20,11 @@ SERVED_LINES = [("gptq-w4g64", "vllm-cpu"), ("gguf-q4_k_m", "llamacpp-cpu")]
 
 
 def config_envs(cfg: dict) -> set[str]:
-    """The envs a run of ``cfg`` uses: every variant's and artifact method's, and hf (fetch_model, tables)."""
+    """The envs a run of ``cfg`` uses: every variant's and artifact method's, hf (fetch_model, tables) and
+    report (plots, report tables)."""
     from llmbench import artifacts, engines
 
-    return ({"hf"} | {artifacts.env(a["method"]) for a in cfg["artifacts"].values()}
+    return ({"hf", "report"} | {artifacts.env(a["method"]) for a in cfg["artifacts"].values()}
             | {engines.env(v["engine"], v.get("options", {})) for v in cfg["variants"].values()})
 
 
@@ -49,6 +50,15 @@ def run(tmp_path_factory, engine_envs):
     (wd / "resources/envs").symlink_to(engine_envs.root)
     snakemake(wd, "--keep-going", timeout=3 * 3600)
     return wd, cfg
+
+
+def test_the_report_has_every_plot_and_table_latency_and_serving(run):
+    from llmbench.planning import plan
+
+    wd, cfg = run
+    for path in plan.final_tables(cfg):
+        assert (wd / path).stat().st_size > 0, path
+    assert any("serving-throughput" in p for p in plan.final_tables(cfg))
 
 
 def test_every_configured_job_has_rows(run):
