@@ -247,6 +247,12 @@ def energy(plt, summary: pd.DataFrame):
                  "; ".join(sorted({m for m in lines["energy_method"].dropna() if m})))
 
 
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def serving_throughput(plt, points: pd.DataFrame):
     """Output tokens/s against concurrency, one line per engine × artifact (points with a concurrency bound)."""
     pts = points[points["concurrency"].notna() & (points["status"] != "unverified")]
@@ -257,6 +263,7 @@ def serving_throughput(plt, points: pd.DataFrame):
         g = g.sort_values("concurrency")
         ax.plot(g["concurrency"], g["output_throughput"], "o-", label=" / ".join(key))
     ax.set_xlabel("concurrency bound")
+    _integer_ticks(ax)
     ax.set_ylabel("output tokens/s (all requests of the point)")
     ax.set_title("Serving: throughput vs concurrency")
     ax.legend(fontsize=7)
@@ -278,6 +285,8 @@ def serving_latency(plt, points: pd.DataFrame):
             line, = ax.plot(g[x], g[f"{metric}_p50_ms"], "o-", label=" / ".join(key))
             ax.plot(g[x], g[f"{metric}_p99_ms"], "--", color=line.get_color(), alpha=0.6)
         ax.set_xlabel("request rate (req/s)" if x == "request_rate" else "concurrency bound")
+        if x == "concurrency":
+            _integer_ticks(ax)
         ax.set_ylabel(f"{metric.upper()} ms: p50 solid, p99 dashed")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Serving: latency vs {x.replace('_', ' ')}")
