@@ -237,3 +237,12 @@ def test_serving_plots_from_a_real_serving_table(tmp_path):
     assert sorted(p.name for p in written) == sorted(f"{n}.{f}" for n in plots.SERVING_PLOTS for f in plots.FORMATS)
     svg = (tmp_path / "plots/serving-throughput.svg").read_text()
     assert "gptq-w4g64 / vllm / vllm-cpu" in svg and "concurrency bound" in svg
+
+
+def test_a_counter_that_fails_to_read_empties_the_columns_and_says_why(tmp_path):
+    _fake_rapl(tmp_path, 100)
+    meter = energy.Meter("cpu", rapl_root=str(tmp_path))
+    (tmp_path / "intel-rapl:0" / "energy_uj").unlink()          # the counter goes away mid-job
+    meter.measure_idle(0.01); meter.begin(); meter.end()
+    got = meter.result()
+    assert got.energy_j is None and got.energy_note.startswith("the energy counter failed to read")

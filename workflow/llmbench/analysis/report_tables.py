@@ -8,10 +8,11 @@ where (environment). Numbers are formatted, never recomputed.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
+
+from llmbench.analysis.tables import json_obj
 
 LATENCY_TABLES = ("latency", "quality", "roofline", "cost-energy", "environment")
 STYLE = ("<style>body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
@@ -99,14 +100,9 @@ def cost_energy_view(s: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _obj(text) -> dict:
-    """A JSON object column's value as a dict ({} for empty cells)."""
-    return json.loads(text) if isinstance(text, str) and text else {}
-
-
 def environment_view(requests: pd.DataFrame) -> pd.DataFrame:
     first = requests.groupby(["model", "artifact", "engine", "variant", "scenario"], sort=True).head(1)
-    hosts = [_obj(h) for h in first["host"]]
+    hosts = [json_obj(h) for h in first["host"]]
     return pd.DataFrame({
         "line": _line(first).to_numpy(), "engine version": first["engine_version"].fillna("").to_numpy(),
         "device": first["device_name"].fillna("").to_numpy(),
@@ -115,7 +111,7 @@ def environment_view(requests: pd.DataFrame) -> pd.DataFrame:
         "GPU driver / CUDA": [_gpus(h.get("nvidia")) + (f"; torch CUDA {h['torch_cuda']}" if h.get("torch_cuda") else "")
                               for h in hosts],
         "env hash": first["env_hash"].fillna("").str[:16].to_numpy(),
-        "libraries": [", ".join(f"{k} {v}" for k, v in sorted(_obj(x).items())) for x in first["library_versions"]],
+        "libraries": [", ".join(f"{k} {v}" for k, v in sorted(json_obj(x).items())) for x in first["library_versions"]],
         "git commit": first["git_commit"].fillna("").to_numpy(),
         "bandwidth measured with": first["bandwidth_method"].fillna("").to_numpy(),
     })
@@ -136,7 +132,7 @@ def run_facts(summary: pd.DataFrame, requests: pd.DataFrame) -> str:
     n = sorted({int(r - f) for r, f in zip(measured["requests"], measured["failed"])})
     first = requests.groupby(["engine"], sort=True).head(1)
     versions = ", ".join(f"{e} {v}" for e, v in zip(first["engine"], first["engine_version"].fillna("?")))
-    hosts = sorted({f"{h.get('cpu', '?')} ({h.get('cpu_count', '?')} cores)" for h in map(_obj, requests["host"])})
+    hosts = sorted({f"{h.get('cpu', '?')} ({h.get('cpu_count', '?')} cores)" for h in map(json_obj, requests["host"])})
     return (f"Measured on: {', '.join(sorted(set(summary['device_name'].dropna()))) or '?'}; host CPU: "
             f"{', '.join(hosts)}. Engines: {versions}. Successful measured requests per line: "
             f"{', '.join(map(str, n)) or 'none'} (warm-ups excluded); {len(summary) - len(measured)} unverified "

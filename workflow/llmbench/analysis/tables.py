@@ -32,8 +32,8 @@ def load_requests(inputs: list[str | Path]) -> pd.DataFrame:
     return pa.concat_tables(tables).to_pandas()
 
 
-def _host(text: str | None) -> dict:
-    """A row's host facts (json); {} where a row has none."""
+def json_obj(text) -> dict:
+    """A JSON-object column's value (host, runtime, model_shape, ...) as a dict; {} for an empty cell."""
     try:
         return json.loads(text or "{}")
     except (TypeError, ValueError):
@@ -44,7 +44,7 @@ def hosts_note(df: pd.DataFrame) -> str:
     """One line per distinct host CPU in the rows: a reader comparing two tables sees why they differ."""
     seen = {}
     for text in df["host"].dropna().unique():
-        h = _host(text)
+        h = json_obj(text)
         seen[(h.get("cpu", "?"), tuple(h.get("cpu_flags", [])), h.get("cpu_count", "?"))] = None
     return "".join(f"\nHost CPU: {cpu}, {n} cores, kernel-relevant flags: {' '.join(flags) or 'none recorded'}.\n"
                    for cpu, flags, n in seen)
@@ -63,24 +63,22 @@ def _roofline(first: pd.Series, ok: pd.DataFrame) -> dict:
     share = roofline.mbu(step, decode, bandwidth, int(devices))
     sheet = roofline.datasheet(first["device_name"])
     flagged = share > 1
-    return {"decode_tokens_per_s": decode, "decode_bytes": step,
-            "roofline_tokens_per_s": roofline.roofline_tokens_per_s(bandwidth, int(devices), step),
-            "ideal_tpot_s": 1 / roofline.roofline_tokens_per_s(bandwidth, int(devices), step),
+    limit = roofline.roofline_tokens_per_s(bandwidth, int(devices), step)
+    return {"decode_tokens_per_s": decode, "decode_bytes": step, "roofline_tokens_per_s": limit, "ideal_tpot_s": 1 / limit,
             "mbu": nan if flagged else share, "mbu_flag": roofline.MBU_FLAG if flagged else "",
             "datasheet_bandwidth_bytes_per_s": sheet[0] if sheet else nan,
             "mbu_datasheet": roofline.mbu(step, decode, sheet[0], int(devices)) if sheet and not flagged else nan}
 
 
-def _json(text) -> dict:
-    try:
-        return json.loads(text or "{}")
-    except (TypeError, ValueError):
-        return {}
+def _number(first: pd.Series, key: str) -> float | None:
+    """A line's numeric cell as a float; None where the column is absent or the cell empty."""
+    v = first.get(key)
+    return None if v is None or pd.isna(v) else float(v)
 
 
 def _devices(first: pd.Series) -> int:
-    n = first.get("bandwidth_devices")
-    return 1 if n is None or pd.isna(n) else int(n)
+    n = _number(first, "bandwidth_devices")
+    return 1 if n is None else int(n)
 
 
 def _prefill(first: pd.Series, ok: pd.DataFrame) -> dict:
@@ -90,48 +88,48 @@ def _prefill(first: pd.Series, ok: pd.DataFrame) -> dict:
     nan = float("nan")
     out = {"prefill_flops": nan, "ideal_prefill_s": nan, "mfu_prefill": nan, "peak_flops_per_s": nan,
            "peak_flops_source": ""}
-    shape = _json(first.get("model_shape"))
+    shape = json_obj(first.get("model_shape"))
     if not shape or ok.empty:
         return out
     flops = ok["input_tokens"].map(lambda t: roofline.prefill_flops(shape, int(t)))
     out["prefill_flops"] = float(flops.median())
-    peak = hardware.peak_flops(first.get("device_name"), _json(first.get("runtime")).get("dtype"))
+    peak = hardware.peak_flops(first.get("device_name"), json_obj(first.get("runtime")).get("dtype"))
     if peak is None:
         return out
     devices = _devices(first)
     out.update(peak_flops_per_s=peak[0], peak_flops_source=peak[1],
                mfu_prefill=float((flops / ok["ttft_s"] / (peak[0] * devices)).median()))
-    if all(first.get(k) is not None and pd.notna(first.get(k)) for k in ("weight_bytes", "read_bandwidth_bytes_per_s")):
-        out["ideal_prefill_s"] = roofline.ideal_prefill_s(out["prefill_flops"], peak[0], float(first.get("weight_bytes")),
-                                                          float(first.get("read_bandwidth_bytes_per_s")), devices)
+    weights, bandwidth = _number(first, "weight_bytes"), _number(first, "read_bandwidth_bytes_per_s")
+    if weights is not None and bandwidth is not None:
+        out["ideal_prefill_s"] = roofline.ideal_prefill_s(out["prefill_flops"], peak[0], weights, bandwidth, devices)
     return out
 
 
 def _kv(first: pd.Series, ok: pd.DataFrame) -> dict:
     """KV-cache bytes per token of context, and at the longest context of the line's requests."""
-    per = first.get("kv_bytes_per_token")
-    if per is None or pd.isna(per) or ok.empty:
-        return {"kv_bytes_per_token": None if per is None or pd.isna(per) else int(per), "kv_bytes_at_context": None, "max_context": None}
+    per = _number(first, "kv_bytes_per_token")
+    per = None if per is None else int(per)
+    if per is None or ok.empty:
+        return {"kv_bytes_per_token": per, "kv_bytes_at_context": None, "max_context": None}
     context = int((ok["input_tokens"] + ok["output_tokens"]).max())
-    return {"kv_bytes_per_token": int(per), "kv_bytes_at_context": int(per) * context, "max_context": context}
+    return {"kv_bytes_per_token": per, "kv_bytes_at_context": per * context, "max_context": context}
 
 
 def _energy(first: pd.Series, g: pd.DataFrame) -> dict:
     """J per output token above idle over the job's one measured window (job/energy.py): (window energy - idle
     power × window) / the output tokens of the window's requests."""
     nan = float("nan")
-    out = {"energy_j_per_output_token": nan, "output_tokens_per_j": nan, "energy_idle_power_w": first.get("idle_power_w"),
+    joules, idle, window = (_number(first, k) for k in ("energy_j", "idle_power_w", "energy_window_s"))
+    out = {"energy_j_per_output_token": nan, "output_tokens_per_j": nan,
+           "energy_idle_power_w": nan if idle is None else idle,
            "energy_method": first.get("energy_method") or "", "energy_note": first.get("energy_note") or ""}
-    if out["energy_idle_power_w"] is None:
-        out["energy_idle_power_w"] = nan
     tokens = g["output_tokens"].fillna(0).sum()
-    if any(first.get(k) is None or pd.isna(first.get(k)) for k in ("energy_j", "idle_power_w", "energy_window_s")) \
-            or not tokens:
+    if joules is None or idle is None or window is None or not tokens:
         return out
-    above = float(first.get("energy_j")) - float(first.get("idle_power_w")) * float(first.get("energy_window_s"))
+    above = joules - idle * window
     if above <= 0:
-        out["energy_note"] = (f"the window's energy ({first['energy_j']:.1f} J) is not above the idle baseline "
-                              f"({first['idle_power_w']:.1f} W × {first['energy_window_s']:.1f} s): no figure")
+        out["energy_note"] = (f"the window's energy ({joules:.1f} J) is not above the idle baseline "
+                              f"({idle:.1f} W × {window:.1f} s): no figure")
         return out
     out.update(energy_j_per_output_token=above / tokens, output_tokens_per_j=tokens / above)
     return out
@@ -234,12 +232,12 @@ def _line(key: tuple, g: pd.DataFrame, pricing: list[dict] | None = None) -> dic
         "ran_as": first["ran_as"] or "",
         "threads": None if pd.isna(first["threads"]) else int(first["threads"]),
         **_roofline(first, ok),
-        **({} if unverified else _prefill(first, ok)),
+        **_prefill(first, ok),
         **_kv(first, ok),
         **_energy(first, g),
         **_cost(first, ok, pricing or []),
         "memory_kind": first["memory_kind"],
-        "cpu_flags": " ".join(_host(first["host"]).get("cpu_flags", [])),
+        "cpu_flags": " ".join(json_obj(first["host"]).get("cpu_flags", [])),
         "runtime": first["runtime"],
         "artifact_hash": first["artifact_hash"],
         "git_commit": first["git_commit"],
@@ -251,14 +249,7 @@ def summarize(df: pd.DataFrame, pricing: list[dict] | None = None) -> pd.DataFra
     requests are counted and left out of every statistic; warm-ups are left out altogether. ``pricing``:
     config `pricing` (cost columns)."""
     measured = df[~df["warmup"]]
-    lines = pd.DataFrame([_line(key, g, pricing) for key, g in measured.groupby(GROUP, sort=True)])
-    for col in ("prefill_flops", "ideal_prefill_s", "mfu_prefill", "peak_flops_per_s"):  # unverified-only tables
-        if col not in lines:
-            lines[col] = float("nan")
-    if "peak_flops_source" not in lines:
-        lines["peak_flops_source"] = ""
-    lines["peak_flops_source"] = lines["peak_flops_source"].fillna("")
-    return lines
+    return pd.DataFrame([_line(key, g, pricing) for key, g in measured.groupby(GROUP, sort=True)])
 
 
 QUALITY_FIGURES = ("perplexity", "ppl_ratio", "kl_mean", "kl_p99", "teacher_forced_agreement")

@@ -117,22 +117,34 @@ class Meter:
         self.start: tuple[float, float] | None = None
         self.window: tuple[float, float] | None = None
 
+    def _read(self) -> tuple[float, float] | None:
+        """(now, joules so far); None when there is no counter. A counter that fails to read is dropped with
+        the reason: energy is a column, never a reason for the benchmark job to fail."""
+        if self.counter is None:
+            return None
+        try:
+            return time.perf_counter(), self.counter.read_j()
+        except (OSError, ValueError) as e:
+            self.counter, self.why_not = None, f"the energy counter failed to read: {e}"
+            return None
+
     def measure_idle(self, seconds: float = IDLE_S) -> None:
         """Idle power over ``seconds`` with nothing running (call with the engine loaded, before requests)."""
-        if self.counter is None:
+        first = self._read()
+        if first is None:
             return
-        t0, e0 = time.perf_counter(), self.counter.read_j()
         time.sleep(seconds)
-        self.idle_w = (self.counter.read_j() - e0) / (time.perf_counter() - t0)
+        last = self._read()
+        if last is not None:
+            self.idle_w = (last[1] - first[1]) / (last[0] - first[0])
 
     def begin(self) -> None:
-        if self.counter is not None:
-            self.start = (time.perf_counter(), self.counter.read_j())
+        self.start = self._read()
 
     def end(self) -> None:
-        if self.counter is not None and self.start is not None:
-            t, e = time.perf_counter(), self.counter.read_j()
-            self.window = (t - self.start[0], e - self.start[1])
+        last = self._read() if self.start is not None else None
+        if last is not None:
+            self.window = (last[0] - self.start[0], last[1] - self.start[1])
 
     def result(self) -> Energy:
         if self.counter is None:
