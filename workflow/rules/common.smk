@@ -107,7 +107,7 @@ def gpus(wildcards):
 
 def env_file(name):
     """The env file as the `conda:` directive takes it (absolute: conda resolves relative paths against the
-    rule's .smk file)."""
+    .smk file that holds the directive)."""
     return str(Path(workflow.basedir) / "envs" / f"{name}.yaml")
 
 
