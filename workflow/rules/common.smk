@@ -112,7 +112,7 @@ def env_file(name):
 
 
 def env_file_input(name):
-    """The env file as a rule input: relative to the working directory when the checkout is the working
+    """The env file as an input of build_env: relative to the working directory when the checkout is the working
     directory (the usual case), so a moved or copied checkout plans the same inputs and reruns nothing."""
     path = Path(env_file(name))
     try:
