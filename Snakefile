@@ -12,6 +12,19 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# On a cluster (profiles/slurm) these run on the submitting host: downloads and env builds need the network that
+# compute nodes often lack; merges and plots are seconds and measure nothing.
+localrules:
+    all,
+    build_env,
+    fetch_model,
+    merge_tables,
+    merge_serving,
+    plots,
+    report_tables,
+    serving_plots,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/envs.smk"
 include: "workflow/rules/models.smk"

@@ -10,9 +10,10 @@ rule benchmark:
         spec=bench_spec,
         python=env_python(engine_env_name),
         env_hash=env_hash(engine_env_name),
-    threads: workflow.cores  # a benchmark runs alone: a job beside it would take the cores it measures
+    threads: all_cores()  # a benchmark runs alone: a job beside it would take the cores it measures
     resources:
         gpu=gpus,
+        gpu_model=gpu_model,
     log:
         "logs/benchmark/{model}/{artifact}/{variant}/{scenario}.log",
     conda:

@@ -105,6 +105,18 @@ def gpus(wildcards):
     return engines.gpus(v["engine"], v.get("options", {}))
 
 
+def all_cores():
+    """A job that runs alone takes every core of a local run (--cores); a cluster run (no --cores) gives it 1
+    unless the profile's set-threads says more (profiles/slurm gives a benchmark 8)."""
+    return workflow.resource_settings.cores or 1
+
+
+def gpu_model(wildcards):
+    """The GPU model a GPU job asks the cluster for (config cluster.gpu_model); empty for CPU jobs, which the
+    SLURM plugin then gives no --gpus at all."""
+    return config.get("cluster", {}).get("gpu_model", "") if gpus(wildcards) else ""
+
+
 def env_file(name):
     """The env file as the `conda:` directive takes it (absolute: conda resolves relative paths against the
     .smk file that holds the directive)."""

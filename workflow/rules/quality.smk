@@ -9,6 +9,9 @@ rule quality:
         spec=quality_spec,
         python=env_python(quality_variant_env),
         env_hash=env_hash(quality_variant_env),
+    resources:
+        gpu=gpus,  # the variant's engine runs where its benchmark ran (a GPU job claims the GPU it uses)
+        gpu_model=gpu_model,
     log:
         "logs/quality/{model}/{artifact}/{variant}.log",
     conda:

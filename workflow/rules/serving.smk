@@ -16,9 +16,10 @@ rule serve:
         spec=bench_spec,
         python=env_python(engine_env_name),
         env_hash=env_hash(engine_env_name),
-    threads: workflow.cores  # server and client are what is measured: nothing runs beside them
+    threads: all_cores()  # server and client are what is measured: nothing runs beside them
     resources:
         gpu=gpus,
+        gpu_model=gpu_model,
     log:
         job="logs/serve/{model}/{artifact}/{variant}/{scenario}.log",
         server="logs/serve/{model}/{artifact}/{variant}/{scenario}.server.log",

@@ -155,7 +155,7 @@ def torch_cuda() -> str | None:
 
 def host() -> dict[str, Any]:
     """The host facts every row records (its ``host`` column): interpreter, platform, CPU, this process's CPU
-    affinity, RAM, GPUs (nvidia-smi: driver and CUDA version; None without an NVIDIA driver) and torch's CUDA."""
+    affinity, RAM, the SLURM job id where there is one, GPUs (nvidia-smi: driver and CUDA version; None without an NVIDIA driver) and torch's CUDA."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -166,6 +166,7 @@ def host() -> dict[str, Any]:
         "ram_total_bytes": ram_total_bytes(),
         "nvidia": nvidia(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # set where the job ran under SLURM (profiles/slurm)
         "torch_cuda": torch_cuda(),
         "env_prefix": sys.prefix,
     }
