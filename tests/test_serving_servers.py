@@ -16,7 +16,7 @@ from llmbench import artifacts, engines
 from llmbench.planning import config as config_check
 from llmbench.serving import install, launch
 
-SYSTEMS = ("lmdeploy", "sglang", "tabbyapi", "tgi", "trtllm")
+SYSTEMS = ("deepspeed-mii", "lmdeploy", "scalellm", "sglang", "tabbyapi", "tgi", "trtllm")
 
 
 def _cmd(name: str, tmp_path: Path, fmt: str | None = None, **options):
@@ -82,6 +82,8 @@ def test_exact_length_fields_are_each_systems_documented_ones():
     assert m("trtllm") == {"ignore_eos": True, "min_tokens": 37}
     assert m("lmdeploy") == {"ignore_eos": True}
     assert m("tabbyapi") == {"ban_eos_token": True, "min_tokens": 37}
+    assert m("scalellm") == {"ignore_eos": True}
+    assert m("deepspeed-mii") == {"min_tokens": 37}
     assert m("tgi") == {}
     assert "early EOS fails the count check" in launch.length_text(launch.entry("tgi"))
 
