@@ -1,4 +1,4 @@
-"""Serving-only engines (engines/remote.py, tgi.py, sglang.py) and the count rules of a served request
+"""Serving-only engines (engines/remote.py, the launched-server entries tgi and sglang) and the count rules of a served request
 (serving/job.py): the commands TGI and SGLang would run, why they cannot run here, a remote endpoint that fails
 fast with what is wrong (and never shows its token), and the config errors a user meets."""
 
@@ -99,7 +99,8 @@ def test_serving_only_engines_are_refused_in_latency_scenarios_and_in_process_on
     assert out == ["benchmarks[0]: variant 'v' (engine remote) only serves, so it cannot run the latency scenario "
                    "'s'; give it a serving scenario (kind: serving)"]
     out = config_check._serving_problems(_cfg("serving", "ct2"))
-    assert len(out) == 1 and "has no server; engines with one: llamacpp, remote, sglang, tgi, vllm" in out[0]
+    assert len(out) == 1 and ("has no server; engines with one: deepspeed-mii, llamacpp, lmdeploy, remote, "
+                              "scalellm, sglang, tabbyapi, tgi, trtllm, vllm") in out[0]
     assert config_check._serving_problems(_cfg("serving", "remote")) == []
 
 

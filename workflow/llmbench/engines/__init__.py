@@ -1,4 +1,5 @@
-"""Engine adapters: ``llmbench/engines/<name>.py`` defines ``ADAPTER`` (see base.Engine) — see registry.py."""
+"""Engine adapters: ``llmbench/engines/<name>.py`` defines ``ADAPTER`` (see base.Engine) — see registry.py;
+launched servers are data: ``llmbench/serving/servers/<name>.yaml`` (serving/launch.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,19 @@ from llmbench.planning import registry
 from llmbench.planning.options import Option, resolve as resolve_spec
 
 PACKAGE = "llmbench.engines"
+
+
+def data_names() -> list[str]:
+    """Engines made from data: one launched-server entry per file of llmbench/serving/servers/ (launch.py)."""
+    from llmbench.serving import launch
+
+    return launch.names()
+
+
+def data_module(name: str):
+    from llmbench.serving import launch
+
+    return launch.module(name)
 
 
 def names() -> list[str]:

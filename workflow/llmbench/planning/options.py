@@ -166,7 +166,7 @@ def markdown_doc() -> str:
 
     parts = ["# Engine options and artifact params", "",
              "Generated from the declarations (`OPTIONS` in `workflow/llmbench/engines/<name>.py`, `PARAMS` in",
-             "`workflow/llmbench/artifacts/<method>.py`) by `python -m llmbench options-doc --out docs/options.md`;",
+             "`workflow/llmbench/artifacts/<method>.py`; launched servers: `options` in `workflow/llmbench/serving/servers/<name>.yaml`) by `python -m llmbench options-doc --out docs/options.md`;",
              "do not edit by hand. Every value is checked before any job; jobs receive all of them, defaults",
              "filled in. An engine runs only artifacts whose format it loads.", "",
              "## Engines (`variants.<name>.options`)", ""]

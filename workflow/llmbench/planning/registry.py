@@ -30,8 +30,15 @@ ENGINE_METHODS = ("load", "encode", "decode", "generate", "reset_peak_memory", "
 
 
 def builtin_names(package: str) -> list[str]:
+    """The package's modules, plus the names its ``data_names()`` lists (engines: the server entries of
+    llmbench/serving/servers/, each an engine made from data, see serving/launch.py)."""
     pkg = importlib.import_module(package)
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_") and m.name not in SKIP)
+    mods = {m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_") and m.name not in SKIP}
+    data = set(getattr(pkg, "data_names", lambda: [])())
+    clash = mods & data
+    if clash:
+        raise ValueError(f"{package}: {sorted(clash)} are both a module and a data entry; keep one")
+    return sorted(mods | data)
 
 
 def plugins(group: str) -> dict[str, importlib.metadata.EntryPoint]:
@@ -44,6 +51,9 @@ def names(package: str) -> list[str]:
 
 def module(package: str, kind: str, name: str) -> ModuleType:
     if name in builtin_names(package):
+        pkg = importlib.import_module(package)
+        if name in getattr(pkg, "data_names", lambda: [])():
+            return pkg.data_module(name)
         return importlib.import_module(f"{package}.{name}")
     eps = plugins(package)
     if name in eps:

@@ -146,14 +146,15 @@ def _run_point(srv, mod_options, sc: dict, point, pt, end_ids) -> tuple:
     reqs, prompt_ids = workload.requests_for(sc, point, pt)
     url_metrics = srv.url + srv.metrics_path if srv.metrics_path else None
     headers = getattr(srv, "headers", None)
-    before = scrape_metrics(url_metrics, headers=headers) if url_metrics else {}
+    prefixes = getattr(srv, "metrics_prefixes", ("vllm:",))
+    before = scrape_metrics(url_metrics, prefixes, headers=headers) if url_metrics else {}
     res = asyncio.run(client.run_point(
         srv.url, srv.model_name, reqs, api=sc.get("api", "completions"),
         extra_body=mod_options(int(sc["max_new_tokens"]), end_ids), concurrency=point.concurrency,
         request_rate=point.request_rate, burstiness=float(sc.get("burstiness", 1.0)),
         seed=int(sc.get("seed", 0)) + point.index, request_timeout_s=float(sc["request_timeout_s"]),
         max_duration_s=sc.get("max_duration_s"), headers=headers))
-    after = scrape_metrics(url_metrics, headers=headers) if url_metrics else {}
+    after = scrape_metrics(url_metrics, prefixes, headers=headers) if url_metrics else {}
     return res, prompt_ids, _delta(before, after)
 
 
@@ -180,9 +181,35 @@ def _served(mod, artifact_dir: Path, art: dict, opts: dict, sc: dict, out: Path,
         remote.ready_timeout_s = min(float(sc.get("ready_timeout_s", 10.0)), 30.0)  # fail fast
         return remote, remote.request_options, remote.facts
     port = free_port()
-    cmd = mod.server(artifact_dir, art, opts, HOST, port)
+    cmd = mod.server(artifact_dir, art, opts, HOST, port, **_launch_kwargs(mod, art, server_log))
     srv = Server(cmd, port, server_log, _pidfile(out, server_dir), float(sc.get("ready_timeout_s", 600)), log)
     return srv, mod.request_options, cmd.facts
+
+
+def _launch_kwargs(mod, art: dict, server_log: Path) -> dict:
+    """What a launched-server entry (serving/launch.py) also takes: the artifact's format (the command may
+    depend on it) and a directory for the config file it writes (beside the server log)."""
+    import inspect
+
+    from llmbench import artifacts
+
+    params = inspect.signature(mod.server).parameters
+    out = {}
+    if "artifact_format" in params:
+        method = art.get("method")
+        fmt = getattr(artifacts.module(method), "FORMAT", None) if method in artifacts.methods() else None
+        out["artifact_format"] = fmt if fmt in mod.ACCEPTS else None
+    if "workdir" in params:
+        out["workdir"] = server_log.with_name(server_log.name.removesuffix(".log") + ".d")
+    return out
+
+
+def unavailable(mod, opts: dict, art: dict, artifact: str) -> str | None:
+    """Why nothing can be measured here: the artifact is unverified (its tool could not run), or the engine's
+    server cannot start (its launcher check); None when the sweep can run."""
+    if art.get("status") == "unverified":
+        return f"artifact {artifact} is unverified: {art.get('unverified_reason')}"
+    return mod.launcher_problem(opts) if hasattr(mod, "launcher_problem") else None
 
 
 def run_job(spec: dict[str, Any], out: Path, results_dir: Path, server_log: Path,
@@ -204,7 +231,7 @@ def run_job(spec: dict[str, Any], out: Path, results_dir: Path, server_log: Path
     srv, request_options, facts = _served(mod, artifact_dir, art, opts, sc, out, server_log, server_dir, log)
     ctx = _context(spec, art, model_manifest, started, facts, engines.placement(engine, opts).cpu_threads,
                    sc["goodput_slo_ms"])
-    missing = mod.launcher_problem(opts) if hasattr(mod, "launcher_problem") else None
+    missing = unavailable(mod, opts, art, spec["artifact"])
     if missing:  # the engine's server cannot start here: one unverified row says why, nothing is measured
         log(f"UNVERIFIED: {missing}")
         _write_points({}, results_dir)

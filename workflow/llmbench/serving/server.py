@@ -38,6 +38,8 @@ class ServerCommand:
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/v1/models"           # GET answers 200 once the model is loaded
     metrics_path: str | None = None          # Prometheus metrics (vLLM: /metrics); None: the server has none
+    metrics_prefixes: tuple[str, ...] = ("vllm:",)  # the metric names kept from metrics_path
+    cwd: str | None = None                   # where the server runs (None: the job's directory)
     facts: dict = field(default_factory=dict)  # what the launch fixes (threads, dtype, prefix reuse), recorded
 
 
@@ -131,6 +133,10 @@ class Server:
     def metrics_path(self) -> str | None:
         return self.command.metrics_path
 
+    @property
+    def metrics_prefixes(self) -> tuple[str, ...]:
+        return self.command.metrics_prefixes
+
     def __enter__(self) -> Server:
         stop_stale(self.pidfile, self.log)
         self.start()
@@ -151,7 +157,7 @@ class Server:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(self.command.argv, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         env={**os.environ, **self.command.env})
+                                         env={**os.environ, **self.command.env}, cwd=self.command.cwd)
         self._started = time.monotonic()
         self.pidfile.write_text(json.dumps({"pid": self.proc.pid, "pgid": self.proc.pid, "port": self.port,
                                             "argv": _cmdline(self.proc.pid) or self.command.argv,
