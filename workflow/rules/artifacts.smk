@@ -1,4 +1,6 @@
 rule build_artifact:
+    # --cache (SNAKEMAKE_OUTPUT_CACHE): reused across checkouts, keyed by params incl. the env hash (README)
+    cache: True
     input:
         model="resources/models/{model}",
         env=env_info(artifact_env_name),
@@ -10,8 +12,6 @@ rule build_artifact:
         env_hash=env_hash(artifact_env_name),
     log:
         "logs/build_artifact/{model}/{artifact}.log",
-    benchmark:
-        "logs/build_artifact/{model}/{artifact}.benchmark.tsv"
     conda:
         artifact_env
     shell:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from llmbench import artifacts, engines
+from llmbench import artifacts, engines, provenance
 from llmbench.planning import envs, locks, plan
 from llmbench.planning import config as llmbench_config
 
@@ -179,9 +179,14 @@ def env_python(env_name):
 
 def env_hash(env_name):
     """Params function: the requirements hash of the job's env file, exported as LLMBENCH_ENV_HASH (rows
-    record it as env_hash); empty when the driver's interpreter runs the job, which then records a hash of
-    its installed packages instead (provenance.env_hash)."""
-    return lambda wildcards: "" if ENV_BACKEND == "none" else envs.requirements_hash(env_file(_env_name(env_name, wildcards)))
+    record it as env_hash); when the driver's interpreter runs the job, the hash of its installed packages
+    (provenance.env_hash). Being a param, it keys the between-workflow cache of fetch_model/build_artifact."""
+    return lambda wildcards: DRIVER_SOFTWARE if ENV_BACKEND == "none" else envs.requirements_hash(env_file(_env_name(env_name, wildcards)))
+
+
+# backend none: what the driver's interpreter has installed, so a cached artifact (Snakemake's between-workflow
+# cache hashes params, not the interpreter) is never reused across a changed library.
+DRIVER_SOFTWARE = provenance.env_hash() if ENV_BACKEND == "none" else ""
 
 
 # --- quality (rule quality in quality.smk) ---

@@ -1,4 +1,6 @@
 rule fetch_model:
+    # --cache (SNAKEMAKE_OUTPUT_CACHE): reused across checkouts, keyed by params incl. the env hash (README)
+    cache: True
     input:
         env=env_info("hf"),
     output:
