@@ -64,7 +64,8 @@ def test_the_workflow_runs_through_slurm_and_gpu_jobs_get_the_gpus_they_claim(cl
     by_variant = {v: g for v, g in runs.groupby("variant")}
     for v in ("hf-sdpa", "hf-eager"):
         ok = by_variant[v]
-        assert (ok.status == "ok").all() and (ok.output_tokens == ok.max_new_tokens).all()
+        assert (ok.status == "verified").all() and ok.success.all()
+        assert (ok.output_tokens == ok.requested_output_tokens).all()
     # The GPU job asked SLURM for one GPU of the configured model and got one (fake gres: CUDA_VISIBLE_DEVICES)
     gpu_row = by_variant["mlc-cuda"].iloc[0]
     assert gpu_row.status == "unverified" and "mlc" in gpu_row.error.lower()
