@@ -8,6 +8,7 @@ is absent so a test can skip with that reason. Usable by hand too:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -29,6 +30,8 @@ def missing() -> str | None:
         return f"SLURM is not installed ({', '.join(absent)} missing): apt-get install slurmctld slurmd slurm-client munge"
     if os.geteuid() != 0:
         return "starting slurmctld/slurmd/munged needs root"
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[test]' installs it)"
     return None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -95,6 +96,20 @@ def test_resolve_paths(tmp_path):
     assert envs._resolve_paths(url, base) == url
     marker = 'torch==2.13.0; python_version < "3.12"'
     assert envs._resolve_paths(marker, base) == marker
+    setting = "llama-cpp-python==0.3.36 --config-settings=cmake.define.X=./llamacpp-skip-common.cmake"
+    assert envs._resolve_paths(setting, base) == (
+        f"llama-cpp-python==0.3.36 --config-settings=cmake.define.X={base / 'llamacpp-skip-common.cmake'}")
+
+
+def test_a_file_a_config_setting_names_is_part_of_the_requirements_hash(tmp_path):
+    """The CMake include the llama.cpp build reads changes what the env is: editing it rebuilds the env."""
+    (tmp_path / "inc.cmake").write_text("set(A OFF)\n")
+    env = _write(tmp_path, "dependencies:\n  - python=3.11\n  - pip:\n"
+                           "      - pkg==1 --config-settings=cmake.define.X=./inc.cmake\n", "e.yaml")
+    before = envs.requirements_hash(env)
+    assert any(line.startswith("file ./inc.cmake ") for line in envs.hash_lines(envs.parse(env)))
+    (tmp_path / "inc.cmake").write_text("set(A ON)\n")
+    assert envs.requirements_hash(env) != before
 
 
 # ------------------------------------------------------------------------------------ a real venv build
@@ -279,3 +294,20 @@ def test_sdm_conda_plans_conda_envs_not_venvs(built_workflow, tmp_path, monkeypa
     hf, probe = (envs.requirements_hash(wf / f"envs/{e}.yaml") for e in ("hf", "probe"))
     assert f"LLMBENCH_ENV_HASH={probe} python -m llmbench bench" in proc.stdout
     assert f"LLMBENCH_ENV_HASH={hf} python -m llmbench fetch-model" in proc.stdout
+
+
+def test_uv_is_found_without_the_drivers_venv_on_path(monkeypatch):
+    """`/path/to/venv/bin/python -m snakemake` (venv not activated) still installs envs with uv, the workflow
+    extra's installer; only where no uv exists at all does auto fall back to pip."""
+    pytest.importorskip("uv")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    if shutil.which("uv"):
+        pytest.skip("a uv binary is on the system PATH")
+    cmd = envs._installer("/venv/bin/python", "auto")
+    assert Path(cmd[0]).name == "uv" and cmd[1:3] == ["pip", "install"]
+    import uv
+
+    monkeypatch.setattr(uv, "find_uv_bin", lambda: (_ for _ in ()).throw(FileNotFoundError()))
+    assert envs._installer("/venv/bin/python", "auto")[1:3] == ["-m", "pip"]
+    with pytest.raises(envs.EnvError, match="installer uv requested"):
+        envs._installer("/venv/bin/python", "uv")

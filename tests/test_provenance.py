@@ -1,5 +1,6 @@
 """Host facts in every row: enough to see why two tables of one model differ between x86 machines."""
 
+import importlib.metadata
 import json
 import os
 import sys
@@ -89,3 +90,26 @@ def test_torch_cuda_is_read_without_importing_torch(tmp_path, monkeypatch):
     assert provenance.torch_cuda() == "13.0"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert provenance.torch_cuda() == "no torch"
+
+
+def test_installed_hash_follows_the_named_packages_and_their_dependencies_only():
+    """backend none keys artifacts by what the env file's packages bring: pyyaml's closure is pyyaml; llmbench's
+    includes its own dependencies (pandas, and numpy through pandas) but not pytest (an extra), and a name that is
+    not installed is recorded as absent rather than dropped."""
+    assert provenance.requirement_closure(["PyYAML"]) == [f"pyyaml=={importlib.metadata.version('pyyaml')}"]
+    closure = provenance.requirement_closure(["llmbench"])
+    names = {line.split("==")[0] for line in closure}
+    assert {"llmbench", "pandas", "numpy", "pyyaml"} <= names and "pytest" not in names
+    assert "no-such-dist-xyz==absent" in provenance.requirement_closure(["no_such.dist-XYZ"])
+    assert provenance.installed_hash(["pyyaml"]) != provenance.installed_hash(["pyyaml", "pandas"])
+    assert provenance.installed_hash(["pyyaml", "pandas"]) == provenance.installed_hash(["pandas", "PyYAML"])
+
+
+def test_env_file_requirement_names_skip_options_and_name_the_harness(tmp_path):
+    from llmbench.planning import envs
+
+    f = tmp_path / "e.yaml"
+    f.write_text("dependencies:\n  - python=3.11\n  - pip:\n      - --extra-index-url https://x/cpu\n"
+                 "      - llama-cpp-python==0.3.36 --config-settings=cmake.define.X=OFF\n"
+                 "      - Torch[extra] >= 2\n      - ..\n")
+    assert envs.requirement_names(f) == ["llama-cpp-python", "Torch", "llmbench"]

@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import shlex
@@ -179,14 +180,20 @@ def env_python(env_name):
 
 def env_hash(env_name):
     """Params function: the requirements hash of the job's env file, exported as LLMBENCH_ENV_HASH (rows
-    record it as env_hash); when the driver's interpreter runs the job, the hash of its installed packages
-    (provenance.env_hash). Being a param, it keys the between-workflow cache of fetch_model/build_artifact."""
-    return lambda wildcards: DRIVER_SOFTWARE if ENV_BACKEND == "none" else envs.requirements_hash(env_file(_env_name(env_name, wildcards)))
+    record it as env_hash); when the driver's interpreter runs the job (backend none), the hash of the installed
+    versions of what that env file names, with their dependencies (provenance.installed_hash). Being a param,
+    it keys the between-workflow cache of fetch_model/build_artifact."""
+    if ENV_BACKEND == "none":
+        return lambda wildcards: driver_software(_env_name(env_name, wildcards))
+    return lambda wildcards: envs.requirements_hash(env_file(_env_name(env_name, wildcards)))
 
 
-# backend none: what the driver's interpreter has installed, so a cached artifact (Snakemake's between-workflow
-# cache hashes params, not the interpreter) is never reused across a changed library.
-DRIVER_SOFTWARE = provenance.env_hash() if ENV_BACKEND == "none" else ""
+@functools.cache
+def driver_software(env_name):
+    """backend none: what the driver's interpreter has installed of the env file's requirements, so a cached
+    artifact (Snakemake's between-workflow cache hashes params, not the interpreter) is never reused across a
+    changed library, and installing a plugin does not rebuild every artifact."""
+    return provenance.installed_hash(envs.requirement_names(env_file(env_name)))
 
 
 # --- quality (rule quality in quality.smk) ---

@@ -6,7 +6,8 @@ conda. Here the same file is read for its
 - python version (``python=3.11`` among ``dependencies``),
 - pip requirement lines (the ``pip:`` list, options such as ``--extra-index-url`` included; a local
   directory such as ``..`` - the harness checkout - is installed editable, relative paths are resolved
-  against the env file's directory, as conda does),
+  against the env file's directory, as conda does; here, unlike conda, so is a ``--config-settings=KEY=./file``
+  value such as a CMake include, whose content is then part of the requirements hash),
 - post-install commands, written as YAML comments so that conda ignores them::
 
       # llmbench-post-install: pip uninstall -y torchvision torchaudio
@@ -45,6 +46,8 @@ import yaml
 INFO = "env.json"
 POST_INSTALL = re.compile(r"^\s*#\s*llmbench-post-install:\s*(?P<cmd>.+?)\s*$")
 # pip options whose argument is a path (resolved against the env file's directory) or a URL
+# a config setting whose value is a path relative to the env file: --config-settings=cmake.define.X=./file
+SETTING_PATH = re.compile(r"(--config-settings[= ][^=\s]+=)(\.\.?/\S+)")
 PATH_OPTIONS = {"-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-f", "--find-links"}
 INDEX_OPTIONS = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links"}
 
@@ -119,8 +122,33 @@ def hash_lines(spec: EnvSpec) -> list[str]:
     lines = [f"python {spec.python or ''}"]
     lines += [f"conda {d}" for d in spec.conda_only]
     lines += [f"pip {_normalize_requirement(r)}" for r in spec.requirements]
+    for r in spec.requirements:  # a file a build reads (a CMake include) is part of the env: its content counts
+        for rel in _setting_files(r):
+            f = spec.path.parent / rel
+            lines.append(f"file {rel} {hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else 'missing'}")
     lines += [f"post-install {_collapse(c)}" for c in spec.post_install]
     return lines
+
+
+def requirement_names(env_yaml: str | Path | EnvSpec) -> list[str]:
+    """The distributions an env file's pip lines install: requirement names, and ``llmbench`` for a local
+    directory (the harness checkout); option lines (indexes, find-links) and URLs name none."""
+    from packaging.requirements import Requirement
+
+    spec = env_yaml if isinstance(env_yaml, EnvSpec) else parse(env_yaml)
+    names = []
+    for line in spec.requirements:
+        first = line.split()[0]
+        if first.startswith("-") and first not in ("-e", "--editable"):
+            continue
+        if first in ("-e", "--editable") or first.startswith(".") or "/" in first:
+            names.append("llmbench")
+            continue
+        try:
+            names.append(Requirement(first).name)
+        except Exception:
+            continue
+    return names
 
 
 def requirements_hash(env_yaml: str | Path | EnvSpec) -> str:
@@ -149,8 +177,20 @@ def _local_dir(token: str, base: Path) -> Path | None:
     return p if p.is_dir() else None
 
 
+def _setting_files(line: str) -> list[str]:
+    """The relative paths given as ``--config-settings=KEY=./path`` values on one pip line."""
+    return [m.group(2) for m in SETTING_PATH.finditer(line)]
+
+
+def _resolve_setting_paths(line: str, base: Path) -> str:
+    """``--config-settings=KEY=./x`` → an absolute path to x beside the env file: a build backend (CMake under
+    scikit-build-core) would read a relative value against its own temporary build directory."""
+    return SETTING_PATH.sub(lambda m: m.group(1) + str((base / m.group(2)).resolve()), line)
+
+
 def _resolve_paths(line: str, base: Path) -> str:
     """Make the paths in one pip line absolute; a bare local directory becomes `-e <dir>` (editable)."""
+    line = _resolve_setting_paths(line, base)
     if not line.startswith((".", "/", "~", "-")):
         return line  # a requirement specifier (markers may hold quotes): as written
     words = shlex.split(line)
@@ -227,12 +267,28 @@ def _pip_config() -> dict[str, list[str]]:
     return out
 
 
+def _find_uv() -> str | None:
+    """uv on PATH, else the binary of the `uv` package installed with the workflow (``pip install -e
+    .[workflow]`` puts it next to snakemake, which is not on PATH when the driver's venv is not activated)."""
+    uv = shutil.which("uv")
+    if uv:
+        return uv
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        return None
+    try:
+        return find_uv_bin()
+    except FileNotFoundError:
+        return None
+
+
 def _installer(py: str, choice: str) -> list[str]:
     """The command that installs into the venv whose interpreter is ``py``: uv when asked for (or, with
-    ``auto``, when it is on PATH), else the venv's own pip."""
-    uv = shutil.which("uv")
+    ``auto``, when it is found: on PATH or as the driver's `uv` package), else the venv's own pip."""
+    uv = _find_uv()
     if choice == "uv" and not uv:
-        raise EnvError("installer uv requested but `uv` is not on PATH")
+        raise EnvError("installer uv requested but `uv` is neither on PATH nor installed as a package (pip install uv)")
     if uv and choice in ("uv", "auto"):
         cmd = [uv, "pip", "install", "--python", py]
         cfg = _pip_config()

@@ -36,6 +36,45 @@ def installed_packages() -> list[str]:
     return sorted(found)
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_closure(names) -> list[str]:
+    """``name==version`` of the installed distributions the named ones need, themselves included, following
+    each distribution's unconditional requirements (extras not followed, environment markers evaluated here);
+    a name that is not installed is listed as ``name==absent``. Sorted."""
+    from packaging.requirements import Requirement
+
+    found: dict[str, str] = {}
+    todo = [_canonical(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "absent"
+            continue
+        found[name] = dist.version
+        for line in dist.requires or []:
+            try:
+                req = Requirement(line)
+            except Exception:
+                continue
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(_canonical(req.name))
+    return sorted(f"{n}=={v}" for n, v in found.items())
+
+
+def installed_hash(names) -> str:
+    """``installed:`` + the sha256 of ``requirement_closure(names)``: what the driver's interpreter brings to a
+    job of an env file naming these packages (backend none). Installing an unrelated package (a plugin) leaves
+    it unchanged; upgrading one the job imports, directly or through a dependency, changes it."""
+    return "installed:" + hashlib.sha256("\n".join(requirement_closure(names)).encode()).hexdigest()
+
+
 def env_hash() -> str:
     """The job's software env: $LLMBENCH_ENV_HASH (the rule's requirements hash of the env file) when set,
     else (backend none: the driver's interpreter runs the job) ``installed:`` + the sha256 of this
