@@ -18,6 +18,10 @@
 #   pip download --no-deps matplotlib==3.11.2 contourpy cycler fonttools kiwisolver pyparsing pillow \
 #     python-dateutil (same --python-version/--only-binary/--platform/-d flags)   # the report's plots
 # (52 MB in all: with the tokenizer files it stays under the device tool's 64 MiB carry limit)
+# For the bitsandbytes lines (config/examples/gpu-bnb.yaml) also carry .wh-bnb/site: the bitsandbytes 0.50.2
+# wheel unpacked with only its CPU and CUDA 13.0 libraries (4.5 MB; the whole wheel is 41 MiB):
+#   pip download --no-deps bitsandbytes==0.50.2 -d /tmp/bnb && mkdir -p .wh-bnb/site && cd .wh-bnb/site &&
+#   unzip -q /tmp/bnb/bitsandbytes-0.50.2-*.whl && ls bitsandbytes/*.so | grep -v -E "_cpu.so|cuda130" | xargs rm
 # With this workplace's device tool: run(command="bash examples/gpu-device-run.sh start 540", carry=[".wh-gpu",
 #   "resources/models/smollm2-135m/tokenizer.json", "resources/models/smollm2-135m/tokenizer_config.json",
 #   "resources/models/smollm2-135m/chat_template.jinja"]).
@@ -43,6 +47,10 @@ if [ "$PHASE" = start ]; then
       kiwisolver pyparsing pillow python-dateutil || echo "matplotlib install failed: the plots rule will fail"
     python3 -m pip install -q --no-deps --no-index --no-build-isolation -e "$RUN" ||
       { echo "editable install failed: using PYTHONPATH=$RUN/workflow"; export PYTHONPATH="$RUN/workflow"; }
+  fi
+  if [ -d "$RUN/.wh-bnb/site" ]; then  # bitsandbytes for the hf-bnb variants (software_envs none: jobs inherit it)
+    export PYTHONPATH="$RUN/.wh-bnb/site${PYTHONPATH:+:$PYTHONPATH}"
+    python3 -c "import bitsandbytes as b; print('bitsandbytes', b.__version__, 'from', b.__file__)" || echo "bitsandbytes does not import"
   fi
   { python3 --version; python3 -m pip list 2>/dev/null | grep -i -E "^(torch|transformers|accelerate|safetensors|tokenizers|snakemake|pandas|pyarrow|llmbench|numpy|matplotlib) "; uname -a; nproc; } > "$OUT/env.txt"
   cat "$OUT/env.txt"

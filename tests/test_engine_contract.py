@@ -71,10 +71,15 @@ class Entry:
     # element of the KV cache (what the engine keeps it in), for the weight-bytes and KV figures' check
     bytes_per_param: float | None = None
     kv_element_bytes: float | None = None
+    name: str = ""  # the test id where one engine has two entries (default: the engine's name)
 
     @property
     def env(self) -> str:
         return engines.env(self.engine, self.options)
+
+    @property
+    def id(self) -> str:
+        return self.name or self.engine
 
 
 OV_EXACT = {"device": "cpu", "num_threads": 2, "inference_precision": "f32", "kv_cache_precision": "f32",
@@ -102,11 +107,16 @@ ENTRIES = [
     Entry("vllm", "vllm", REFERENCE, VLLM_FP32,
           FP32(REFERENCE, [VLLM_FP32], {"dtype": "float32", "model_config_dtype": "float32"}),
           bytes_per_param=4, kv_element_bytes=4),
+    # bitsandbytes nf4 on the CPU (its CPU library): the tied fp32 embedding (28,311,552 of the 134,515,008
+    # parameters) stays 4 bytes, every Linear weight is packed 4-bit (half a byte; the absmax scales live in the
+    # quant state, not in parameters); activations and the KV cache in fp32. A dense fallback would be 4 bytes.
+    Entry("hf", "bitsandbytes", REFERENCE, {**HF_FP32, "quantization": "bnb-nf4"}, name="hf-bnb",
+          bytes_per_param=(4 * 28_311_552 + 0.5 * (134_515_008 - 28_311_552)) / 134_515_008, kv_element_bytes=4),
 ]
 
 
 def _ids(entries):
-    return [e.engine for e in entries]
+    return [e.id for e in entries]
 
 
 def _has_score(e: Entry) -> bool:
@@ -142,7 +152,7 @@ def built(model_dir, tmp_path_factory):
 def entry(request) -> Entry:
     e: Entry = request.param
     if importlib.util.find_spec(e.library) is None:
-        pytest.skip(f"{e.library} is not importable here; test_contract_in_env[{e.engine}] runs this in the "
+        pytest.skip(f"{e.library} is not importable here; test_contract_in_env[{e.id}] runs this in the "
                     f"{e.env} env")
     return e
 
@@ -267,7 +277,7 @@ def test_weight_bytes_are_parameters_times_bytes_per_parameter_as_run(entry, eng
     assert entry.bytes_per_param and entry.kv_element_bytes, "give the entry its bytes per parameter and KV element"
     expected = _parameters(cfg) * entry.bytes_per_param
     assert abs(loaded.weight_bytes / expected - 1) <= 0.10, (loaded.weight_bytes, expected, loaded.weight_bytes_method)
-    print(f"weight bytes [{entry.engine}]: {loaded.weight_bytes} vs params x bytes {expected:.0f} "
+    print(f"weight bytes [{entry.id}]: {loaded.weight_bytes} vs params x bytes {expected:.0f} "
           f"({loaded.weight_bytes / expected:.4f}); ran as: {loaded.ran_as}")
     assert loaded.tied_embeddings is cfg["tie_word_embeddings"] and loaded.weight_bytes_method and loaded.ran_as
     assert loaded.embedding_row_bytes * cfg["vocab_size"] == pytest.approx(loaded.input_embedding_bytes, rel=0.01)
@@ -390,7 +400,7 @@ def _outcomes(junit: Path) -> dict[str, str]:
 @pytest.mark.parametrize("name", _ids(ENTRIES))
 def test_contract_in_env(name, engine_envs, embedded_model_dir, tmp_path):
     """This file's tests for one engine, run by the engine's env's python with the checkout's code."""
-    e = next(e for e in ENTRIES if e.engine == name)
+    e = next(e for e in ENTRIES if e.id == name)
     prefix = engine_envs(e.env)
     python = prefix / "bin/python"
     junit = tmp_path / "junit.xml"

@@ -145,6 +145,11 @@ def test_build_tiny_env(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(REPO / "workflow/llmbench/__init__.py"), "0.9.0", str(prefix)]
     assert any("building env tiny" in line for line in lines)
+    # installed byte-compiled (pip does; uv only with --compile-bytecode): with PYTHONDONTWRITEBYTECODE set, an
+    # env without .pyc files would compile its libraries again in every process of every job
+    site = next(prefix.glob("lib/python3*/site-packages"))
+    assert list(site.glob("__pycache__/tabulate*.pyc")) or list(site.glob("tabulate/__pycache__/*.pyc")), \
+        f"no .pyc for tabulate under {site} (installer {info['installer']})"
 
     again = []
     assert envs.build("tiny", env_yaml, prefix, base_dir=REPO / "envs", log=again.append)["built_at"] == info["built_at"]

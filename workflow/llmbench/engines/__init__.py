@@ -65,9 +65,13 @@ def resolved(name: str, options: dict | None = None, where: str = "options") -> 
 
 
 def env(name: str, options: dict | None = None) -> str:
-    """The env file a variant of this engine runs in: ``ENV_BY_DEVICE[device]`` when the module has one
-    (e.g. vLLM's CPU build vs its CUDA build), else ``ENV``, else the engine's name."""
+    """The env file a variant of this engine runs in: the module's ``env_for(options)`` when it has one (e.g.
+    HF with bitsandbytes quantization needs the env that has bitsandbytes), else ``ENV_BY_DEVICE[device]``
+    (vLLM's CPU build vs its CUDA build), else ``ENV``, else the engine's name."""
     mod = module(name)
+    env_for = getattr(mod, "env_for", None)
+    if callable(env_for) and options is not None:
+        return env_for(resolved(name, options))
     by_device = getattr(mod, "ENV_BY_DEVICE", None)
     if by_device and options is not None:
         return by_device[resolved(name, options)["device"]]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")  # torch.nn.attention.SDPBackend members, lower case
 ACCEPTS = ("hf",)  # artifact formats this engine loads (see the artifact modules' FORMAT)
 OPTIONS = {
     "device": Option(str, "auto", "auto: cuda when torch sees a GPU, else cpu", choices=("auto", "cpu", "cuda")),
@@ -29,9 +30,25 @@ OPTIONS = {
     "num_threads": Option((int, None), None, "CPU threads for torch (null: torch's default)", check=at_least(1)),
     "max_cache_len": Option((int, None), None, "static cache size in tokens (null: transformers sizes it per "
                             "request, see the module docstring)", check=at_least(1)),
+    "sdpa_backend": Option((str, None), None, "with attn_implementation sdpa: the one kernel SDPA may use "
+                           "(torch.nn.attention.sdpa_kernel); probed at load, a backend that cannot run here makes "
+                           "the line unverified with torch's reason; null: torch picks per call (not observed)",
+                           choices=(None, *SDPA_BACKENDS)),
+    "quantization": Option((str, None), None, "load-time quantization by bitsandbytes (the latency study's HF + "
+                           "bitsandbytes lines): bnb-nf4 (4-bit NormalFloat) or bnb-int8 (LLM.int8()); runs in "
+                           "env hf-bnb", choices=(None, "bnb-nf4", "bnb-int8")),
+    "bnb_4bit_compute_dtype": Option(str, "auto", "bnb-nf4's matmul dtype; auto: the dtype option's (float32 when "
+                                     "that is auto)", choices=DTYPES),
 }
 CHECKS = [lambda o: "max_cache_len applies to cache_implementation static only"
-          if o["max_cache_len"] is not None and o["cache_implementation"] != "static" else None]
+          if o["max_cache_len"] is not None and o["cache_implementation"] != "static" else None,
+          lambda o: "sdpa_backend applies to attn_implementation sdpa only"
+          if o["sdpa_backend"] is not None and o["attn_implementation"] != "sdpa" else None]
+
+
+def env_for(options: dict[str, Any]) -> str:
+    """hf, or hf-bnb (hf + bitsandbytes) for a bitsandbytes-quantized variant."""
+    return "hf-bnb" if options.get("quantization") else "hf"
 
 
 def placement(options: dict[str, Any]) -> Placement:
@@ -137,7 +154,10 @@ def _model(torch, artifact_dir: Path, manifest: dict[str, Any], options: dict[st
 
     dtype = "auto" if options["dtype"] == "auto" else getattr(torch, options["dtype"])
     attn = options["attn_implementation"]
+    _refuse_hub_flash_attention(attn)
     synthetic = manifest.get("synthetic")
+    if options["quantization"]:
+        return _bnb_model(torch, artifact_dir, synthetic, manifest, options, device, dtype, attn)
     if synthetic:
         config = AutoConfig.from_pretrained(artifact_dir)
         if dtype == "auto":
@@ -150,6 +170,77 @@ def _model(torch, artifact_dir: Path, manifest: dict[str, Any], options: dict[st
         model.to(device)
     model.eval()
     return model
+
+
+def _bnb_model(torch, artifact_dir: Path, synthetic, manifest, options, device: str, dtype, attn: str):
+    """A bitsandbytes-quantized model: transformers quantizes while loading, so a synthetic artifact's seeded
+    random weights are first made on ``device`` (as the unquantized path makes them) and written to a temporary
+    directory next to the artifact, then loaded from there with the quantization config, then deleted."""
+    import shutil
+    import tempfile
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    source, tmp = artifact_dir, None
+    if synthetic:
+        config = AutoConfig.from_pretrained(artifact_dir)
+        seed_dtype = getattr(torch, manifest.get("params", {}).get("dtype", "float16")) if dtype == "auto" else dtype
+        torch.manual_seed(int(synthetic["seed"]))
+        with torch.device(device):
+            dense = AutoModelForCausalLM.from_config(config, dtype=seed_dtype)
+        tmp = Path(tempfile.mkdtemp(prefix=".bnb-synthetic-", dir=Path(artifact_dir).parent))
+        dense.save_pretrained(tmp)
+        del dense
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        source = tmp
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, attn_implementation=attn, device_map={"": device},
+            quantization_config=_bnb_config(torch, options))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    model.eval()
+    return model
+
+
+def _refuse_hub_flash_attention(attn: str) -> None:
+    """flash_attention_2 only with the flash-attn package: without it transformers 5 would fetch a hub kernel
+    (kernels-community/flash-attn) instead, another implementation than the one the variant names."""
+    import importlib.util
+
+    from llmbench.engines.base import EngineUnavailable
+
+    if attn == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise EngineUnavailable("attn_implementation flash_attention_2 needs the flash-attn package, which is not "
+                                "installed in this env (no flash-attn wheel for its torch here); transformers would "
+                                "substitute a hub kernel, a different implementation, so the line does not run")
+
+
+def _bnb_config(torch, options: dict[str, Any]):
+    """transformers' BitsAndBytesConfig for the quantization option (bitsandbytes must import: env hf-bnb)."""
+    from transformers import BitsAndBytesConfig
+
+    if options["quantization"] == "bnb-int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = options["bnb_4bit_compute_dtype"]
+    if compute == "auto":
+        compute = "float32" if options["dtype"] == "auto" else options["dtype"]
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=getattr(torch, compute))
+
+
+def _sdpa_context(torch, backend: str | None):
+    """A factory of the context that lets SDPA use only ``backend`` (None: no restriction)."""
+    import contextlib
+
+    if backend is None:
+        return contextlib.nullcontext
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    member = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+              "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[backend]
+    return lambda: sdpa_kernel([member])
 
 
 class HFEngine(HFTokenizerMixin):
@@ -166,17 +257,41 @@ class HFEngine(HFTokenizerMixin):
         self.cache_implementation = options["cache_implementation"]
         self.torch_compile = options["torch_compile"]
         self.max_cache_len = options["max_cache_len"]
+        self.quantization = options["quantization"]
         self.model = _model(torch, artifact_dir, manifest, options, device)
         self.vocab_size = self.model.config.vocab_size
         self.fold_vocab = self.vocab_size  # encode: identity unless a synthetic shape has a smaller vocab
         self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
         self.device = torch.device(device)
+        self.sdpa_backend = options["sdpa_backend"]
+        self.attention = _sdpa_context(torch, self.sdpa_backend)
+        self._probe_sdpa_backend()
         self._compile_and_watch()
         self._greedy_generation_config()
         self.runtime = self._runtime(synthetic=bool(manifest.get("synthetic")))
         self.weights_recorded = False
         self.loaded = self._loaded()
         return self.loaded
+
+    def _probe_sdpa_backend(self) -> None:
+        """One short forward under the forced SDPA backend: where that kernel cannot run (wrong device, dtype or
+        GPU generation) torch raises "No available kernel" and the line is unverified with torch's words; where it
+        runs, every later forward of this engine runs under the same restriction, so it is what ran."""
+        if self.sdpa_backend is None:
+            return
+        from llmbench.engines.base import EngineUnavailable
+
+        ids = self.torch.tensor([[self.tokenizer.bos_token_id or 0] * 8], device=self.device)
+        try:
+            with self.torch.inference_mode(), self.attention():
+                self.model(ids)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EngineUnavailable(f"SDPA backend {self.sdpa_backend} cannot run here "
+                                    f"({self.device}, {self.runtime_dtype()}): {first}") from e
+
+    def runtime_dtype(self) -> str:
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
 
     def _compile_and_watch(self) -> None:
         """Compile the forward when asked with a dynamic cache (a static cache lets generate() compile), and
@@ -209,6 +324,9 @@ class HFEngine(HFTokenizerMixin):
         return {
             "dtype": str(p.dtype).removeprefix("torch."),
             "attn_implementation": model.config._attn_implementation,
+            # forced: SDPA was allowed this one kernel for every forward and the load probe ran with it
+            "sdpa_backend": (f"{self.sdpa_backend} (forced)" if self.sdpa_backend
+                             else ("torch's choice per call (not observed)" if model.config._attn_implementation == "sdpa" else None)),
             "cache_implementation": self.cache_implementation,
             "torch_compile_requested": self.torch_compile,
             "linear_modules": linear_kinds,
@@ -230,7 +348,7 @@ class HFEngine(HFTokenizerMixin):
             device=str(self.device),
             device_name=self.torch.cuda.get_device_name(self.device) if cuda else cpu_name(),
             runtime=self.runtime,
-            library_versions=versions("torch", "transformers", "accelerate", "safetensors"),
+            library_versions=versions("torch", "transformers", "accelerate", "safetensors", *(("bitsandbytes",) if self.quantization else ())),
             threads=None if cuda else self.torch.get_num_threads(),
             **_weight_facts(self.model, self.torch),
         )
@@ -260,7 +378,7 @@ class HFEngine(HFTokenizerMixin):
         in the precision the model runs in, log-softmax taken in fp32."""
         torch = self.torch
         ids = torch.tensor([token_ids], device=self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.attention():
             logits = self.model(ids).logits[0, :-1].float()
             return torch.log_softmax(logits, dim=-1).cpu().numpy()
 
@@ -282,7 +400,7 @@ class HFEngine(HFTokenizerMixin):
                 kwargs["max_cache_len"] = int(self.max_cache_len)
         if not self.torch_compile:
             kwargs["disable_compile"] = True
-        with torch.inference_mode():
+        with torch.inference_mode(), self.attention():
             out = self.model.generate(
                 ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                 min_new_tokens=max_new_tokens, do_sample=False, streamer=_TokenStreamer(on_token), **kwargs)
