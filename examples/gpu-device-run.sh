@@ -92,6 +92,7 @@ EOF
   cd "$RUN" || exit 2
   python3 -m snakemake -n --cores 1 --resources gpu=1 --configfile "$CONFIG" > snakemake-dryrun.out 2>&1 || { cat snakemake-dryrun.out; exit 3; }
   export CONFIG
+  rm -f snakemake.rc  # a warm machine keeps the last run's: collect would take it for this one
   setsid bash -c 'python3 -m snakemake --cores 1 --resources gpu=1 --configfile "$CONFIG" > snakemake.out 2>&1; echo $? > snakemake.rc' < /dev/null > /dev/null 2>&1 &
   echo "snakemake started in $RUN"
 fi

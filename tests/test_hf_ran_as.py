@@ -38,3 +38,13 @@ def test_a_packed_layer_is_named_packed():
 
 def test_a_plain_model_is_dense_in_its_dtype():
     assert _ran_as(_Model(torch.nn.Linear(8, 4).to(torch.bfloat16))) == "dense bf16"
+
+
+def test_a_bitsandbytes_layer_is_named_by_the_methods_value_not_its_enum():
+    """transformers' BitsAndBytesConfig.to_dict() holds quant_method as a QuantizationMethod enum."""
+    from transformers.utils.quantization_config import QuantizationMethod
+
+    layer = torch.nn.Linear(8, 4, bias=False)
+    layer.weight = torch.nn.Parameter(torch.zeros(16, 1, dtype=torch.uint8), requires_grad=False)
+    got = _ran_as(_Model(layer, {"quant_method": QuantizationMethod.BITS_AND_BYTES}))
+    assert got == "bitsandbytes packed uint8 weights (Linear)"

@@ -91,6 +91,7 @@ def _ran_as(model) -> str:
     found = [(type(m).__name__, _linear_weight(m)) for m in model.modules() if "Linear" in type(m).__name__]
     found = [(name, kd) for name, kd in found if kd is not None]
     method = qcfg.get("quant_method") or qcfg.get("format")
+    method = getattr(method, "value", method)  # transformers' QuantizationMethod enum (bitsandbytes configs)
     packed = sorted({(name, d) for name, (k, d) in found if k == "packed"})
     if packed:
         return (f"{method or 'quantized'} packed {'/'.join(sorted({d for _, d in packed}))} weights "
@@ -98,6 +99,19 @@ def _ran_as(model) -> str:
     floats = sorted({d for _, (k, d) in found if k == "dense"})
     dense = "dense " + "/".join(f.replace("bfloat", "bf").replace("float", "fp") for f in floats)
     return f"{dense} after decompression ({method})" if method else dense
+
+
+def _plain(value):
+    """A quantization config as JSON-safe values: enums by their value, dtypes by name."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):
+        return value.value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value).removeprefix("torch.")
 
 
 def _weight_facts(model, torch) -> dict[str, Any]:
@@ -330,7 +344,7 @@ class HFEngine(HFTokenizerMixin):
             "cache_implementation": self.cache_implementation,
             "torch_compile_requested": self.torch_compile,
             "linear_modules": linear_kinds,
-            "quantization": (qcfg.to_dict() if hasattr(qcfg, "to_dict") else qcfg) if qcfg else None,
+            "quantization": _plain((qcfg.to_dict() if hasattr(qcfg, "to_dict") else qcfg) if qcfg else None),
             "torch_threads": self.torch.get_num_threads(),
             "synthetic_weights": synthetic,
         }

@@ -16,6 +16,7 @@ Plugins: an installed package registers a module with the same contract under th
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import inspect
@@ -29,20 +30,37 @@ GROUPS = {"llmbench.engines": "llmbench.engines", "llmbench.artifacts": "llmbenc
 ENGINE_METHODS = ("load", "encode", "decode", "generate", "reset_peak_memory", "peak_memory")
 
 
-def builtin_names(package: str) -> list[str]:
-    """The package's modules, plus the names its ``data_names()`` lists (engines: the server entries of
-    llmbench/serving/servers/, each an engine made from data, see serving/launch.py)."""
+# Planning asks for modules tens of thousands of times on a 500-job plan (every input function of every job):
+# the package listings and the installed entry points are read once per process (they do not change while
+# Snakemake plans; a newly installed plugin is seen by the next run).
+
+
+@functools.cache
+def _builtins(package: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(module names, data entry names) of a built-in package."""
     pkg = importlib.import_module(package)
     mods = {m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_") and m.name not in SKIP}
     data = set(getattr(pkg, "data_names", lambda: [])())
     clash = mods & data
     if clash:
         raise ValueError(f"{package}: {sorted(clash)} are both a module and a data entry; keep one")
+    return frozenset(mods), frozenset(data)
+
+
+def builtin_names(package: str) -> list[str]:
+    """The package's modules, plus the names its ``data_names()`` lists (engines: the server entries of
+    llmbench/serving/servers/, each an engine made from data, see serving/launch.py)."""
+    mods, data = _builtins(package)
     return sorted(mods | data)
 
 
+@functools.cache
+def _plugins(group: str) -> tuple[tuple[str, importlib.metadata.EntryPoint], ...]:
+    return tuple((ep.name, ep) for ep in importlib.metadata.entry_points(group=group))
+
+
 def plugins(group: str) -> dict[str, importlib.metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
+    return dict(_plugins(group))
 
 
 def names(package: str) -> list[str]:
@@ -50,10 +68,10 @@ def names(package: str) -> list[str]:
 
 
 def module(package: str, kind: str, name: str) -> ModuleType:
-    if name in builtin_names(package):
-        pkg = importlib.import_module(package)
-        if name in getattr(pkg, "data_names", lambda: [])():
-            return pkg.data_module(name)
+    mods, data = _builtins(package)
+    if name in data:
+        return importlib.import_module(package).data_module(name)
+    if name in mods:
         return importlib.import_module(f"{package}.{name}")
     eps = plugins(package)
     if name in eps:
