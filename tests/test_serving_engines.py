@@ -99,8 +99,8 @@ def test_serving_only_engines_are_refused_in_latency_scenarios_and_in_process_on
     assert out == ["benchmarks[0]: variant 'v' (engine remote) only serves, so it cannot run the latency scenario "
                    "'s'; give it a serving scenario (kind: serving)"]
     out = config_check._serving_problems(_cfg("serving", "ct2"))
-    assert len(out) == 1 and ("has no server; engines with one: deepspeed-mii, llamacpp, lmdeploy, remote, "
-                              "scalellm, sglang, tabbyapi, tgi, trtllm, vllm") in out[0]
+    assert len(out) == 1 and ("has no server; engines with one: deepspeed-mii, fastchat, llamacpp, lmdeploy, remote, "
+                              "scalellm, sglang, tabbyapi, text-generation-webui, tgi, trtllm, vllm, xinference") in out[0]
     assert config_check._serving_problems(_cfg("serving", "remote")) == []
 
 

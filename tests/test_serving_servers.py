@@ -16,7 +16,8 @@ from llmbench import artifacts, engines
 from llmbench.planning import config as config_check
 from llmbench.serving import install, launch
 
-SYSTEMS = ("deepspeed-mii", "lmdeploy", "scalellm", "sglang", "tabbyapi", "tgi", "trtllm")
+SYSTEMS = ("deepspeed-mii", "fastchat", "lmdeploy", "scalellm", "sglang", "tabbyapi", "text-generation-webui", "tgi",
+           "trtllm", "xinference")
 
 
 def _cmd(name: str, tmp_path: Path, fmt: str | None = None, **options):
@@ -76,6 +77,38 @@ def test_tgi_and_sglang_keep_their_documented_launches(tmp_path):
     assert "--disable-radix-cache" not in sg.argv and sg.argv[-2:] == ["--mem-fraction-static", "0.8"]
 
 
+def test_fastchat_starts_controller_worker_and_api_server_in_one_process_group(tmp_path):
+    cmd, art = _cmd("fastchat", tmp_path, num_gpus=2, dtype="bfloat16")
+    assert cmd.argv[:2] == ["bash", "-c"] and len(cmd.argv) == 3
+    script = " ".join(cmd.argv[2].split())
+    py = sys.executable
+    assert f"{py} -m fastchat.serve.controller --host 127.0.0.1 --port 21001 &" in script
+    assert (f"{py} -m fastchat.serve.model_worker --host 127.0.0.1 --port 21002 --worker-address http://127.0.0.1:21002 "
+            f"--controller-address http://127.0.0.1:21001 --model-path {art} --model-names llmbench --device cuda "
+            f"--num-gpus 2 --dtype bfloat16 &") in script
+    assert script.endswith(f"exec {py} -m fastchat.serve.openai_api_server --host 127.0.0.1 --port 8123 "
+                           f"--controller-address http://127.0.0.1:21001")
+    assert engines.placement("fastchat", {"num_gpus": 2}).gpus == 2
+
+
+def test_xinference_serves_then_launches_the_artifact_with_its_transformers_engine(tmp_path):
+    cmd, art = _cmd("xinference", tmp_path, xinference_model="llama-2-chat")
+    script = " ".join(cmd.argv[2].split())
+    assert script.startswith("xinference-local -H 127.0.0.1 -p 8123 &")
+    assert (f"xinference launch -e http://127.0.0.1:8123 -n llama-2-chat -u llmbench -en transformers -t LLM "
+            f"-mp {art} --n-gpu 1 || exit 1; wait") in script
+    assert cmd.ready_path == "/v1/models/llmbench"  # ready once the model is launched, not when the server is up
+
+
+def test_text_generation_webui_loads_the_artifact_by_name_from_its_parent_dir(tmp_path):
+    cmd, art = _cmd("text-generation-webui", tmp_path, "exl2", loader="ExLlamav2_HF")
+    assert cmd.argv == [sys.executable, f"{sys.prefix}/text-generation-webui/server.py", "--model-dir", str(art.parent),
+                        "--model", art.name, "--loader", "ExLlamav2_HF", "--api", "--nowebui", "--listen-host",
+                        "127.0.0.1", "--api-port", "8123"]
+    with pytest.raises(ValueError, match="loader"):
+        engines.resolved("text-generation-webui", {"loader": "vllm"})
+
+
 def test_exact_length_fields_are_each_systems_documented_ones():
     m = lambda name: engines.module(name).request_options(37, [2, 0])  # noqa: E731
     assert m("sglang") == {"ignore_eos": True, "min_tokens": 37}
@@ -85,6 +118,8 @@ def test_exact_length_fields_are_each_systems_documented_ones():
     assert m("scalellm") == {"ignore_eos": True}
     assert m("deepspeed-mii") == {"min_tokens": 37}
     assert m("tgi") == {}
+    assert m("fastchat") == {} and m("xinference") == {}
+    assert m("text-generation-webui") == {"ban_eos_token": True, "min_tokens": 37}
     assert "early EOS fails the count check" in launch.length_text(launch.entry("tgi"))
 
 

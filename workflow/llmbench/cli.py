@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def cmd_build_env(a):
     return envs.main_build(a.name, a.file, a.prefix, a.base_dir, a.installer)
 
 
+ENGINE_JOBS = ("bench", "quality")  # commands that load an engine in this process
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="llmbench", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -139,7 +143,15 @@ def main(argv=None) -> int:
     s = sub.add_parser("options-doc", help="print every engine's options and artifact method's params as markdown")
     s.add_argument("--out"); s.set_defaults(fn=cmd_options_doc)
     a = p.parse_args(argv)
-    return a.fn(a) or 0
+    rc = a.fn(a) or 0
+    if a.cmd in ENGINE_JOBS and argv is None:
+        # The job's output is written (atomically) and its engine closed: leave without interpreter teardown,
+        # where an engine library's native threads can abort the process after the fact ("terminate called
+        # without an active exception" from vLLM's CPU build, seen in CI on 2026-12-04) and fail a finished job.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 if __name__ == "__main__":

@@ -178,7 +178,14 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     art = manifest.verify(art_dir)
     variant = spec["variant"]
     engine = engines.create(variant["engine"])
-    loaded = engine.load(art_dir, art, variant.get("options", {}))
+    try:
+        return _score_job(spec, out, log, engine, engine.load(art_dir, art, variant.get("options", {})), art)
+    finally:
+        engines.close(engine)
+
+
+def _score_job(spec: dict[str, Any], out: Path, log, engine, loaded, art: dict[str, Any]) -> Path:
+    variant = spec["variant"]
     q = spec["quality"]
     if not hasattr(engine, "tokenize_plain"):
         raise RuntimeError(f"engine {variant['engine']} has score() but no tokenize_plain(); cannot compute perplexity")

@@ -100,3 +100,11 @@ def gpus(name: str, options: dict) -> int:
 
 def create(name: str) -> Any:
     return adapter_class(name)()
+
+
+def close(engine) -> None:
+    """Stop what the engine started (vLLM: its engine-core and worker processes); engines without ``close``
+    hold nothing beyond this process."""
+    fn = getattr(engine, "close", None)
+    if callable(fn):
+        fn()

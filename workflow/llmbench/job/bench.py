@@ -97,7 +97,10 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     meter.measure_idle()
     log(f"energy: {meter.counter.method}, idle {meter.idle_w:.1f} W" if meter.counter else f"energy: {meter.why_not}")
     scenario = importlib.import_module(SCENARIOS[spec["scenario"]["kind"]])
-    results = scenario.run(engine, spec, log=log, meter=meter)
+    try:
+        results = scenario.run(engine, spec, log=log, meter=meter)
+    finally:
+        engines.close(engine)  # after the last request; the rows below read only what was recorded
     _check_measured(results, log)
     # after the run: runtime and weight_bytes as they ran (some engines learn them at the first request)
     ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth, devices, meter.result())

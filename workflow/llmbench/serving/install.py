@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -50,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("system")
     p.add_argument("--needs-cuda", action="store_true")
     a = p.parse_args(argv[:cut])
-    text = " ".join(argv[cut + 1:])
+    words = argv[cut + 1:]
+    # one argument: a shell command line as written; several: one shell word each (bash -c '...' stays one)
+    text = words[0] if len(words) == 1 else shlex.join(words)
     rec: dict = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": text, "python": sys.executable}
     from llmbench.serving.launch import cuda_problem
 
