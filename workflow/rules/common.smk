@@ -185,7 +185,14 @@ def env_hash(env_name):
     it keys the between-workflow cache of fetch_model/build_artifact."""
     if ENV_BACKEND == "none":
         return lambda wildcards: driver_software(_env_name(env_name, wildcards))
-    return lambda wildcards: envs.requirements_hash(env_file(_env_name(env_name, wildcards)))
+    return lambda wildcards: env_requirements_hash(_env_name(env_name, wildcards))
+
+
+@functools.cache
+def env_requirements_hash(env_name):
+    """The env file's requirements hash, computed once per plan (it parses the file and hashes the files its
+    config settings name; every job of the env asks)."""
+    return envs.requirements_hash(env_file(env_name))
 
 
 @functools.cache

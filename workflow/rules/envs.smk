@@ -10,7 +10,7 @@ rule build_env:
     output:
         "resources/envs/{env}/env.json",
     params:
-        requirements_hash=lambda wildcards: envs.requirements_hash(env_file(wildcards.env)),
+        requirements_hash=lambda wildcards: env_requirements_hash(wildcards.env),
         prefix=lambda wildcards, output: str(Path(output[0]).parent),
     log:
         "logs/build_env/{env}.log",

@@ -164,7 +164,7 @@ def _device(torch, asked: str) -> str:
 def _model(torch, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any], device: str):
     """The model on ``device`` in eval mode: the artifact's weights, or a synthetic manifest's seeded random ones
     (dtype auto: the dtype the synthetic artifact declares)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     dtype = "auto" if options["dtype"] == "auto" else getattr(torch, options["dtype"])
     attn = options["attn_implementation"]
@@ -173,17 +173,25 @@ def _model(torch, artifact_dir: Path, manifest: dict[str, Any], options: dict[st
     if options["quantization"]:
         return _bnb_model(torch, artifact_dir, synthetic, manifest, options, device, dtype, attn)
     if synthetic:
-        config = AutoConfig.from_pretrained(artifact_dir)
-        if dtype == "auto":
-            dtype = getattr(torch, manifest.get("params", {}).get("dtype", "float16"))
-        torch.manual_seed(int(synthetic["seed"]))
-        with torch.device(device):
-            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+        model = _synthetic_model(torch, artifact_dir, manifest, dtype, device, attn_implementation=attn)
     else:
         model = AutoModelForCausalLM.from_pretrained(artifact_dir, dtype=dtype, attn_implementation=attn)
         model.to(device)
     model.eval()
     return model
+
+
+def _synthetic_model(torch, artifact_dir: Path, manifest: dict[str, Any], dtype, device: str, **kwargs):
+    """A synthetic artifact's model: its config with random weights from its seed, made on ``device`` (dtype
+    auto: the dtype the synthetic artifact declares)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(artifact_dir)
+    if dtype == "auto":
+        dtype = getattr(torch, manifest.get("params", {}).get("dtype", "float16"))
+    torch.manual_seed(int(manifest["synthetic"]["seed"]))
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
 
 
 def _bnb_model(torch, artifact_dir: Path, synthetic, manifest, options, device: str, dtype, attn: str):
@@ -193,15 +201,11 @@ def _bnb_model(torch, artifact_dir: Path, synthetic, manifest, options, device: 
     import shutil
     import tempfile
 
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     source, tmp = artifact_dir, None
     if synthetic:
-        config = AutoConfig.from_pretrained(artifact_dir)
-        seed_dtype = getattr(torch, manifest.get("params", {}).get("dtype", "float16")) if dtype == "auto" else dtype
-        torch.manual_seed(int(synthetic["seed"]))
-        with torch.device(device):
-            dense = AutoModelForCausalLM.from_config(config, dtype=seed_dtype)
+        dense = _synthetic_model(torch, artifact_dir, manifest, dtype, device)
         tmp = Path(tempfile.mkdtemp(prefix=".bnb-synthetic-", dir=Path(artifact_dir).parent))
         dense.save_pretrained(tmp)
         del dense
@@ -305,6 +309,7 @@ class HFEngine(HFTokenizerMixin):
                                     f"({self.device}, {self.runtime_dtype()}): {first}") from e
 
     def runtime_dtype(self) -> str:
+        """The dtype of the model's first parameter, as the runtime records it."""
         return str(next(self.model.parameters()).dtype).removeprefix("torch.")
 
     def _compile_and_watch(self) -> None:
@@ -332,11 +337,10 @@ class HFEngine(HFTokenizerMixin):
     def _runtime(self, synthetic: bool) -> dict[str, Any]:
         """What ran, read back from the loaded model (dtype of its weights, attention kernel, Linear classes)."""
         model = self.model
-        p = next(model.parameters())
         linear_kinds = sorted({type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__})
         qcfg = getattr(model.config, "quantization_config", None)
         return {
-            "dtype": str(p.dtype).removeprefix("torch."),
+            "dtype": self.runtime_dtype(),
             "attn_implementation": model.config._attn_implementation,
             # forced: SDPA was allowed this one kernel for every forward and the load probe ran with it
             "sdpa_backend": (f"{self.sdpa_backend} (forced)" if self.sdpa_backend

@@ -36,18 +36,15 @@ def installed_packages() -> list[str]:
     return sorted(found)
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def requirement_closure(names) -> list[str]:
     """``name==version`` of the installed distributions the named ones need, themselves included, following
     each distribution's unconditional requirements (extras not followed, environment markers evaluated here);
     a name that is not installed is listed as ``name==absent``. Sorted."""
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
     found: dict[str, str] = {}
-    todo = [_canonical(n) for n in names]
+    todo = [canonicalize_name(n) for n in names]
     while todo:
         name = todo.pop()
         if name in found:
@@ -64,7 +61,7 @@ def requirement_closure(names) -> list[str]:
             except Exception:
                 continue
             if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(_canonical(req.name))
+                todo.append(canonicalize_name(req.name))
     return sorted(f"{n}=={v}" for n, v in found.items())
 
 
