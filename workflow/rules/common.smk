@@ -168,6 +168,11 @@ def _env_name(env_name, wildcards):
     return env_name(wildcards) if callable(env_name) else env_name
 
 
+# Every env.json of the plan: inputs of each measuring job (ancient: a rebuilt env reruns only the jobs that
+# run in it), so that no env build, which runs beside other jobs (threads: 0 in envs.smk), overlaps a measurement.
+ALL_ENVS = plan.all_env_inputs(ENV_BACKEND, config)
+
+
 def env_info(env_name):
     """Input function: the env.json the job's venv is complete with (nothing unless backend venv)."""
     return lambda wildcards: plan.env_inputs(ENV_BACKEND, _env_name(env_name, wildcards))

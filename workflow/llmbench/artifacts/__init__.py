@@ -89,4 +89,5 @@ def build(method: str, model_dir: Path, params: dict[str, Any], out_dir: Path) -
         out_dir, "artifact", method=method, params=params,
         input_model_dir=str(model_dir), input_model_hash=model_manifest["content_hash"],
         synthetic=model_manifest.get("synthetic") or None,
-        build_time_s=round(time.perf_counter() - t, 3), peak_rss_bytes=memory.peak_rss_bytes(), **fields)
+        build_time_s=round(time.perf_counter() - t, 3), peak_rss_bytes=memory.peak_rss_bytes(),
+        build_load=memory.load_average(), **fields)

@@ -54,3 +54,16 @@ def reset_tree_peak_rss() -> None:
 def tree_peak_rss_bytes() -> int:
     """Sum of the per-process peak RSS (VmHWM) over this process and its live descendants."""
     return sum(_vmhwm(pid) or 0 for pid in _tree_pids())
+
+
+def load_average() -> dict[str, float | int] | None:
+    """The machine's load when a build ends: 1- and 5-minute load averages and the CPUs this process may use.
+    A build's wall time is only comparable with others' at a similar load (the default workflow builds envs
+    beside artifact builds); None where the OS does not say."""
+    import os
+
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return None
+    return {"load_1min": round(one, 2), "load_5min": round(five, 2), "cpus": len(os.sched_getaffinity(0))}

@@ -16,6 +16,13 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _load(load: dict | None) -> str:
+    """The machine's load when the build ended (a build's time compares with another's at a similar load)."""
+    if not load:
+        return ""
+    return f", load {load['load_1min']} (1 min) / {load['load_5min']} (5 min) on {load['cpus']} CPUs at the end"
+
+
 def describe(path: Path, verify: bool = True) -> str:
     m = manifest.read(path)
     lines = [f"{path}", f"  kind:          {m['kind']}"]
@@ -25,7 +32,8 @@ def describe(path: Path, verify: bool = True) -> str:
         lines += [f"  method:        {m.get('method')}  params {json.dumps(m.get('params', {}))}",
                   f"  made by:       {m.get('library')}",
                   f"  from model:    {m.get('input_model_dir')} (content {m.get('input_model_hash', '')[:16]}…)",
-                  f"  build:         {m.get('build_time_s')} s, peak RSS {_size(m.get('peak_rss_bytes') or 0)}"]
+                  f"  build:         {m.get('build_time_s')} s, peak RSS {_size(m.get('peak_rss_bytes') or 0)}"
+                  + _load(m.get("build_load"))]
     if m.get("status") == "unverified":
         lines.append(f"  UNVERIFIED:    {m.get('unverified_reason')}")
     if m.get("synthetic"):
