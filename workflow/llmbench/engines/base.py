@@ -103,13 +103,16 @@ class Engine(Protocol):
 
 # --- small pieces several adapters share -----------------------------------------------------------------
 
-def check_method(artifact_dir: Path, manifest: dict[str, Any], engine: str, method: str, holds: str) -> None:
-    """Refuse an artifact another method built. The config already pairs formats with engines (ACCEPTS); this
-    catches a direct ``load`` (tools, tests) with a clear message instead of a library error deep inside."""
+def check_method(artifact_dir: Path, manifest: dict[str, Any], engine: str, method: str | tuple[str, ...],
+                 holds: str) -> None:
+    """Refuse an artifact another method built (``method``: one method or several that write the same format).
+    The config already pairs formats with engines (ACCEPTS); this catches a direct ``load`` (tools, tests) with
+    a clear message instead of a library error deep inside."""
+    methods = (method,) if isinstance(method, str) else tuple(method)
     found = manifest.get("method")
-    if found not in (None, method):
+    if found is not None and found not in methods:
         raise ValueError(f"{artifact_dir} was built by method {found!r}; the {engine} engine loads artifacts of "
-                         f"method {method} ({holds})")
+                         f"method {' or '.join(methods)} ({holds})")
 
 
 def device_missing(asked: str, here: str) -> RuntimeError:

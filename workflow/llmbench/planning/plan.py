@@ -204,28 +204,6 @@ def env_inputs(backend: str, env_name: str) -> list[str]:
     return [f"resources/envs/{env_name}/env.json"] if backend == "venv" else []
 
 
-def envs_of_plan(config: dict[str, Any]) -> list[str]:
-    """Every env a job of the plan runs in, sorted: the fetch and the merges (hf), each artifact's builder,
-    each variant's engine (benchmark, serving, quality) and, with in-process jobs, the report's plots."""
-    from llmbench import artifacts
-
-    names = {"hf"}
-    for m, a, v, s in jobs(config):
-        names.add(artifacts.env(config["artifacts"][a]["method"]))
-        variant = config["variants"][v]
-        names.add(engines.env(variant["engine"], variant.get("options", {})))
-    if run_files(config):
-        names.add("report")
-    return sorted(names)
-
-
-def all_env_inputs(backend: str, config: dict[str, Any]) -> list[str]:
-    """The env.json of every env of the plan (backend venv; else nothing). A measuring job takes them all as
-    inputs (ancient: their mtimes rerun nothing), so no env build, which runs beside other jobs (envs.smk), is
-    still running while it measures."""
-    return [p for name in envs_of_plan(config) for p in env_inputs(backend, name)]
-
-
 def env_python(backend: str, env_name: str) -> str:
     """The interpreter that runs the harness in a job: the venv's, conda's env's `python`, or the driver's."""
     if backend == "venv":
