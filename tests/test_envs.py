@@ -131,6 +131,14 @@ def test_build_tiny_env(tmp_path):
     (prefix / "leftover").write_text("an interrupted build left this; no env.json, so it is wiped")
     lines = []
     info = envs.build("tiny", env_yaml, prefix, base_dir=REPO / "envs", log=lines.append)
+    # installed without byte-compiling every file; a job's process (run as the workflow runs it, with
+    # PYTHONDONTWRITEBYTECODE cleared) writes the .pyc of what it imports into the env, once
+    site = next(prefix.glob("lib/python3*/site-packages"))
+    pycs = lambda: list(site.glob("__pycache__/tabulate*.pyc")) + list(site.glob("tabulate/__pycache__/*.pyc"))
+    assert not pycs(), f"tabulate was byte-compiled at install (installer {info['installer']})"
+    job_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([str(prefix / "bin" / "python"), "-c", "import tabulate"], check=True, env=job_env)
+    assert pycs(), f"no .pyc for tabulate under {site} after a process imported it"
 
     assert not (prefix / "leftover").exists()
     assert info == json.loads((prefix / "env.json").read_text())
@@ -145,14 +153,6 @@ def test_build_tiny_env(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(REPO / "workflow/llmbench/__init__.py"), "0.9.0", str(prefix)]
     assert any("building env tiny" in line for line in lines)
-    # installed without byte-compiling every file; a job's process (run as the workflow runs it, with
-    # PYTHONDONTWRITEBYTECODE cleared) writes the .pyc of what it imports into the env, once
-    site = next(prefix.glob("lib/python3*/site-packages"))
-    pycs = lambda: list(site.glob("__pycache__/tabulate*.pyc")) + list(site.glob("tabulate/__pycache__/*.pyc"))
-    assert not pycs(), f"tabulate was byte-compiled at install (installer {info['installer']})"
-    job_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([str(py), "-c", "import tabulate"], check=True, env=job_env)
-    assert pycs(), f"no .pyc for tabulate under {site} after a process imported it"
 
     again = []
     assert envs.build("tiny", env_yaml, prefix, base_dir=REPO / "envs", log=again.append)["built_at"] == info["built_at"]

@@ -17,7 +17,7 @@ def config(benchmarks, quality=True):
             "hf-b": {"engine": "hf", "options": {"device": "cpu"}},
             "mlc": {"engine": "mlc", "options": {"device": "cpu"}},  # MLC cannot score
         },
-        "scenarios": {"lat": {"kind": "latency"}, "serve": {"kind": "serving"}},
+        "scenarios": {"lat": {"kind": "latency"}, "long": {"kind": "latency"}, "serve": {"kind": "serving"}},
         "benchmarks": [
             {"models": m, "artifacts": a, "variants": v, "scenarios": s} for m, a, v, s in benchmarks
         ],
@@ -61,17 +61,34 @@ def test_one_quality_job_per_scoring_variant_none_for_synthetic_models_or_unscor
     ])
     assert plan.quality_jobs(cfg) == [("real", "ref", "hf-a"), ("real", "ref", "hf-b"),
                                       ("real", "q4", "hf-a"), ("real", "q4", "hf-b")]
-    assert plan.quality_files(cfg) == ["results/quality/real/ref/hf-a.parquet", "results/quality/real/ref/hf-b.parquet",
-                                       "results/quality/real/q4/hf-a.parquet", "results/quality/real/q4/hf-b.parquet"]
+    # each scored by its first latency job (the engine is loaded there already), beside that job's rows
+    assert plan.quality_files(cfg) == ["results/runs/real/ref/hf-a/lat.quality.parquet",
+                                       "results/runs/real/ref/hf-b/lat.quality.parquet",
+                                       "results/runs/real/q4/hf-a/lat.quality.parquet",
+                                       "results/runs/real/q4/hf-b/lat.quality.parquet"]
+    assert plan.scores_in_benchmark(cfg, "real", "q4", "hf-a", "lat")
+    assert not plan.scores_in_benchmark(cfg, "real", "q4", "hf-a", "long")  # scored once per line
+    assert not plan.scores_in_benchmark(cfg, "synth", "q4", "hf-a", "lat")  # random weights: no quality
+    assert not plan.scores_in_benchmark(cfg, "real", "mlc-only", "mlc", "lat")  # MLC cannot score
     del cfg["quality"]
     assert plan.quality_files(cfg) == []
 
 
+def test_a_line_that_only_serves_is_scored_by_rule_quality():
+    cfg = config([(["real"], ["q4"], ["hf-a"], ["serve"]), (["real"], ["q8"], ["hf-a"], ["serve", "long"])])
+    assert plan.quality_carrier(cfg, "real", "q4", "hf-a") is None
+    assert plan.quality_files(cfg) == ["results/quality/real/q4/hf-a.parquet",
+                                       "results/runs/real/q8/hf-a/long.quality.parquet"]
+    assert plan.serving_quality_files(cfg) == plan.quality_files(cfg)
+
+
 def test_quality_is_compared_with_the_reference_line_except_for_itself():
-    cfg = config([])
+    cfg = config([])  # the reference line is not benchmarked here: rule quality scores it
     assert plan.quality_reference(cfg, "real", "q4", "hf-b") == ["results/quality/real/ref/hf-a.parquet"]
     assert plan.quality_reference(cfg, "real", "ref", "hf-b") == ["results/quality/real/ref/hf-a.parquet"]
     assert plan.quality_reference(cfg, "real", "ref", "hf-a") == []
+    cfg["benchmarks"] = config([(["real"], ["ref"], ["hf-a"], ["lat"])])["benchmarks"]
+    assert plan.quality_reference(cfg, "real", "q4", "hf-b") == ["results/runs/real/ref/hf-a/lat.quality.parquet"]
     cfg["quality"]["reference_variant"] = "mlc"
     with pytest.raises(ValueError, match="cannot score"):
         plan.quality_reference(cfg, "real", "q4", "hf-b")

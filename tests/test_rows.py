@@ -219,3 +219,50 @@ def test_merge_and_quality_write_their_declared_schemas(dirs, tmp_path, monkeypa
     assert line["decode_bytes"] == 600 - 98 + 35 and line["roofline_tokens_per_s"] == 5e9 / 537
     assert line["weight_bytes"] == 600 and line["threads"] == 2 and line["ran_as"] == "stand-in"
     assert pq.read_schema(tmp_path / "tables/requests.parquet").equals(rows.SCHEMA, check_metadata=False)
+
+
+class CountingEngine(StandInEngine):
+    """The stand-in, counting its loads and recording the order of what the job asks of it."""
+
+    loads = 0
+
+    def load(self, artifact_dir, manifest, options):
+        CountingEngine.loads += 1
+        self.order = []
+        return super().load(artifact_dir, manifest, options)
+
+    def generate(self, input_ids, max_new_tokens, on_token):
+        self.order.append("generate")
+        return super().generate(input_ids, max_new_tokens, on_token)
+
+    def score(self, ids):
+        self.order.append("score")
+        return super().score(ids)
+
+
+def test_a_benchmark_job_scores_its_lines_quality_after_measuring_with_the_same_engine(dirs, tmp_path, monkeypatch):
+    """The engine loads once: the measured requests first, then the held-out text scored by that engine (its
+    quality row as rule quality would write it); a job that does not carry the line's quality writes an empty
+    quality table, and its rows are the same either way."""
+    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d, threads=None: (5e9, "fake"))
+    made = []
+    monkeypatch.setattr(engines, "create", lambda name: made.append(CountingEngine()) or made[-1])
+    CountingEngine.loads = 0
+    model, art = dirs
+    q = {"heldout_tokens": 64, "window": 32, "reference_artifact": "a", "reference_variant": "v"}
+    run = bench.run_job({**spec_for(model, art), "quality": q}, tmp_path / "run.parquet", log=lambda m: None,
+                        quality_out=tmp_path / "run.quality.parquet")
+    assert CountingEngine.loads == 1
+    order = made[0].order
+    assert order[: order.index("score")] == ["generate"] * 10 and set(order[order.index("score"):]) == {"score"}
+    carried = pq.read_table(tmp_path / "run.quality.parquet")
+    alone = quality.run_job({**spec_for(model, art), "quality": q}, tmp_path / "alone.parquet", log=lambda m: None)
+    cols = ["perplexity", "scored_tokens", "argmax_ids", "scored_ids_sha256", "engine", "variant"]
+    assert carried.select(cols).to_pylist() == pq.read_table(alone).select(cols).to_pylist()
+
+    bench.run_job(spec_for(model, art), tmp_path / "other.parquet", log=lambda m: None,
+                  quality_out=tmp_path / "other.quality.parquet")
+    empty = pq.read_table(tmp_path / "other.quality.parquet")
+    assert empty.num_rows == 0 and empty.schema.equals(rows.QUALITY.schema, check_metadata=False)
+    assert pd.read_parquet(run)["output_ids"].map(list).tolist() == \
+        pd.read_parquet(tmp_path / "other.parquet")["output_ids"].map(list).tolist()

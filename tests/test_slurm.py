@@ -55,7 +55,7 @@ def test_the_workflow_runs_through_slurm_and_gpu_jobs_get_the_gpus_they_claim(cl
     out = proc.stdout + proc.stderr
     # built and measured on the cluster (the rows below carry their SLURM job ids); downloads, merges and plots
     # on the submitting host
-    for rule in ("build_artifact", "benchmark", "quality"):
+    for rule in ("build_artifact", "benchmark"):  # a benchmark job also scores its line's quality
         assert f"\nrule {rule}:" in out and f"localrule {rule}:" not in out
     for rule in ("fetch_model", "merge_tables", "plots"):
         assert f"localrule {rule}:" in out

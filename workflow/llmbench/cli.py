@@ -31,7 +31,8 @@ def cmd_build_artifact(a):
 
 def cmd_bench(a):
     from llmbench.job import bench
-    bench.run_job(_spec(a.spec), Path(a.out), log=lambda m: print(m, flush=True))
+    bench.run_job(_spec(a.spec), Path(a.out), log=lambda m: print(m, flush=True),
+                  quality_out=Path(a.quality_out) if a.quality_out else None)
 
 
 def cmd_serve(a):
@@ -117,7 +118,9 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("fetch-model"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True, type=Path); s.set_defaults(fn=cmd_fetch_model)
     s = sub.add_parser("build-artifact"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True, type=Path); s.set_defaults(fn=cmd_build_artifact)
-    s = sub.add_parser("bench"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.set_defaults(fn=cmd_bench)
+    s = sub.add_parser("bench"); s.add_argument("--spec", required=True); s.add_argument("--out", required=True)
+    s.add_argument("--quality-out", help="the quality table: the line's row when the spec has `quality` (scored after "
+                   "the measured requests, same engine), else empty"); s.set_defaults(fn=cmd_bench)
     s = sub.add_parser("serve", help="one serving job: start the engine's server, run the sweep, write rows")
     s.add_argument("--spec", required=True); s.add_argument("--out", required=True); s.add_argument("--points", required=True)
     s.add_argument("--server-log", required=True); s.set_defaults(fn=cmd_serve)

@@ -4,8 +4,11 @@ rule benchmark:
         artifact="resources/artifacts/{model}/{artifact}",
         prompts=scenario_prompts,
         env=env_info(engine_env_name),
+        reference=bench_quality_reference,
     output:
-        "results/runs/{model}/{artifact}/{variant}/{scenario}.parquet",
+        runs="results/runs/{model}/{artifact}/{variant}/{scenario}.parquet",
+        # the line's quality row when this job carries it (plan.quality_carrier), else an empty quality table
+        quality="results/runs/{model}/{artifact}/{variant}/{scenario}.quality.parquet",
     params:
         spec=bench_spec,
         python=env_python(engine_env_name),
@@ -19,4 +22,4 @@ rule benchmark:
     conda:
         engine_env
     shell:
-        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench bench --spec {params.spec} --out {output} > {log} 2>&1"
+        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench bench --spec {params.spec} --out {output.runs} --quality-out {output.quality} > {log} 2>&1"

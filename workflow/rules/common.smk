@@ -23,7 +23,7 @@ wildcard_constraints:
     model="[^/]+",
     artifact="[^/]+",
     variant="[^/]+",
-    scenario="[^/]+",
+    scenario="[^/.]+",  # no dot: <scenario>.quality.parquet beside <scenario>.parquet (config.py refuses one)
 
 
 # The planning policy (job list, scoring variant, stale check, env choice) is llmbench.planning.plan, pure
@@ -91,8 +91,21 @@ def bench_spec(wildcards):
                 "options": llmbench_config.resolved_options(config, wildcards.variant),
             },
             "scenario": config["scenarios"][wildcards.scenario],
+            # the line's quality, scored after the measured requests with the engine already loaded (plan.py
+            # quality_carrier); None: another job of the line scores it, or the line has no quality figure
+            "quality": config["quality"] if bench_scores(wildcards) else None,
+            "reference_quality": (bench_quality_reference(wildcards) or [None])[0],
         }
     )
+
+
+def bench_scores(wildcards):
+    return plan.scores_in_benchmark(config, wildcards.model, wildcards.artifact, wildcards.variant, wildcards.scenario)
+
+
+def bench_quality_reference(wildcards):
+    """The reference line's quality file, for a benchmark job that scores a line other than the reference."""
+    return quality_reference(wildcards) if bench_scores(wildcards) else []
 
 
 def scenario_prompts(wildcards):

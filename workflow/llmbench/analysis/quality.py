@@ -134,7 +134,11 @@ def load_reference(path: str | None, text_sha: str, ids_sha: str) -> dict[str, A
     """The reference's quality row; refused when it scored another text or other token ids."""
     if not path:
         return None
-    ref = pq.read_table(path).to_pylist()[0]
+    found = pq.read_table(path).to_pylist()
+    if not found:
+        raise RuntimeError(f"{path}: the reference line wrote no quality row (its engine did not run: the row of "
+                           "its benchmark job says why); nothing to compare this line with")
+    ref = found[0]
     if ref["heldout_sha256"] != text_sha:
         raise RuntimeError(f"{path}: the reference scored held-out text {ref['heldout_sha256']}, this job "
                            f"{text_sha}; rerun the reference's quality job")
@@ -175,17 +179,20 @@ def _ref_topk(ref: dict[str, Any] | None, n: int):
 
 
 def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
+    """Rule quality: load the line's engine and score (lines that only serve; a line with a latency job is
+    scored by that job, with the engine it measured: job/bench.py)."""
     art_dir = Path(spec["artifact_dir"])
     art = manifest.verify(art_dir)
     variant = spec["variant"]
     engine = engines.create(variant["engine"])
     try:
-        return _score_job(spec, out, log, engine, engine.load(art_dir, art, variant.get("options", {})), art)
+        return score_loaded(spec, out, log, engine, engine.load(art_dir, art, variant.get("options", {})), art)
     finally:
         engines.close(engine)
 
 
-def _score_job(spec: dict[str, Any], out: Path, log, engine, loaded, art: dict[str, Any]) -> Path:
+def score_loaded(spec: dict[str, Any], out: Path, log, engine, loaded, art: dict[str, Any]) -> Path:
+    """Score the held-out text with an engine already loaded with the line's options; write the quality row."""
     variant = spec["variant"]
     q = spec["quality"]
     if not hasattr(engine, "tokenize_plain"):

@@ -157,7 +157,10 @@ def quality_by_line(quality_files: list[str | Path]) -> dict[tuple[str, str, str
     own engine), with the artifact hash they were measured on."""
     out = {}
     for p in quality_files:
-        q = pq.read_table(p).to_pandas().iloc[0]
+        found = pq.read_table(p).to_pandas()
+        if found.empty:  # the line's engine did not run where its quality was to be scored (unverified)
+            continue
+        q = found.iloc[0]
         out[(q["model"], q["artifact"], q["variant"])] = {
             **{k: q[k] for k in QUALITY}, "artifact_hash": q["artifact_hash"],
             "quality_by": f"{q['engine']} / {q['variant']} ({q['precision']})"}

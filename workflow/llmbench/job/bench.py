@@ -70,7 +70,22 @@ def _check_measured(results: list[rows.RequestResult], log) -> None:
             "summary line will count them, leave them out of its statistics and be marked invalid")
 
 
-def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
+def _write_quality(spec: dict[str, Any], quality_out: Path | None, engine, loaded, art: dict[str, Any], log) -> None:
+    """The line's quality row, scored now with the engine the job measured (spec ``quality`` given: this job
+    carries the line's quality, planning/plan.py quality_carrier), after the measured window; else an empty
+    quality table (the declared output of every benchmark job). Nothing when no path is given."""
+    if quality_out is None:
+        return
+    from llmbench.analysis import quality
+
+    if spec.get("quality") and engine is not None:
+        log(f"quality: scoring {spec['artifact']} with the loaded engine (after the measured requests)")
+        quality.score_loaded(spec, quality_out, log, engine, loaded, art)
+    else:
+        atomic.write_parquet(rows.QUALITY.from_records([]), quality_out)
+
+
+def run_job(spec: dict[str, Any], out: Path, log=print, quality_out: Path | None = None) -> Path:
     started = context.now()
     art, model_manifest = _inputs(spec)
     artifact_dir = Path(spec["artifact_dir"])
@@ -90,6 +105,7 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     except EngineUnavailable as e:
         log(f"UNVERIFIED: {e}")
         ctx = JobContext.build(spec, art, model_manifest, started)
+        _write_quality(spec, quality_out, None, None, art, log)  # no engine ran: no quality figure either
         return atomic.write_parquet(rows.to_table([rows.unverified_row(ctx, str(e))]), out)
     log(f"loaded in {time.perf_counter() - t:.1f} s on {loaded.device} ({loaded.device_name}); runtime {loaded.runtime}")
 
@@ -99,9 +115,12 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
     scenario = importlib.import_module(SCENARIOS[spec["scenario"]["kind"]])
     try:
         results = scenario.run(engine, spec, log=log, meter=meter)
+        _check_measured(results, log)
+        # after the run: runtime and weight_bytes as they ran (some engines learn them at the first request),
+        # recorded before quality scoring touches the engine again
+        ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth, devices, meter.result())
+        table = rows.to_table([rows.request_row(ctx, r) for r in results])
+        _write_quality(spec, quality_out, engine, loaded, art, log)
     finally:
-        engines.close(engine)  # after the last request; the rows below read only what was recorded
-    _check_measured(results, log)
-    # after the run: runtime and weight_bytes as they ran (some engines learn them at the first request)
-    ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth, devices, meter.result())
-    return atomic.write_parquet(rows.to_table([rows.request_row(ctx, r) for r in results]), out)
+        engines.close(engine)  # after the last request and the scoring
+    return atomic.write_parquet(table, out)

@@ -110,6 +110,9 @@ def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
         return out
     out = _model_problems(config) + _plugin_problems(config)
     for name, s in config["scenarios"].items():
+        if "." in name or "/" in name:
+            out.append(f"scenarios.{name}: a scenario name may not contain '.' or '/' (it names files: "
+                       f"results/runs/<model>/<artifact>/<variant>/<scenario>.parquet and .quality.parquet)")
         if "prompts" in s and not (workdir / s["prompts"]).exists():
             out.append(f"scenarios.{name}.prompts = {s['prompts']!r}: file not found")
     out += _benchmark_problems(config) + _serving_problems(config) + _quality_problems(config)

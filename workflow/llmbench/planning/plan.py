@@ -106,19 +106,45 @@ def quality_jobs(config: dict[str, Any]) -> list[tuple[str, str, str]]:
             for v in scoring_variants(config, m, a)]
 
 
-def quality_file(model: str, artifact: str, variant: str) -> str:
+def quality_carrier(config: dict[str, Any], model: str, artifact: str, variant: str) -> str | None:
+    """The scenario whose benchmark job also scores this line, with the engine it has loaded (engines load once:
+    a second job would load the same engine again; vLLM's start alone is 35-45 s on 2 cores): the line's first
+    in-process (latency) job in plan order. None: the line only serves, and rule quality loads the engine."""
+    for m, a, v, s in jobs(config):
+        if (m, a, v) == (model, artifact, variant) and not is_serving(config, s):
+            return s
+    return None
+
+
+def carried_quality_file(model: str, artifact: str, variant: str, scenario: str) -> str:
+    """The quality table a benchmark job writes beside its rows (empty unless the job carries the line's
+    quality, :func:`quality_carrier`)."""
+    return f"results/runs/{model}/{artifact}/{variant}/{scenario}.quality.parquet"
+
+
+def quality_file(config: dict[str, Any], model: str, artifact: str, variant: str) -> str:
+    """Where a line's quality row is: beside its carrier benchmark's rows, else rule quality's output."""
+    scenario = quality_carrier(config, model, artifact, variant)
+    if scenario is not None:
+        return carried_quality_file(model, artifact, variant, scenario)
     return f"results/quality/{model}/{artifact}/{variant}.parquet"
 
 
 def quality_files(config: dict[str, Any]) -> list[str]:
     """One quality file per quality job (:func:`quality_jobs`)."""
-    return [quality_file(m, a, v) for m, a, v in quality_jobs(config)]
+    return [quality_file(config, m, a, v) for m, a, v in quality_jobs(config)]
 
 
 def serving_quality_files(config: dict[str, Any]) -> list[str]:
     """The quality files of the (model, artifact, variant) lines that serve: quality beside serving speed."""
     served = {(m, a, v) for m, a, v, s in jobs(config) if is_serving(config, s)}
-    return [quality_file(m, a, v) for m, a, v in quality_jobs(config) if (m, a, v) in served]
+    return [quality_file(config, m, a, v) for m, a, v in quality_jobs(config) if (m, a, v) in served]
+
+
+def scores_in_benchmark(config: dict[str, Any], model: str, artifact: str, variant: str, scenario: str) -> bool:
+    """Whether this benchmark job scores its line's quality after measuring (it is the line's carrier)."""
+    return ((model, artifact, variant) in quality_jobs(config)
+            and quality_carrier(config, model, artifact, variant) == scenario)
 
 
 def quality_reference(config: dict[str, Any], model: str, artifact: str, variant: str) -> list[str]:
@@ -131,7 +157,7 @@ def quality_reference(config: dict[str, Any], model: str, artifact: str, variant
     if not can_score(config, ref_v):
         raise ValueError(f"quality.reference_variant = {ref_v!r}: engine {config['variants'][ref_v]['engine']!r} "
                          "cannot score, so it cannot be the quality reference; pick a variant whose engine has score()")
-    return [quality_file(model, ref_a, ref_v)]
+    return [quality_file(config, model, ref_a, ref_v)]
 
 
 def built_directories(config: dict[str, Any]) -> list[str]:
