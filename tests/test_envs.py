@@ -319,3 +319,15 @@ def test_uv_is_found_without_the_drivers_venv_on_path(monkeypatch):
     assert envs._installer("/venv/bin/python", "auto")[1:3] == ["-m", "pip"]
     with pytest.raises(envs.EnvError, match="installer uv requested"):
         envs._installer("/venv/bin/python", "uv")
+
+
+def test_config_settings_reach_uv_as_per_package_flags():
+    """uv reads no per-requirement options from a requirements file: llama-cpp-python's CMake settings go to it
+    as --config-settings-package flags for that package alone; another option leaves the env to pip."""
+    lines = ["llama-cpp-python==0.3.36 --config-settings=cmake.define.LLAVA_BUILD=OFF "
+             "--config-settings=cmake.define.X=/abs/inc.cmake", "numpy==2.4.6", "-e /checkout"]
+    assert envs._uv_package_settings(lines) == (
+        ["llama-cpp-python==0.3.36", "numpy==2.4.6", "-e /checkout"],
+        ["--config-settings-package", "llama-cpp-python:cmake.define.LLAVA_BUILD=OFF",
+         "--config-settings-package", "llama-cpp-python:cmake.define.X=/abs/inc.cmake"])
+    assert envs._uv_package_settings(["pkg==1 --hash=sha256:00"]) is None

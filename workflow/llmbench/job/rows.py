@@ -256,6 +256,8 @@ SUMMARY = Table("latency", "Summary lines", SUMMARY_VERSION,
                 "`results/tables/latency.parquet`: one line per model × artifact × engine × variant × scenario, "
                 "warm-ups excluded (`latency.md` shows a selection).", SUMMARY_COLUMNS)
 QUALITY = Table("quality", "Quality per line", QUALITY_VERSION,
+                "`results/runs/<model>/<artifact>/<variant>/<scenario>.quality.parquet` (written by the line's first "
+                "latency job; empty for its other jobs) or, for a line that only serves, "
                 "`results/quality/<model>/<artifact>/<variant>.parquet`: one line per benchmarked variant whose "
                 "engine can score.", QUALITY_COLUMNS)
 TABLES = (REQUESTS, SUMMARY, QUALITY)

@@ -356,6 +356,25 @@ def _remove_stale(prefix: Path, info: dict | None, log) -> None:
         shutil.rmtree(prefix)
 
 
+def _uv_package_settings(lines: list[str]) -> tuple[list[str], list[str]] | None:
+    """(the lines without their per-requirement ``--config-settings=K=V``, uv's ``--config-settings-package
+    PKG:K=V`` flags for them): the same settings for the same package's build, given to uv on its command line.
+    None where a line has another per-requirement option (pip installs those)."""
+    plain, flags = [], []
+    for line in lines:
+        if line.startswith("-") or " -" not in line:
+            plain.append(line)
+            continue
+        req, *opts = line.split()
+        if not all(o.startswith("--config-settings=") for o in opts):
+            return None
+        name = re.split(r"[<>=!~\[;@ ]", req, maxsplit=1)[0]
+        plain.append(req)
+        for o in opts:
+            flags += ["--config-settings-package", f"{name}:{o.split('=', 1)[1]}"]
+    return plain, flags
+
+
 def _install_requirements(spec: EnvSpec, py: str, base: Path, installer: str, log) -> tuple[str, list[str]]:
     """pip lines of the env file into the venv (paths resolved against ``base``, lines whose index does not
     resolve skipped); returns (the installer used, the skipped lines)."""
@@ -369,9 +388,16 @@ def _install_requirements(spec: EnvSpec, py: str, base: Path, installer: str, lo
             lines.append(_resolve_paths(r, base))
     if not lines:
         return "pip", skipped
-    # uv reads no per-requirement options (`pkg==1 --config-settings=...`): pip does those
+    # uv reads no per-requirement options (`pkg==1 --config-settings=...`) in a requirements file; config settings
+    # go to it as per-package flags instead (_uv_package_settings), any other such option makes pip install
     per_req = any(not x.startswith("-") and " -" in x for x in lines)
-    cmd = _installer(py, "pip" if per_req and installer == "auto" else installer)
+    flags: list[str] = []
+    if per_req and installer in ("auto", "uv") and _find_uv():
+        converted = _uv_package_settings(lines)
+        if converted is not None:
+            lines, flags = converted
+            per_req = False
+    cmd = _installer(py, "pip" if per_req and installer == "auto" else installer) + flags
     with tempfile.NamedTemporaryFile("w", suffix=".requirements.txt", delete=False) as fh:
         fh.write("\n".join(lines) + "\n")
         req_file = fh.name
