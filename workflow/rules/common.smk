@@ -99,8 +99,15 @@ def bench_spec(wildcards):
     )
 
 
+# Which benchmark job scores which line's quality, and where each latency line's first job is: computed once per
+# plan (every benchmark job asks)
+QUALITY_CARRIERS = plan.quality_carriers(config)
+FIRST_LATENCY = plan.first_latency_scenarios(config)
+
+
 def bench_scores(wildcards):
-    return plan.scores_in_benchmark(config, wildcards.model, wildcards.artifact, wildcards.variant, wildcards.scenario)
+    return plan.scores_in_benchmark(config, wildcards.model, wildcards.artifact, wildcards.variant,
+                                    wildcards.scenario, QUALITY_CARRIERS)
 
 
 def bench_quality_reference(wildcards):
@@ -232,7 +239,7 @@ def serving_quality_files():
 
 
 def quality_reference(wildcards):
-    return plan.quality_reference(config, wildcards.model, wildcards.artifact, wildcards.variant)
+    return plan.quality_reference(config, wildcards.model, wildcards.artifact, wildcards.variant, FIRST_LATENCY)
 
 
 def quality_variant_env(wildcards):

@@ -110,10 +110,23 @@ def quality_carrier(config: dict[str, Any], model: str, artifact: str, variant: 
     """The scenario whose benchmark job also scores this line, with the engine it has loaded (engines load once:
     a second job would load the same engine again; vLLM's start alone is 35-45 s on 2 cores): the line's first
     in-process (latency) job in plan order. None: the line only serves, and rule quality loads the engine."""
+    return first_latency_scenarios(config).get((model, artifact, variant))
+
+
+def first_latency_scenarios(config: dict[str, Any]) -> dict[tuple[str, str, str], str]:
+    """(model, artifact, variant) -> the scenario of its first in-process (latency) job, in plan order; one pass
+    over the jobs (the planner asks for every benchmark job: a pass per job would make planning quadratic)."""
+    first: dict[tuple[str, str, str], str] = {}
     for m, a, v, s in jobs(config):
-        if (m, a, v) == (model, artifact, variant) and not is_serving(config, s):
-            return s
-    return None
+        if not is_serving(config, s):
+            first.setdefault((m, a, v), s)
+    return first
+
+
+def quality_carriers(config: dict[str, Any]) -> dict[tuple[str, str, str], str]:
+    """(model, artifact, variant) of every quality job that a benchmark job carries -> that job's scenario."""
+    first = first_latency_scenarios(config)
+    return {line: first[line] for line in quality_jobs(config) if line in first}
 
 
 def carried_quality_file(model: str, artifact: str, variant: str, scenario: str) -> str:
@@ -122,9 +135,11 @@ def carried_quality_file(model: str, artifact: str, variant: str, scenario: str)
     return f"results/runs/{model}/{artifact}/{variant}/{scenario}.quality.parquet"
 
 
-def quality_file(config: dict[str, Any], model: str, artifact: str, variant: str) -> str:
-    """Where a line's quality row is: beside its carrier benchmark's rows, else rule quality's output."""
-    scenario = quality_carrier(config, model, artifact, variant)
+def quality_file(config: dict[str, Any], model: str, artifact: str, variant: str,
+                 first: dict[tuple[str, str, str], str] | None = None) -> str:
+    """Where a line's quality row is: beside its carrier benchmark's rows, else rule quality's output
+    (``first``: :func:`first_latency_scenarios` of the config, when the caller has it)."""
+    scenario = (first_latency_scenarios(config) if first is None else first).get((model, artifact, variant))
     if scenario is not None:
         return carried_quality_file(model, artifact, variant, scenario)
     return f"results/quality/{model}/{artifact}/{variant}.parquet"
@@ -132,22 +147,27 @@ def quality_file(config: dict[str, Any], model: str, artifact: str, variant: str
 
 def quality_files(config: dict[str, Any]) -> list[str]:
     """One quality file per quality job (:func:`quality_jobs`)."""
-    return [quality_file(config, m, a, v) for m, a, v in quality_jobs(config)]
+    first = first_latency_scenarios(config)
+    return [quality_file(config, m, a, v, first) for m, a, v in quality_jobs(config)]
 
 
 def serving_quality_files(config: dict[str, Any]) -> list[str]:
     """The quality files of the (model, artifact, variant) lines that serve: quality beside serving speed."""
     served = {(m, a, v) for m, a, v, s in jobs(config) if is_serving(config, s)}
-    return [quality_file(config, m, a, v) for m, a, v in quality_jobs(config) if (m, a, v) in served]
+    first = first_latency_scenarios(config)
+    return [quality_file(config, m, a, v, first) for m, a, v in quality_jobs(config) if (m, a, v) in served]
 
 
-def scores_in_benchmark(config: dict[str, Any], model: str, artifact: str, variant: str, scenario: str) -> bool:
-    """Whether this benchmark job scores its line's quality after measuring (it is the line's carrier)."""
-    return ((model, artifact, variant) in quality_jobs(config)
-            and quality_carrier(config, model, artifact, variant) == scenario)
+def scores_in_benchmark(config: dict[str, Any], model: str, artifact: str, variant: str, scenario: str,
+                        carriers: dict[tuple[str, str, str], str] | None = None) -> bool:
+    """Whether this benchmark job scores its line's quality after measuring (it is the line's carrier);
+    ``carriers``: :func:`quality_carriers` of the config, when the caller has it (the planner: once per plan)."""
+    carriers = quality_carriers(config) if carriers is None else carriers
+    return carriers.get((model, artifact, variant)) == scenario
 
 
-def quality_reference(config: dict[str, Any], model: str, artifact: str, variant: str) -> list[str]:
+def quality_reference(config: dict[str, Any], model: str, artifact: str, variant: str,
+                      first: dict[tuple[str, str, str], str] | None = None) -> list[str]:
     """The reference line's quality file, which a line's quality is compared with (none for the reference
     itself). The reference line (quality.reference_artifact x quality.reference_variant) must be able to
     score: every comparison is against the distribution it stores."""
@@ -157,7 +177,7 @@ def quality_reference(config: dict[str, Any], model: str, artifact: str, variant
     if not can_score(config, ref_v):
         raise ValueError(f"quality.reference_variant = {ref_v!r}: engine {config['variants'][ref_v]['engine']!r} "
                          "cannot score, so it cannot be the quality reference; pick a variant whose engine has score()")
-    return [quality_file(config, model, ref_a, ref_v)]
+    return [quality_file(config, model, ref_a, ref_v, first)]
 
 
 def built_directories(config: dict[str, Any]) -> list[str]:
