@@ -106,3 +106,16 @@ def test_hf_source_fails_fast_on_an_unreachable_hub(tmp_path):
         "from the Hugging Face hub" in proc.stdout, out[-3000:]
     assert "Connection refused" in proc.stdout, out[-3000:]  # the known reason, not a network of unknown state
     assert time.perf_counter() - t < 120
+
+
+def test_a_scenario_name_with_a_dot_is_refused_naming_the_key():
+    """A scenario's name is part of file names (<scenario>.parquet beside <scenario>.quality.parquet): a dot would
+    make one job's rows look like another scenario's quality table, so planning refuses it by name."""
+    from llmbench.planning import config as llmbench_config
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["scenarios"]["latency.long"] = cfg["scenarios"].pop("latency")
+    for b in cfg["benchmarks"]:
+        b["scenarios"] = ["latency.long"]
+    found = llmbench_config.problems(cfg, REPO)
+    assert any(p.startswith("scenarios.latency.long:") and "'.'" in p for p in found), found
