@@ -274,7 +274,7 @@ def _convert_and_quantize(script: Path, model_dir: Path, out_dir: Path, qtype: s
             "quantize_time_s": round(quantize_s, 3)}
 
 
-def _copy_tokenizer(model_dir: Path, out_dir: Path) -> list[str]:
+def copy_tokenizer(model_dir: Path, out_dir: Path) -> list[str]:
     """The HF tokenizer files into TOKENIZER_DIR (the engine encodes with them); returns the names copied."""
     tok = out_dir / TOKENIZER_DIR
     tok.mkdir()
@@ -296,7 +296,7 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
     facts = gguf_facts(out_dir / GGUF_FILE)
     if facts["file_type"] != qtype:
         raise RuntimeError(f"the GGUF written says file type {facts['file_type']}, {qtype} was asked for")
-    copied = _copy_tokenizer(model_dir, out_dir)
+    copied = copy_tokenizer(model_dir, out_dir)
     origin_model = {k: model_manifest.get(k) for k in ("converted_from", "gguf_file", "dequantized_to")
                     if model_manifest.get(k)}
     return {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.artifacts import refuse_synthetic
-from llmbench.artifacts.gguf import GGUF_FILE, _copy_tokenizer, gguf_facts
+from llmbench.artifacts.gguf import GGUF_FILE, copy_tokenizer, gguf_facts
 from llmbench.formats.gguf import TOKENIZER_DIR
 from llmbench.models import sources
 from llmbench.provenance import versions
@@ -53,7 +53,7 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
             "refetch the model (snakemake --forcerun fetch_model) so the reference and this artifact match")
     path.rename(Path(out_dir) / GGUF_FILE)
     facts = gguf_facts(Path(out_dir) / GGUF_FILE)
-    copied = _copy_tokenizer(Path(model_dir), Path(out_dir))
+    copied = copy_tokenizer(Path(model_dir), Path(out_dir))
     return {
         "library": "none: the model's own GGUF file, as shipped (no conversion, no quantization)",
         "library_versions": versions("gguf", "llama-cpp-python"),

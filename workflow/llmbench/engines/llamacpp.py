@@ -136,7 +136,7 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
         check_method(artifact_dir, manifest, "llamacpp", ("gguf", "gguf_shipped"), "one GGUF file + the HF tokenizer")
         if not manifest.get("gguf_file"):
             raise ValueError(f"{artifact_dir}: its manifest names no gguf_file; the llamacpp engine runs GGUF "
-                             "artifacts (method gguf)")
+                             "artifacts (methods gguf, gguf_shipped)")
         self.model_path = str(artifact_dir / manifest["gguf_file"])
         n_gpu_layers = options["n_gpu_layers"]
         gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
