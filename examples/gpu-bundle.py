@@ -23,6 +23,7 @@ Subcommands:
     split SRC_DIR PARTS_DIR [--part-mb 56]   tar SRC_DIR's contents into PARTS_DIR/partNN (MB = 10**6 bytes)
                                              and write PARTS_DIR/MANIFEST.json (sizes, sha256s, file list)
     join PARTS_DIR DEST_DIR                  check every part against MANIFEST.json, untar into DEST_DIR
+    check-tree PARTS_DIR DEST_DIR PREFIX     exit 0 if every bundle file under PREFIX is complete in DEST_DIR
     install WHEEL_DIR TARGET_DIR             pip install --no-index --no-deps --no-compile --target TARGET_DIR,
                                              plus a sitecustomize.py there so its .pth files work via PYTHONPATH
 """
@@ -189,6 +190,19 @@ def cmd_install(a):
           f"({len(pth)} .pth files, run by {a.target_dir}/sitecustomize.py)")
 
 
+def cmd_check_tree(a):
+    """Exit 0 when every file of the bundle under PREFIX is in DEST_DIR with its size (an early partial
+    extraction, e.g. the sources that travel first, before the remaining parts arrived)."""
+    with open(os.path.join(a.parts_dir, MANIFEST)) as f:
+        files = [x for x in json.load(f)["files"] if x["path"].startswith(a.prefix.rstrip("/") + "/")]
+    short = [x["path"] for x in files if not os.path.isfile(os.path.join(a.dest_dir, x["path"]))
+             or os.path.getsize(os.path.join(a.dest_dir, x["path"])) != x["size"]]
+    if not files or short:
+        print(f"{a.prefix}: {len(files) - len(short)} of {len(files)} files complete")
+        sys.exit(1)
+    print(f"{a.prefix}: all {len(files)} files complete")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -202,8 +216,12 @@ def main():
     i = sub.add_parser("install")
     i.add_argument("wheel_dir")
     i.add_argument("target_dir")
+    c = sub.add_parser("check-tree")
+    c.add_argument("parts_dir")
+    c.add_argument("dest_dir")
+    c.add_argument("prefix")
     a = ap.parse_args()
-    {"split": cmd_split, "join": cmd_join, "install": cmd_install}[a.cmd](a)
+    {"split": cmd_split, "join": cmd_join, "install": cmd_install, "check-tree": cmd_check_tree}[a.cmd](a)
 
 
 if __name__ == "__main__":
