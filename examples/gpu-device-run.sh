@@ -49,7 +49,8 @@ ST=/tmp/st                      # staged bundle parts
 B=/tmp/b                        # the joined bundle
 LLAMA_SITE=/tmp/llama-site      # llama-cpp-python built here with CUDA
 export PYTHONPATH="$LLAMA_SITE${PYTHONPATH:+:$PYTHONPATH}"
-export LLMBENCH_LLAMACPP_SRC=$(ls -d $B/src/llama-cpp-python-*/vendor/llama.cpp 2>/dev/null | head -1)
+LLMBENCH_LLAMACPP_SRC=$(ls -d $B/src/llama-cpp-python-*/vendor/llama.cpp /tmp/src-early/src/llama-cpp-python-*/vendor/llama.cpp 2>/dev/null | head -1)
+export LLMBENCH_LLAMACPP_SRC  # the GGUF converter (convert_hf_to_gguf.py + gguf-py) of the same source
 WAIT_S=${2:-540}
 OUT=${OUT:-/tmp/llmbench-out}
 RUN=/tmp/llmbench-run          # the workflow runs in a copy, so a later re-sync of the repo cannot touch it
@@ -71,12 +72,12 @@ build_llama() {  # $1: the llama-cpp-python source dir; detached, logs to /tmp/l
 
 if [ "$PHASE" = stage ]; then
   mkdir -p "$ST" && cp .gpu-parts/* "$ST/" && ls -la "$ST" | tail -n +2
-  # the source travels first in the bundle: extract what has arrived (a part ends mid-file: tar stops there)
+  # the source (a .tar.gz) travels first in the bundle: extract what has arrived (a part may end mid-file)
   if [ ! -f /tmp/llama-build.started ]; then
     mkdir -p /tmp/src-early && cat $(ls "$ST"/part* | sort) | tar -x -C /tmp/src-early 2>/dev/null
-    src=$(ls -d /tmp/src-early/src/llama-cpp-python-* 2>/dev/null | head -1)
-    if [ -n "$src" ] && python3 examples/gpu-bundle.py check-tree "$ST" /tmp/src-early "src/$(basename "$src")"; then
-      build_llama "$src"
+    if python3 examples/gpu-bundle.py check-tree "$ST" /tmp/src-early src; then
+      for t in /tmp/src-early/src/*.tar.gz; do tar -xzf "$t" -C /tmp/src-early/src; done
+      build_llama "$(ls -d /tmp/src-early/src/llama-cpp-python-*/ | head -1)"
     fi
   fi
   exit 0
@@ -87,7 +88,8 @@ if [ "$PHASE" = install ]; then
   python3 examples/gpu-bundle.py join "$ST" "$B" || exit 2
   python3 -m pip install -q --no-index --no-deps --no-compile "$B"/wh/*.whl 2>&1 | tail -5
   echo "installed $(ls "$B"/wh/*.whl | wc -l) wheels in $(( $(date +%s) - t )) s"
-  [ -f /tmp/llama-build.started ] || build_llama "$(ls -d "$B"/src/llama-cpp-python-* | head -1)"
+  for t in "$B"/src/*.tar.gz; do tar -xzf "$t" -C "$B/src"; done
+  [ -f /tmp/llama-build.started ] || build_llama "$(ls -d "$B"/src/llama-cpp-python-*/ | head -1)"
   # CTranslate2 4.8.5 dlopens libcublas.so.12 (CUDA 12); the machine has CUDA 13's cuBLAS from torch's wheels.
   # Offer it under the 12 name in a private folder and let CTranslate2's check below say whether it serves.
   cub=$(python3 -c "import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], 'lib'))" 2>/dev/null)
