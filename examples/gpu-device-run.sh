@@ -185,11 +185,13 @@ print(f"read (sum) best {res['read_sum']['best_bytes_per_s']/1e12:.3f} TB/s, med
 EOF
   cd "$RUN" || exit 2
   python3 -m snakemake -n --cores 1 --resources gpu=1 --configfile "$CONFIG" > snakemake-dryrun.out 2>&1 || { cat snakemake-dryrun.out; exit 3; }
-  export CONFIG
+  export CONFIG FIRST
   rm -f snakemake.rc  # a warm machine keeps the last run's: collect would take it for this one
   # Artifacts first, side by side on the host's cores (nothing is measured meanwhile), then every measuring job
-  # alone (--cores 1): a benchmark never shares the machine with a build.
+  # alone (--cores 1): a benchmark never shares the machine with a build. FIRST: targets (benchmark outputs) to
+  # run before the rest, in this order, so the lines that matter most are in if the lease ends early.
   setsid bash -c 'python3 -m snakemake --cores ${BUILD_CORES:-8} --resources gpu=1 --configfile "$CONFIG" --keep-going --until build_artifact > snakemake-build.out 2>&1;
+    for t in ${FIRST:-}; do python3 -m snakemake $t --cores 1 --resources gpu=1 --configfile "$CONFIG" --keep-going >> snakemake-first.out 2>&1; done;
     python3 -m snakemake --cores 1 --resources gpu=1 --configfile "$CONFIG" --keep-going > snakemake.out 2>&1; echo $? > snakemake.rc' < /dev/null > /dev/null 2>&1 &
   echo "snakemake started in $RUN"
 fi
