@@ -32,13 +32,19 @@ class SyntheticWeightsRefused(ValueError):
     unverified result row."""
 
 
-def refuse_synthetic(method: str, model_manifest: dict[str, Any], why: str) -> None:
+def refuse_synthetic(method: str, model_manifest: dict[str, Any], why: str, files_suffice: bool = False) -> None:
     """Raise :class:`SyntheticWeightsRefused` if the model is synthetic; ``why``: what this method needs the
-    weights for."""
-    if model_manifest.get("synthetic"):
-        raise SyntheticWeightsRefused(
-            f"artifact method {method} needs real weights ({why}); this model is synthetic (random weights drawn "
-            "at load time, for speed runs only: use the reference method with the hf or vllm engine, or a real model)")
+    weights for. ``files_suffice``: the method only converts weight files, so a synthetic model whose random
+    weights were saved at fetch time (``materialize``) is accepted (its artifact stays synthetic: speed only)."""
+    synthetic = model_manifest.get("synthetic")
+    if not synthetic or (files_suffice and isinstance(synthetic, dict) and synthetic.get("materialized")):
+        return
+    hint = ("give the model `materialize: float16` so its random weights are saved once and this method can "
+            "convert them" if files_suffice else "use the reference method with the hf or vllm engine, or a real model")
+    raise SyntheticWeightsRefused(
+        f"artifact method {method} needs real weights ({why}); this model is synthetic (random weights drawn "
+        f"at load time, for speed runs only): {hint}")
+
 
 PACKAGE = "llmbench.artifacts"
 

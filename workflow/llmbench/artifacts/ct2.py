@@ -31,7 +31,7 @@ PARAMS = {"quantization": Option(str, "int8", "weight type written to model.bin"
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     p = params
-    refuse_synthetic("ct2", model_manifest, "CTranslate2's converter converts them")
+    refuse_synthetic("ct2", model_manifest, "CTranslate2's converter converts them", files_suffice=True)
 
     import ctranslate2
     from ctranslate2.converters import TransformersConverter
@@ -47,7 +47,10 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
     if not {"tokenizer.json", "tokenizer.model"} & set(tokenizer_files):
         raise FileNotFoundError(f"ct2 artifact: {model_dir} has no tokenizer.json or tokenizer.model")
 
-    init = {"model_name_or_path": str(model_dir)}
+    stored = json.loads((model_dir / "config.json").read_text())
+    # a float16 checkpoint loads as float16 (lossless; a 7B model in fp32 would take 27 GB of RAM)
+    init = {"model_name_or_path": str(model_dir),
+            "load_as_float16": (stored.get("dtype") or stored.get("torch_dtype")) == "float16"}
     convert = {"output_dir": "<artifact dir>", "quantization": p["quantization"], "force": True}
     print(f"converting {model_dir} with ctranslate2 {ctranslate2.__version__} TransformersConverter, "
           f"quantization={p['quantization']} ...", flush=True)
@@ -66,7 +69,7 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
             "init": init,
             "convert": convert,
             "cli_equivalent": f"ct2-transformers-converter --model {model_dir} --output_dir <artifact dir> "
-                              f"--quantization {p['quantization']} --force",
+                              f"--quantization {p['quantization']} --force" + (" --load_as_float16" if init["load_as_float16"] else ""),
         },
         "tokenizer_files": tokenizer_files,
         "ct2_config": ct2_config,

@@ -240,20 +240,29 @@ def _converter_facts(src: Path, origin: dict[str, Any]) -> dict[str, Any]:
         "script_sha256": sha256_file(src / "convert_hf_to_gguf.py"),
         "conversion_sha256": sha256_tree(src, [p.relative_to(src).as_posix() for p in (src / "conversion").rglob("*.py")]),
         "gguf_py_sha256": sha256_tree(src, [p.relative_to(src).as_posix() for p in (src / "gguf-py" / "gguf").rglob("*.py")]),
-        "outtype": "f32",
         "gguf_py_version": m.group(1) if m else None,
     }
 
 
-def _convert_and_quantize(script: Path, model_dir: Path, out_dir: Path, qtype: str) -> dict[str, Any]:
-    """HF dir -> F32 GGUF (the converter, a child process) -> ``qtype`` at out_dir/GGUF_FILE, in a scratch
-    directory removed afterwards; returns the timings and the converter's peak RSS for the manifest."""
+def converter_outtype(model_dir: Path, qtype: str) -> str:
+    """The converter's lossless output type: f16 for a float16 checkpoint (a 7B model's F32 GGUF would be 27 GB
+    on disk), else f32; F32 asked for is always f32."""
+    import json
+
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    stored = cfg.get("dtype") or cfg.get("torch_dtype")
+    return "f16" if stored == "float16" and qtype != "F32" else "f32"
+
+
+def _convert_and_quantize(script: Path, model_dir: Path, out_dir: Path, qtype: str, outtype: str = "f32") -> dict[str, Any]:
+    """HF dir -> lossless GGUF (``outtype``; the converter, a child process) -> ``qtype`` at out_dir/GGUF_FILE,
+    in a scratch directory removed afterwards; returns the timings and the converter's peak RSS."""
     work = Path(tempfile.mkdtemp(prefix=".gguf-work-", dir=out_dir))
     try:
-        f32 = work / "model-f32.gguf"
+        f32 = work / f"model-{outtype}.gguf"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         env.pop("NO_LOCAL_GGUF", None)  # the converter must use the gguf-py shipped beside it
-        cmd = [sys.executable, str(script), str(model_dir.resolve()), "--outtype", "f32", "--outfile", str(f32)]
+        cmd = [sys.executable, str(script), str(model_dir.resolve()), "--outtype", outtype, "--outfile", str(f32)]
         print("+ " + " ".join(cmd), flush=True)
         t = time.perf_counter()
         subprocess.run(cmd, check=True, env=env)
@@ -262,11 +271,11 @@ def _convert_and_quantize(script: Path, model_dir: Path, out_dir: Path, qtype: s
         convert_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
         t = time.perf_counter()
-        if qtype == "F32":
+        if qtype == outtype.upper():
             os.replace(f32, out_dir / GGUF_FILE)
         else:
-            print(f"quantizing F32 -> {qtype} with llama_model_quantize ...", flush=True)
-            quantize(f32, out_dir / GGUF_FILE, qtype, nthread=min(os.cpu_count() or 1, 2))
+            print(f"quantizing {outtype.upper()} -> {qtype} with llama_model_quantize ...", flush=True)
+            quantize(f32, out_dir / GGUF_FILE, qtype, nthread=len(os.sched_getaffinity(0)))
         quantize_s = time.perf_counter() - t
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -288,11 +297,12 @@ def copy_tokenizer(model_dir: Path, out_dir: Path) -> list[str]:
 
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     qtype = params["type"]
-    refuse_synthetic("gguf", model_manifest, "convert_hf_to_gguf.py converts them")
+    refuse_synthetic("gguf", model_manifest, "convert_hf_to_gguf.py converts them", files_suffice=True)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     src, origin = converter_source()
-    origin = _converter_facts(src, origin)
-    timings = _convert_and_quantize(src / "convert_hf_to_gguf.py", model_dir, out_dir, qtype)
+    outtype = converter_outtype(model_dir, qtype)
+    origin = {**_converter_facts(src, origin), "outtype": outtype}
+    timings = _convert_and_quantize(src / "convert_hf_to_gguf.py", model_dir, out_dir, qtype, outtype)
     facts = gguf_facts(out_dir / GGUF_FILE)
     if facts["file_type"] != qtype:
         raise RuntimeError(f"the GGUF written says file type {facts['file_type']}, {qtype} was asked for")

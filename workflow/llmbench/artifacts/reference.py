@@ -22,7 +22,8 @@ PARAMS = {"dtype": Option(str, "float32", "dtype the weights are saved in", choi
 def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     dtype = params["dtype"]
     libs = versions("torch", "transformers", "safetensors")
-    if model_manifest.get("synthetic"):
+    synthetic = model_manifest.get("synthetic")
+    if synthetic and not synthetic.get("materialized"):
         # Random weights are drawn at load time from the seed; the artifact is the shape, seed and dtype.
         for name in ["config.json", "synthetic.json", *TOKENIZER_FILES]:
             if (model_dir / name).exists():

@@ -172,7 +172,7 @@ def _model(torch, artifact_dir: Path, manifest: dict[str, Any], options: dict[st
     synthetic = manifest.get("synthetic")
     if options["quantization"]:
         return _bnb_model(torch, artifact_dir, synthetic, manifest, options, device, dtype, attn)
-    if synthetic:
+    if synthetic and not synthetic.get("materialized"):  # materialized: the random weights are files
         model = _synthetic_model(torch, artifact_dir, manifest, dtype, device, attn_implementation=attn)
     else:
         model = AutoModelForCausalLM.from_pretrained(artifact_dir, dtype=dtype, attn_implementation=attn)

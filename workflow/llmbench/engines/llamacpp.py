@@ -28,6 +28,7 @@ from llmbench.engines.base import (Generation, HostPeakMemory, Loaded, Placement
 from llmbench.planning.options import Option, at_least
 
 import ctypes
+import re
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -73,6 +74,39 @@ def _llama_kwargs(model_path: str, options: dict[str, Any]) -> dict[str, Any]:
         "seed": 0,
         "verbose": False,
     }
+
+
+def _with_stderr_captured(fn: Callable[[], Any]) -> tuple[Any, str]:
+    """(fn(), what was written to file descriptor 2 meanwhile): llama.cpp logs from C, below sys.stderr. The
+    text is written on to stderr afterwards, so the job's log keeps it."""
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            result = fn()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    sys.stderr.write(text)
+    return result, text
+
+
+def offload_facts(load_log: str) -> dict[str, Any]:
+    """Where llama.cpp put the model, from its load log: ``offloaded 33/33 layers to GPU`` and ``using device
+    CUDA0 (NVIDIA H100 80GB HBM3)``. None of a field means the log did not say it. Pure."""
+    layers = re.search(r"offloaded (\d+)/(\d+) layers to GPU", load_log)
+    dev = re.search(r"using device (\w+) \(([^)]*)\)", load_log)
+    buffers = {m.group(1): float(m.group(2)) for m in re.finditer(r"(\w+) model buffer size =\s*([\d.]+) MiB", load_log)}
+    return {"layers_offloaded": int(layers.group(1)) if layers else None,
+            "layers_total": int(layers.group(2)) if layers else None,
+            "device": dev.group(1) if dev else None, "device_name": dev.group(2) if dev else None,
+            "model_buffer_mib": buffers or None}
 
 
 def tokenizer_dir(artifact_dir: Path, manifest: dict[str, Any]) -> Path:
@@ -145,7 +179,13 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
                                  "(llama_supports_gpu_offload() is false)")
         self.kwargs = _llama_kwargs(self.model_path, options)
         self.llama_cpp = llama_cpp
-        self.llm = llama_cpp.Llama(logits_all=False, **self.kwargs)
+        if n_gpu_layers != 0:  # llama.cpp says in its load log which device took how many layers: keep it
+            self.llm, load_log = _with_stderr_captured(
+                lambda: llama_cpp.Llama(logits_all=False, **{**self.kwargs, "verbose": True}))
+            self.offload = offload_facts(load_log)
+        else:
+            self.llm = llama_cpp.Llama(logits_all=False, **self.kwargs)
+            self.offload = None
         self._scorer = None
         self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir / manifest.get("tokenizer_dir", TOKENIZER_DIR))
         self.vocab_size = self.llm.n_vocab()
@@ -172,6 +212,7 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
             "n_ubatch": int(cp.n_ubatch),
             "n_gpu_layers": int(mp.n_gpu_layers),
             "gpu_offload_supported": gpu_offload,
+            "offload": self.offload,  # read from llama.cpp's load log (None: CPU run)
             "flash_attn": FLASH_ATTN_TYPES.get(int(cp.flash_attn_type), str(cp.flash_attn_type)),
             "load_mode": LOAD_MODES.get(getattr(mp, "load_mode", None), getattr(mp, "load_mode", None)),
             "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
@@ -192,7 +233,7 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
         return Loaded(
             engine_version=version,
             device="gpu" if on_gpu else "cpu",
-            device_name="gpu (llama.cpp backend)" if on_gpu else cpu_name(),
+            device_name=((self.offload or {}).get("device_name") or "gpu (llama.cpp backend)") if on_gpu else cpu_name(),
             runtime=self.runtime,
             library_versions={**versions("llama-cpp-python", "transformers", "tokenizers", "numpy"),
                               "llama.cpp": LLAMA_CPP_COMMITS.get(version)},
@@ -214,6 +255,9 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
         for t, _, n, _ in table.values():
             types[t] = types.get(t, 0) + n
         mix = ", ".join(f"{t} {n / n_params:.0%}" for t, n in sorted(types.items(), key=lambda x: -x[1]))
+        off = self.offload
+        where = (f"; {off['layers_offloaded']}/{off['layers_total']} layers offloaded to {off.get('device') or 'GPU'}"
+                 if off and off.get("layers_offloaded") is not None else "")
         return {
             "weight_bytes": total,
             "weight_bytes_method": "sum of the GGUF's tensor sizes (llama_model_size: "
@@ -224,7 +268,7 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
             "kv_bytes_per_token": fmt.kv_bytes_per_token(self.llm.metadata, int(cp.type_k), int(cp.type_v)),
             "ran_as": f"GGUF {self.runtime['quant_type']}: {total * 8 / n_params:.2f} bits per weight effective "
                       f"(tensor bytes × 8 / parameters; elements by type: {mix}); KV cache "
-                      f"{fmt.KV_TYPE_NAMES.get(int(cp.type_k), cp.type_k)}/{fmt.KV_TYPE_NAMES.get(int(cp.type_v), cp.type_v)}",
+                      f"{fmt.KV_TYPE_NAMES.get(int(cp.type_k), cp.type_k)}/{fmt.KV_TYPE_NAMES.get(int(cp.type_v), cp.type_v)}" + where,
         }
 
     # tokens: encode/decode/tokenize_plain/count_tokens come from HFTokenizerMixin (the HF tokenizer)

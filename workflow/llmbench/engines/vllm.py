@@ -79,6 +79,9 @@ OPTIONS = {
     "gpu_memory_utilization": Option((float, None), None, "share of GPU memory vLLM may take (null: vLLM's "
                                      "default 0.9; on cpu use kv_cache_space_gib)",
                                      check=in_range(0, 1, low_open=True), when=CUDA),
+    "quantization": Option((str, None), None, "vLLM's online quantization of a dense checkpoint (fp8: FP8 W8A8, "
+                           "weights quantized at load, the H100/H200's native path; null: as the checkpoint says)",
+                           choices=(None, "fp8")),
     "enable_prefix_caching": Option(bool, False, "vLLM's prefix cache (off: repeated prompts are prefilled "
                                     "again); runtime records which ran"),
     "num_threads": Option((int, None), None, "CPU threads of the worker (TP 1): binds its OpenMP threads to the "
@@ -168,6 +171,8 @@ def engine_kwargs(model_dir: str | Path, opts: dict[str, Any], synthetic_seed: i
     }
     if opts["max_model_len"] is not None:
         kw["max_model_len"] = int(opts["max_model_len"])
+    if opts.get("quantization"):
+        kw["quantization"] = opts["quantization"]
     if opts["device"] == "cuda" and opts["gpu_memory_utilization"] is not None:
         kw["gpu_memory_utilization"] = float(opts["gpu_memory_utilization"])
     if synthetic_seed is not None:
@@ -380,9 +385,11 @@ def _quant_bits(cfg: Any) -> int | None:
 def _ran_as(w0: dict[str, Any], mc: Any) -> str:
     """In words: the kernel the quantized Linear layers run (e.g. int4 CPUWNA16 kernel) or dense weights."""
     if mc.quantization:
-        bits = _quant_bits(getattr(mc.hf_config, "quantization_config", None))
         kernels = ", ".join(k.removesuffix("LinearKernel") for k in w0["linear_kernels"]) or \
             ", ".join(w0["linear_methods"])
+        if mc.quantization == "fp8":  # online FP8: no quantization_config in the checkpoint
+            return f"fp8 weights, {kernels} kernel (vLLM fp8, quantized at load), {w0['dtype']} model dtype"
+        bits = _quant_bits(getattr(mc.hf_config, "quantization_config", None))
         return f"int{bits or '?'} {kernels} kernel ({mc.quantization}), {w0['dtype']} activations"
     repacked = sum(w0["weight_bytes_repacked_layers"].values())
     return f"dense {w0['dtype']}" + (" (Linear weights repacked for vLLM's CPU GEMM)" if repacked else "")
@@ -432,7 +439,8 @@ class VLLMEngine(HFTokenizerMixin):
         self.CUMULATIVE = RequestOutputKind.CUMULATIVE
         self.opts = opts
         synthetic = manifest.get("synthetic")
-        kwargs = engine_kwargs(artifact_dir, opts, int(synthetic["seed"]) if synthetic else None)
+        drawn = synthetic and not synthetic.get("materialized")  # else the random weights are files to load
+        kwargs = engine_kwargs(artifact_dir, opts, int(synthetic["seed"]) if drawn else None)
         self.llm = LLM(**kwargs)
         self.engine = self.llm.llm_engine
         self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)

@@ -15,7 +15,11 @@ def fetch(name: str, cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     t = time.perf_counter()
     options = {k: v for k, v in cfg.items() if k != "source"}
     fields = sources.fetch(cfg["source"], out_dir, options)
-    synthetic = {"preset": fields["preset"], "seed": fields["seed"]} if fields.pop("synthetic", False) else None
+    synthetic = None
+    if fields.pop("synthetic", False):
+        synthetic = {"preset": fields["preset"], "seed": fields["seed"]}
+        if fields.get("materialized"):  # weights drawn once and saved: builders and engines read the files
+            synthetic["materialized"] = fields["materialized"]
     return manifest.write(out_dir, "model", name=name, source=cfg["source"], options=options, synthetic=synthetic,
                           fetch_time_s=round(time.perf_counter() - t, 3),
                           library_versions=versions("transformers", "gguf", "huggingface_hub", "torch"), **fields)

@@ -181,7 +181,60 @@ def fetch_synthetic(preset: str, out_dir: Path, options: dict[str, Any]) -> dict
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
             if (Path(tok) / name).exists():
                 shutil.copy(Path(tok) / name, out_dir / name)
-    return {"synthetic": True, "preset": preset, "seed": seed, "tokenizer_from": tok}
+    facts: dict[str, Any] = {"synthetic": True, "preset": preset, "seed": seed, "tokenizer_from": tok}
+    if options.get("fit_tokenizer"):
+        facts["tokenizer_fitted"] = fit_tokenizer(out_dir / "tokenizer.json", int(cfg["vocab_size"]))
+    if options.get("materialize"):
+        facts["materialized"] = materialize_weights(out_dir, seed, options["materialize"])
+    return facts
+
+
+def fit_tokenizer(path: Path, vocab_size: int) -> dict[str, Any]:
+    """Cut a byte-level BPE tokenizer.json down to the shape's vocabulary (ids < vocab_size): merges whose parts
+    or result fall outside are dropped, so every text still encodes (into more, shorter tokens). Converters that
+    write the vocabulary into the artifact (convert_hf_to_gguf.py, CTranslate2's) need it to match the embedding
+    rows; all lines of such a model then see the same prompt ids, with no folding."""
+    if not path.exists():
+        raise SourceError("fit_tokenizer: the synthetic model has no tokenizer.json (give tokenizer_from)")
+    tok = json.loads(path.read_text())
+    model = tok.get("model") or {}
+    if model.get("type") != "BPE":
+        raise SourceError(f"fit_tokenizer: only BPE tokenizers can be cut down (this one is {model.get('type')!r})")
+    before = len(model["vocab"])
+    model["vocab"] = {t: i for t, i in model["vocab"].items() if i < vocab_size}
+    keep = model["vocab"]
+
+    def parts(m):
+        return m.split(" ", 1) if isinstance(m, str) else list(m)
+
+    merges = [m for m in model.get("merges", []) if all(p in keep for p in parts(m)) and "".join(parts(m)) in keep]
+    dropped_merges = len(model.get("merges", [])) - len(merges)
+    model["merges"] = merges
+    added = tok.get("added_tokens") or []
+    if any(t["id"] >= vocab_size for t in added):
+        raise SourceError(f"fit_tokenizer: added tokens with ids >= {vocab_size} "
+                          f"({[t['content'] for t in added if t['id'] >= vocab_size][:5]}) cannot be cut")
+    path.write_text(json.dumps(tok, ensure_ascii=False))
+    return {"vocab_before": before, "vocab_after": len(keep), "merges_dropped": dropped_merges}
+
+
+def materialize_weights(out_dir: Path, seed: int, dtype: str) -> dict[str, Any]:
+    """Draw the shape's random weights once (seeded; on the GPU when there is one) and save them as safetensors,
+    so builders that convert files (GGUF, CTranslate2, RTN) can work on them. Still synthetic: no quality figure."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if dtype not in ("float16", "bfloat16", "float32"):
+        raise SourceError(f"materialize = {dtype!r}: expected float16, bfloat16 or float32")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = AutoConfig.from_pretrained(out_dir)
+    print(f"drawing random {dtype} weights of the shape on {device} (seed {seed}) ...", flush=True)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    model.save_pretrained(out_dir, max_shard_size="5GB")
+    n = sum(p.numel() for p in model.parameters())
+    return {"dtype": dtype, "device": device, "parameters": n}
 
 
 FETCHERS: dict[str, Callable[[str, Path, dict[str, Any]], dict[str, Any]]] = {
