@@ -440,7 +440,6 @@ def _report(entries: list[dict], left: dict[str, str], log) -> int:
     return total
 
 
-# long: the steps of one wheelhouse in order (resolve, download, project, manifest), each a call
 def make(env_yaml: str | Path, dest: str | Path, python: str | None = None, plat: str | None = None,
          provided_file: str | Path | None = None, base_dir: str | Path | None = None,
          log: Callable[[str], None] = print) -> dict:
