@@ -66,9 +66,12 @@ def test_default_config_plans(workdir):
                                            "variants": ["llamacpp-cpu"], "scenarios": ["latency"]}),
          ["variant 'llamacpp-cpu' (engine llamacpp) cannot load artifact 'ct2-int8': its format is ct2 (method ct2), "
           "engine llamacpp accepts gguf"]),
+        (lambda c: c.setdefault("software_envs", {}).update(wheelhouse="wheelhouses"),
+         ["software_envs.wheelhouse = 'wheelhouses': no such folder", "python -m llmbench wheelhouse"]),
     ],
     ids=["engine", "option-value", "option-name", "option-type", "method", "artifact-param", "undefined-ref", "scheme",
-         "preset", "hf-revision", "number", "type", "prompts-file", "typo-key", "missing-key", "artifact-format"],
+         "preset", "hf-revision", "number", "type", "prompts-file", "typo-key", "missing-key", "artifact-format",
+         "offline-envs"],
 )
 def test_bad_config_stops_before_any_job(workdir, mutate, expected):
     rc, out = plan_with(workdir, mutate)

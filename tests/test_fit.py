@@ -83,3 +83,24 @@ def test_cpu_jobs_are_not_checked():
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["hardware"] = {"gpu_memory_gib": 0.001}
     assert fit.problems(cfg, REPO) == []
+
+
+def test_vllm_tensor_parallel_claims_its_gpus_and_the_refusal_names_a_degree_that_fits():
+    """tensor_parallel_size N: a cuda job claims N GPUs (a CPU one none), the weights and KV cache are split over
+    N, and a refusal's "at least K GPUs" is a degree the check then accepts (K/2 it still refuses)."""
+    import re
+
+    from llmbench import engines
+
+    assert engines.gpus("vllm", {"device": "cuda", "tensor_parallel_size": 4}) == 4
+    assert engines.gpus("vllm", {"device": "cpu", "tensor_parallel_size": 2,
+                                 "cpu_threads_bind": "0|1"}) == 0
+    one = fit.need(_gpu_config("llama-2-70b", tp=1), "m", "ref", "v", "latency", REPO)
+    two = fit.need(_gpu_config("llama-2-70b", tp=2), "m", "ref", "v", "latency", REPO)
+    assert (two.weights, two.kv, two.gpus) == (one.weights, one.kv, 2)
+    assert two.per_gpu(0) == pytest.approx(one.per_gpu(0) / 2)
+    (msg,) = fit.problems(_gpu_config("llama-2-70b", tp=2, gpu="NVIDIA L4"), REPO)
+    assert "over 2 GPU(s)" in msg
+    k = int(re.search(r"at least (\d+) GPUs \(tensor_parallel_size\)", msg).group(1))
+    assert fit.problems(_gpu_config("llama-2-70b", tp=k, gpu="NVIDIA L4"), REPO) == []
+    assert fit.problems(_gpu_config("llama-2-70b", tp=k // 2, gpu="NVIDIA L4"), REPO)

@@ -107,7 +107,12 @@ def cmd_options_doc(a):
 
 def cmd_build_env(a):
     from llmbench.planning import envs
-    return envs.main_build(a.name, a.file, a.prefix, a.base_dir, a.installer)
+    return envs.main_build(a.name, a.file, a.prefix, a.base_dir, a.installer, a.wheelhouse, a.provided_python)
+
+
+def cmd_wheelhouse(a):
+    from llmbench.planning import wheelhouse
+    return wheelhouse.main(a.env, a.dest, a.python, a.platform, a.provided, a.envs_dir)
 
 
 ENGINE_JOBS = ("bench", "quality")  # commands that load an engine in this process
@@ -141,7 +146,18 @@ def main(argv=None) -> int:
     s.add_argument("path"); s.add_argument("--no-verify", action="store_true"); s.set_defaults(fn=cmd_inspect)
     s = sub.add_parser("build-env", help="build the venv an envs/<env>.yaml file describes (no conda)")
     s.add_argument("--name", required=True); s.add_argument("--file", required=True); s.add_argument("--prefix", required=True)
-    s.add_argument("--base-dir"); s.add_argument("--installer", choices=("pip", "uv", "auto")); s.set_defaults(fn=cmd_build_env)
+    s.add_argument("--base-dir"); s.add_argument("--installer", choices=("pip", "uv", "auto"))
+    s.add_argument("--wheelhouse", help="install from this wheelhouse (llmbench wheelhouse) with no index")
+    s.add_argument("--provided-python", help="the env also sees this interpreter's packages"); s.set_defaults(fn=cmd_build_env)
+    s = sub.add_parser("wheelhouse", help="download an env's requirements, resolved for a target machine, as wheels "
+                       "(for installs with no network: software_envs.wheelhouse)")
+    s.add_argument("env", help="an env name (envs/<env>.yaml) or an env file")
+    s.add_argument("-d", "--dest", required=True, help="the wheelhouse folder (made if missing)")
+    s.add_argument("--python", help="the target's python X.Y (default: the env file's, else this one)")
+    s.add_argument("--platform", help="the target's platform tag, e.g. manylinux_2_28_x86_64 (default: this machine's)")
+    s.add_argument("--provided", help="name==version lines of what the target already has: constrain the "
+                   "resolution and leave them out"); s.add_argument("--envs-dir", default="envs")
+    s.set_defaults(fn=cmd_wheelhouse)
     s = sub.add_parser("schema-doc", help="print the table schemas (requests, latency, quality) as markdown"); s.add_argument("--out"); s.set_defaults(fn=cmd_schema_doc)
     s = sub.add_parser("options-doc", help="print every engine's options and artifact method's params as markdown")
     s.add_argument("--out"); s.set_defaults(fn=cmd_options_doc)

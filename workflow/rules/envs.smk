@@ -12,6 +12,8 @@ rule build_env:
     params:
         requirements_hash=lambda wildcards: env_requirements_hash(wildcards.env),
         prefix=lambda wildcards, output: str(Path(output[0]).parent),
+        # software_envs.wheelhouse / provided_python (offline installs): a change rebuilds the env
+        offline=lambda wildcards: plan.env_build_flags(config, wildcards.env),
     log:
         "logs/build_env/{env}.log",
     wildcard_constraints:
@@ -19,5 +21,5 @@ rule build_env:
     run:
         shell(
             "{DRIVER_PYTHON} -m llmbench build-env --name {wildcards.env} --file {input.env_file}"
-            " --prefix {params.prefix} > {log} 2>&1"
+            " --prefix {params.prefix} {params.offline} > {log} 2>&1"
         )

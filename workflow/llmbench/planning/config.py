@@ -104,11 +104,31 @@ def _quality_problems(config: dict[str, Any]) -> list[str]:
     return []
 
 
+def _software_env_problems(config: dict[str, Any], workdir: Path) -> list[str]:
+    """software_envs.wheelhouse must be a folder and provided_python an interpreter, both for backend venv."""
+    import os
+
+    s = config.get("software_envs") or {}
+    out = []
+    for key in ("wheelhouse", "provided_python"):
+        if s.get(key) and s.get("backend", "venv") != "venv":
+            out.append(f"software_envs.{key} applies to backend venv only (backend is {s['backend']!r})")
+    wh = s.get("wheelhouse")
+    if wh and not (workdir / wh).is_dir():
+        out.append(f"software_envs.wheelhouse = {wh!r}: no such folder; it holds one wheelhouse per env "
+                   f"(<wheelhouse>/<env>/), made by `python -m llmbench wheelhouse <env> -d {wh}/<env>`")
+    py = s.get("provided_python")
+    if py and not (Path(py).is_file() and os.access(py, os.X_OK)):
+        out.append(f"software_envs.provided_python = {py!r}: not an executable file (give the interpreter's path, "
+                   "e.g. /opt/torch/.venv/bin/python3)")
+    return out
+
+
 def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
     out = registry.plugin_problems()
     if out:  # the checks below would import the broken plugin again
         return out
-    out = _model_problems(config) + _plugin_problems(config)
+    out = _model_problems(config) + _plugin_problems(config) + _software_env_problems(config, workdir)
     for name, s in config["scenarios"].items():
         if "." in name or "/" in name:
             out.append(f"scenarios.{name}: a scenario name may not contain '.' or '/' (it names files: "

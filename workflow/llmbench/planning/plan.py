@@ -245,6 +245,21 @@ def env_backend(config: dict[str, Any], use_conda: bool) -> str:
     return "conda" if use_conda else config.get("software_envs", {}).get("backend", "venv")
 
 
+def env_build_flags(config: dict[str, Any], env_name: str) -> str:
+    """build-env's flags for `software_envs.wheelhouse` (<wheelhouse>/<env>: install with no index) and
+    `software_envs.provided_python` (the env sees that interpreter's packages); empty when neither is set.
+    They are build_env's params: setting or changing either rebuilds the envs."""
+    import shlex
+
+    s = config.get("software_envs") or {}
+    flags = []
+    if s.get("wheelhouse"):
+        flags += ["--wheelhouse", str(Path(s["wheelhouse"]) / env_name)]
+    if s.get("provided_python"):
+        flags += ["--provided-python", str(s["provided_python"])]
+    return shlex.join(flags)
+
+
 def env_inputs(backend: str, env_name: str) -> list[str]:
     """The env.json a job's venv is complete with; nothing unless the backend is venv."""
     return [f"resources/envs/{env_name}/env.json"] if backend == "venv" else []
