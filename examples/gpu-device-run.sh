@@ -214,8 +214,8 @@ collect() {
   t=$(date +%s)
   python3 -m snakemake --cores 1 --resources gpu=1 --configfile "$CONFIG" --report results/report.html > report.out 2>&1 &&
     echo "snakemake --report took $(( $(date +%s) - t )) s" || { echo "snakemake --report failed:"; tail -20 report.out; }
-  cp -r results/plots results/report "$OUT/" 2>/dev/null
-  cp results/report.html "$OUT/" 2>/dev/null
+  # one file: the device tool brings back at most 8 files a call
+  tar -czf "$OUT/report.tar.gz" results/plots results/report results/report.html 2>/dev/null
   grep -h "^\[\|rule \|Finished" .snakemake/log/*.log 2>/dev/null | grep -E "rule (plots|report_tables)" -A3 | head -20
   tar -czf "$OUT/logs.tar.gz" logs .snakemake/log snakemake.out snakemake-dryrun.out snakemake.rc report.out results/runs 2>/dev/null
 }
