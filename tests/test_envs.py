@@ -57,6 +57,29 @@ def test_parse_repo_env_files():
         assert len(envs.requirements_hash(f)) == 64
 
 
+def test_env_files_share_the_harness_pins_through_one_included_file(tmp_path):
+    """envs/harness.txt holds the harness's pins once; ``-r harness.txt`` is expanded in place, so an env's
+    requirements (and its hash) are the lines it installs, wherever written; a change there changes the hash."""
+    harness = [x for x in (REPO / "envs/harness.txt").read_text().splitlines() if x and not x.startswith("#")]
+    for f in sorted((REPO / "envs").glob("*.yaml")):
+        text = f.read_text()
+        if f.name == "report.yaml":  # the plots' env: pandas, pyarrow and tabulate at the same pins, no psutil
+            continue
+        assert "- -r harness.txt" in text, f"{f}: give the harness's pins by - -r harness.txt"
+        assert not any(f"- {pin}" in text for pin in harness), f"{f}: a harness pin restated"
+        reqs = envs.parse(f).requirements
+        i = reqs.index(harness[0])
+        assert reqs[i:i + len(harness)] == harness, f
+    (tmp_path / "pins.txt").write_text("# the pins\ntabulate==0.10.0   # trailing\n\n")
+    inc = _write(tmp_path, HF_LIKE.replace("- tabulate==0.10.0", "- -r pins.txt"), "inc.yaml")
+    assert envs.parse(inc).requirements == envs.parse(_write(tmp_path, HF_LIKE)).requirements
+    assert envs.requirements_hash(inc) == envs.requirements_hash(tmp_path / "e.yaml")
+    (tmp_path / "pins.txt").write_text("tabulate==0.9.0\n")
+    assert envs.requirements_hash(inc) != envs.requirements_hash(tmp_path / "e.yaml")
+    with pytest.raises(envs.EnvError, match="missing"):
+        envs.parse(_write(tmp_path, HF_LIKE.replace("- tabulate==0.10.0", "- -r nowhere.txt"), "bad.yaml"))
+
+
 def test_changed_pin_changes_hash(tmp_path):
     a = envs.requirements_hash(_write(tmp_path, HF_LIKE, "a.yaml"))
     b = envs.requirements_hash(_write(tmp_path, HF_LIKE.replace("tabulate==0.10.0", "tabulate==0.9.0"), "b.yaml"))

@@ -71,6 +71,29 @@ def _collapse(line: str) -> str:
     return " ".join(str(line).split())
 
 
+INCLUDE = re.compile(r"(?:-r|--requirement)[= ]\s*(?P<file>[^:\s]+)")
+
+
+def _expand(lines: list[str], base: Path, seen: tuple[Path, ...] = ()) -> list[str]:
+    """The pip lines with each ``-r <file>`` replaced by that file's lines, in place (a path relative to the
+    including file, as pip and conda read it): the env files share the harness pins through
+    ``envs/harness.txt``; an env's requirements, and so its hash, are the lines it installs, wherever they
+    are written."""
+    out = []
+    for line in lines:
+        m = INCLUDE.fullmatch(line)
+        if not m:
+            out.append(line)
+            continue
+        f = (base / m.group("file")).resolve()
+        if f in seen or not f.is_file():
+            raise EnvError(f"{base / m.group('file')}: " + ("included twice in a chain" if f in seen else
+                                                             "included by an env file, but missing"))
+        text = [_collapse(x.split(" #", 1)[0]) for x in f.read_text().splitlines() if not x.lstrip().startswith("#")]
+        out += _expand([x for x in text if x], f.parent, (*seen, f))
+    return out
+
+
 def parse(env_yaml: str | Path) -> EnvSpec:
     path = Path(env_yaml)
     text = path.read_text()
@@ -83,7 +106,7 @@ def parse(env_yaml: str | Path) -> EnvSpec:
             for key, value in dep.items():
                 if key != "pip":
                     raise EnvError(f"{path}: unsupported dependency section {key!r}")
-                requirements += [_collapse(x) for x in value or [] if _collapse(x)]
+                requirements += _expand([_collapse(x) for x in value or [] if _collapse(x)], path.parent)
             continue
         dep = _collapse(dep)
         m = re.fullmatch(r"python\s*(?:=|==|\s)\s*([0-9][0-9.]*)(?:\.\*)?", dep)
