@@ -1,9 +1,10 @@
-"""The engine contract (engines/base.py), checked for every engine from one table, on the embedded model.
+"""The engine contract (engines/base.py), checked for every engine of the registry, on the embedded model.
 
-For each entry of ENTRIES: exactly N new tokens past EOS (masked or emitted), streamed ids equal to the returned ones,
-greedy decoding deterministic, the latency scenario's own count checks, input ids equal to the HF tokenizer's,
+For each case of every engine's CONTRACT: exactly N new tokens past EOS (masked or emitted), streamed ids equal
+to the returned ones, greedy decoding deterministic, the latency scenario's own count checks, input ids equal to the HF tokenizer's,
 finite teacher-forced scores of the right length (engines with ``score``), and, where the entry names an fp32
-path, the same greedy tokens as HF transformers fp32. Adding an engine is adding one entry.
+path, the same greedy tokens as HF transformers fp32. The entries are discovered from the registry: each engine
+module declares its cases in ``CONTRACT`` (engines/base.py ContractCase), so adding an engine adds no line here.
 
 An entry runs only where its library imports; in the driver that is hf alone. ``test_contract_in_env[<engine>]``
 (slow, like the whole file, so after the quick tests) runs this file with ``-k [<engine>]`` in the engine's own env,
@@ -21,12 +22,13 @@ import math
 import os
 import subprocess
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from llmbench import artifacts, engines
+from llmbench.engines.base import ContractArtifact, ContractCase, has_hook
 from llmbench.job import prompts
 
 from conftest import REPO
@@ -40,38 +42,11 @@ HF_FP32 = {"device": "cpu", "dtype": "float32", "attn_implementation": "sdpa", "
 
 
 @dataclass
-class Artifact:
-    method: str | None  # the builder; None: the embedded model directory itself (HF safetensors, float32)
-    params: dict = field(default_factory=dict)
-
-
-REFERENCE = Artifact(None)
-
-
-@dataclass
-class FP32:
-    """An fp32 artifact and the option sets under which the engine must give HF fp32's greedy tokens, token
-    for token; ``runtime``: what the engine must read back to show it really computed in fp32;
-    ``logprob_atol``: how close its teacher-forced log-probs are to HF's (None: only the argmax is compared)."""
-
-    artifact: Artifact
-    options: list[dict]
-    runtime: dict = field(default_factory=dict)
-    logprob_atol: float | None = 2e-3
-
-
-@dataclass
 class Entry:
+    """One case of an engine's ``CONTRACT`` (engines/base.py ContractCase), with its engine."""
+
     engine: str
-    library: str  # the module the entry needs (absent in the driver for every engine but hf: skipped there)
-    artifact: Artifact
-    options: dict
-    fp32: FP32 | None = None  # None: no fp32 path, or one never verified to match HF
-    # as run with ``options``: bytes per parameter of the weights (int8 ~1, GGUF Q8_0 34/32, fp32 4) and per
-    # element of the KV cache (what the engine keeps it in), for the weight-bytes and KV figures' check
-    bytes_per_param: float | None = None
-    kv_element_bytes: float | None = None
-    name: str = ""  # the test id where one engine has two entries (default: the engine's name)
+    case: ContractCase
 
     @property
     def env(self) -> str:
@@ -79,40 +54,20 @@ class Entry:
 
     @property
     def id(self) -> str:
-        return self.name or self.engine
+        return self.case.name or self.engine
 
 
-OV_EXACT = {"device": "cpu", "num_threads": 2, "inference_precision": "f32", "kv_cache_precision": "f32",
-            "dynamic_quantization_group_size": 0}
-VLLM_FP32 = {"device": "cpu", "dtype": "float32", "kv_cache_space_gib": 1, "max_model_len": 1024, "num_threads": 2}
-ENTRIES = [
-    Entry("hf", "transformers", REFERENCE, HF_FP32, bytes_per_param=4, kv_element_bytes=4),
-    Entry("ct2", "ctranslate2", Artifact("ct2", {"quantization": "int8"}),
-          {"device": "cpu", "compute_type": "int8", "intra_threads": 2},
-          FP32(Artifact("ct2", {"quantization": "float32"}),
-               [{"device": "cpu", "compute_type": "float32", "intra_threads": 2}], {"compute_type": "float32"}),
-          bytes_per_param=1, kv_element_bytes=4),  # int8 weights, float32 activations and cache
-    Entry("llamacpp", "llama_cpp", Artifact("gguf", {"type": "Q8_0"}), {"n_threads": 2, "n_ctx": 1024},
-          # llama.cpp's F32 log-probs differ from HF's by up to 6e-3 (measured; its own summation order), while
-          # the greedy tokens and the teacher-forced argmax agree everywhere
-          FP32(Artifact("gguf", {"type": "F32"}), [{"n_threads": 2, "n_ctx": 1024}], {"quant_type": "F32"},
-               logprob_atol=None),
-          bytes_per_param=34 / 32, kv_element_bytes=2),  # Q8_0: 32 int8 + one f16 scale per block; f16 cache
-    Entry("openvino", "openvino_genai", Artifact("openvino", {"weight_format": "int8"}),
-          {"device": "cpu", "num_threads": 2},
-          FP32(Artifact("openvino", {"weight_format": "fp32"}),
-               [{**OV_EXACT, "attention_backend": "PA"}, {**OV_EXACT, "attention_backend": "SDPA"}],
-               {"inference_precision": "f32", "kv_cache_precision": "f32"}),
-          bytes_per_param=1, kv_element_bytes=1),  # NNCF int8 weights; the CPU plugin's u8 KV cache
-    Entry("vllm", "vllm", REFERENCE, VLLM_FP32,
-          FP32(REFERENCE, [VLLM_FP32], {"dtype": "float32", "model_config_dtype": "float32"}),
-          bytes_per_param=4, kv_element_bytes=4),
-    # bitsandbytes nf4 on the CPU (its CPU library): the tied fp32 embedding (28,311,552 of the 134,515,008
-    # parameters) stays 4 bytes, every Linear weight is packed 4-bit (half a byte; the absmax scales live in the
-    # quant state, not in parameters); activations and the KV cache in fp32. A dense fallback would be 4 bytes.
-    Entry("hf", "bitsandbytes", REFERENCE, {**HF_FP32, "quantization": "bnb-nf4"}, name="hf-bnb",
-          bytes_per_param=(4 * 28_311_552 + 0.5 * (134_515_008 - 28_311_552)) / 134_515_008, kv_element_bytes=4),
-]
+for _field in ("library", "artifact", "options", "fp32", "bytes_per_param", "kv_element_bytes"):
+    setattr(Entry, _field, property(lambda self, f=_field: getattr(self.case, f)))
+
+
+def discovered() -> list[Entry]:
+    """Every case every in-process engine of the registry declares (built-ins and installed plug-ins)."""
+    return [Entry(name, case) for name in engines.names() if engines.adapter_class(name) is not None
+            for case in getattr(engines.module(name), "CONTRACT", ())]
+
+
+ENTRIES = discovered()
 
 
 def _ids(entries):
@@ -120,7 +75,7 @@ def _ids(entries):
 
 
 def _has_score(e: Entry) -> bool:
-    return hasattr(engines.adapter_class(e.engine), "score")
+    return has_hook(engines.adapter_class(e.engine), "score")
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -135,7 +90,7 @@ def built(model_dir, tmp_path_factory):
     """Artifact -> its directory, each built once per session with its builder (in this interpreter)."""
     cache: dict[str, Path] = {}
 
-    def get(a: Artifact) -> Path:
+    def get(a: ContractArtifact) -> Path:
         if a.method is None:
             return model_dir
         key = json.dumps([a.method, a.params], sort_keys=True)
@@ -165,7 +120,7 @@ def load(entry, built):
 
     cache: dict[str, object] = {}
 
-    def get(a: Artifact, options: dict):
+    def get(a: ContractArtifact, options: dict):
         key = json.dumps([a.method, a.params, options], sort_keys=True)
         if key not in cache:
             d = built(a)
@@ -176,8 +131,7 @@ def load(entry, built):
 
     yield get
     for eng in cache.values():
-        if hasattr(eng, "close"):
-            eng.close()
+        engines.close(eng)
 
 
 @pytest.fixture(scope="module")

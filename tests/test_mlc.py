@@ -24,7 +24,7 @@ from llmbench.job import bench
 from llmbench.planning import envs
 from llmbench.provenance import manifest
 from llmbench.planning import config as llmbench_config
-from llmbench.engines.base import EngineUnavailable
+from llmbench.engines.base import EngineUnavailable, has_hook
 
 from conftest import REPO
 
@@ -116,7 +116,7 @@ def test_envs_and_gpus():
     assert engines.gpus("mlc", {"device": "cpu"}) == 0 and engines.gpus("mlc", {"device": "vulkan"}) == 1
     assert engines.placement("mlc", {"device": "vulkan"}).device == "cuda"  # a GPU's bandwidth for the roofline
     # no teacher-forced scoring in MLC's API: no quality job is planned for mlc artifacts
-    assert not hasattr(engines.adapter_class("mlc"), "score")
+    assert not has_hook(engines.adapter_class("mlc"), "score")
 
 
 # ------------------------------------------------------------------------- MLC's input, predicted config

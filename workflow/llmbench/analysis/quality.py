@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from llmbench.analysis import corpus
 from llmbench import engines
+from llmbench.engines.base import has_hook
 from llmbench.job import rows
 from llmbench.provenance import atomic, manifest
 
@@ -92,7 +93,7 @@ def score_text(engine, token_ids: list[int], window: int, ref_topk=None, k: int 
     ids (n, K), per-position KL), else with ``engine.score`` (actual log-prob and argmax only)."""
     import numpy as np
 
-    out, full = Scored(), hasattr(engine, "log_probs")
+    out, full = Scored(), has_hook(engine, "log_probs")
     for w in windows(token_ids, window):
         if full:
             lp = engine.log_probs(w)
@@ -195,7 +196,7 @@ def score_loaded(spec: dict[str, Any], out: Path, log, engine, loaded, art: dict
     """Score the held-out text with an engine already loaded with the line's options; write the quality row."""
     variant = spec["variant"]
     q = spec["quality"]
-    if not hasattr(engine, "tokenize_plain"):
+    if not has_hook(engine, "tokenize_plain"):
         raise RuntimeError(f"engine {variant['engine']} has score() but no tokenize_plain(); cannot compute perplexity")
     ids = engine.tokenize_plain(corpus.heldout_text())[: int(q["heldout_tokens"])]
     positions = sum(len(w) - 1 for w in windows(ids, int(q["window"])))

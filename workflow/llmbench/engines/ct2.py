@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines._native_output import capture_fd
-from llmbench.engines.base import (Generation, HostPeakMemory, Loaded, Placement, check_method,
-                                   device_missing)
+from llmbench.engines.base import (ContractArtifact, ContractCase, ContractFP32, Engine, Generation, HostPeakMemory,
+                                   Loaded, Placement, check_method, device_missing)
 from llmbench.planning.options import Option, at_least
 
 import json
@@ -119,7 +119,7 @@ def _weight_facts(model_bin: Path, compute_type: str) -> dict[str, Any]:
     }
 
 
-class CT2Engine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CTranslate2 exposes no allocator statistics
+class CT2Engine(HFTokenizerMixin, HostPeakMemory, Engine):  # HostPeakMemory: CTranslate2 has no allocator statistics
     name = "ct2"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
@@ -237,3 +237,10 @@ class CT2Engine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CTranslate
 
 
 ADAPTER = CT2Engine
+
+CONTRACT = (ContractCase(
+    "ctranslate2", ContractArtifact("ct2", {"quantization": "int8"}),
+    {"device": "cpu", "compute_type": "int8", "intra_threads": 2},
+    ContractFP32(ContractArtifact("ct2", {"quantization": "float32"}),
+                 [{"device": "cpu", "compute_type": "float32", "intra_threads": 2}], {"compute_type": "float32"}),
+    bytes_per_param=1, kv_element_bytes=4),)  # int8 weights, float32 activations and cache

@@ -9,7 +9,7 @@ the longest prompt + max_new_tokens so one compiled graph serves every request.
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
-from llmbench.engines.base import Generation, Loaded, Placement, device_missing
+from llmbench.engines.base import ContractCase, Engine, Generation, Loaded, Placement, REFERENCE, device_missing
 from llmbench.planning.options import Option, at_least
 
 from pathlib import Path
@@ -261,7 +261,7 @@ def _sdpa_context(torch, backend: str | None):
     return lambda: sdpa_kernel([member])
 
 
-class HFEngine(HFTokenizerMixin):
+class HFEngine(HFTokenizerMixin, Engine):
     name = "hf"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
@@ -306,9 +306,9 @@ class HFEngine(HFTokenizerMixin):
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise EngineUnavailable(f"SDPA backend {self.sdpa_backend} cannot run here "
-                                    f"({self.device}, {self.runtime_dtype()}): {first}") from e
+                                    f"({self.device}, {self._runtime_dtype()}): {first}") from e
 
-    def runtime_dtype(self) -> str:
+    def _runtime_dtype(self) -> str:
         """The dtype of the model's first parameter, as the runtime records it."""
         return str(next(self.model.parameters()).dtype).removeprefix("torch.")
 
@@ -340,7 +340,7 @@ class HFEngine(HFTokenizerMixin):
         linear_kinds = sorted({type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__})
         qcfg = getattr(model.config, "quantization_config", None)
         return {
-            "dtype": self.runtime_dtype(),
+            "dtype": self._runtime_dtype(),
             "attn_implementation": model.config._attn_implementation,
             # forced: SDPA was allowed this one kernel for every forward and the load probe ran with it
             "sdpa_backend": (f"{self.sdpa_backend} (forced)" if self.sdpa_backend
@@ -439,3 +439,14 @@ class HFEngine(HFTokenizerMixin):
             return self.torch.cuda.max_memory_allocated(self.device), "cuda_max_allocated"
         return None
 ADAPTER = HFEngine
+
+HF_FP32 = {"device": "cpu", "dtype": "float32", "attn_implementation": "sdpa", "num_threads": 2}
+CONTRACT = (
+    ContractCase("transformers", REFERENCE, HF_FP32, bytes_per_param=4, kv_element_bytes=4),
+    # bitsandbytes nf4 on the CPU (its CPU library): the tied fp32 embedding (28,311,552 of the 134,515,008
+    # parameters) stays 4 bytes, every Linear weight is packed 4-bit (half a byte; the absmax scales live in the
+    # quant state, not in parameters); activations and the KV cache in fp32. A dense fallback would be 4 bytes.
+    ContractCase("bitsandbytes", REFERENCE, {**HF_FP32, "quantization": "bnb-nf4"}, name="hf-bnb",
+                 bytes_per_param=(4 * 28_311_552 + 0.5 * (134_515_008 - 28_311_552)) / 134_515_008,
+                 kv_element_bytes=4),
+)

@@ -23,8 +23,8 @@ aborts the whole process on it (std::out_of_range, uncatchable from Python). Gen
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
-from llmbench.engines.base import (Generation, HostPeakMemory, Loaded, Placement, check_method,
-                                   device_missing)
+from llmbench.engines.base import (ContractArtifact, ContractCase, ContractFP32, Engine, Generation, HostPeakMemory,
+                                   Loaded, Placement, check_method, device_missing)
 from llmbench.planning.options import Option, at_least
 
 import ctypes
@@ -157,7 +157,7 @@ def request_options(max_new_tokens: int, end_ids: list[int]) -> dict[str, Any]:
             "logit_bias_type": "input_ids"}
 
 
-class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, the harness measures peak RSS
+class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory, Engine):  # HostPeakMemory: CPU, the harness measures peak RSS
     name = "llamacpp"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
@@ -347,3 +347,11 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
 
 
 ADAPTER = LlamaCppEngine
+
+CONTRACT = (ContractCase(
+    "llama_cpp", ContractArtifact("gguf", {"type": "Q8_0"}), {"n_threads": 2, "n_ctx": 1024},
+    # llama.cpp's F32 log-probs differ from HF's by up to 6e-3 (measured; its own summation order), while
+    # the greedy tokens and the teacher-forced argmax agree everywhere
+    ContractFP32(ContractArtifact("gguf", {"type": "F32"}), [{"n_threads": 2, "n_ctx": 1024}], {"quant_type": "F32"},
+                 logprob_atol=None),
+    bytes_per_param=34 / 32, kv_element_bytes=2),)  # Q8_0: 32 int8 + one f16 scale per block; f16 cache

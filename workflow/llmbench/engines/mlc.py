@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.formats.mlc import DEVICES
-from llmbench.engines.base import (EngineUnavailable, Generation, HostPeakMemory, Loaded, Placement,
+from llmbench.engines.base import (Engine, EngineUnavailable, Generation, HostPeakMemory, Loaded, Placement,
                                    check_method)
 from llmbench.planning.options import Option
 
@@ -115,7 +115,7 @@ def _model_lib(artifact_dir: Path, manifest: dict[str, Any], device: str) -> Pat
     return lib
 
 
-class MLCEngineAdapter(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: MLCEngine exposes no allocator peak
+class MLCEngineAdapter(HFTokenizerMixin, HostPeakMemory, Engine):  # HostPeakMemory: MLCEngine exposes no allocator peak
     name = "mlc"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
@@ -213,3 +213,5 @@ class MLCEngineAdapter(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: MLC
 
 
 ADAPTER = MLCEngineAdapter
+
+CONTRACT = ()  # none: MLC's wheels do not install on the CPU dev box (formats/mlc.py), so no case could run

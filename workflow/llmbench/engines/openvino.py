@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines._native_output import capture_fd
-from llmbench.engines.base import Generation, HostPeakMemory, Loaded, Placement, check_method
+from llmbench.engines.base import (ContractArtifact, ContractCase, ContractFP32, Engine, Generation, HostPeakMemory,
+                                   Loaded, Placement, check_method)
 from llmbench.planning.options import Option, at_least
 
 import os
@@ -171,7 +172,7 @@ def _pipeline_and_printout(openvino_genai, artifact_dir: Path, config: dict[str,
     return pipe, parse_properties(log_text)
 
 
-class OpenVINOEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, the harness measures peak RSS
+class OpenVINOEngine(HFTokenizerMixin, HostPeakMemory, Engine):  # HostPeakMemory: CPU, the harness measures peak RSS
     name = "openvino"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
@@ -334,3 +335,12 @@ class OpenVINOEngine(HFTokenizerMixin, HostPeakMemory):  # HostPeakMemory: CPU, 
 
 
 ADAPTER = OpenVINOEngine
+
+_OV_EXACT = {"device": "cpu", "num_threads": 2, "inference_precision": "f32", "kv_cache_precision": "f32",
+             "dynamic_quantization_group_size": 0}
+CONTRACT = (ContractCase(
+    "openvino_genai", ContractArtifact("openvino", {"weight_format": "int8"}), {"device": "cpu", "num_threads": 2},
+    ContractFP32(ContractArtifact("openvino", {"weight_format": "fp32"}),
+                 [{**_OV_EXACT, "attention_backend": "PA"}, {**_OV_EXACT, "attention_backend": "SDPA"}],
+                 {"inference_precision": "f32", "kv_cache_precision": "f32"}),
+    bytes_per_param=1, kv_element_bytes=1),)  # NNCF int8 weights; the CPU plugin's u8 KV cache

@@ -48,7 +48,8 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.job import memory
-from llmbench.engines.base import Generation, Loaded, Placement, device_missing
+from llmbench.engines.base import (ContractCase, ContractFP32, Engine, Generation, Loaded, Placement, REFERENCE,
+                                   device_missing)
 from llmbench.planning.options import Option, at_least, in_range
 
 import math
@@ -414,7 +415,7 @@ def _executor_name(backend: Any) -> str:
     return backend if isinstance(backend, str) else getattr(backend, "__name__", str(backend))
 
 
-class VLLMEngine(HFTokenizerMixin):
+class VLLMEngine(HFTokenizerMixin, Engine):
     name = "vllm"
 
     def load(self, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any]):
@@ -562,7 +563,7 @@ class VLLMEngine(HFTokenizerMixin):
             raise RuntimeError("vLLM's prompt token ids differ from the harness's input ids")
         return Generation(final)
 
-    def run_to_end(self, token_ids: list[int], params):
+    def _run_to_end(self, token_ids: list[int], params):
         """One request run to its end without streaming (scoring, the plain-call benchmark): its final output."""
         params.output_kind = self.CUMULATIVE
         self._request(token_ids, params)
@@ -577,7 +578,7 @@ class VLLMEngine(HFTokenizerMixin):
         """Teacher forced, from vLLM's prompt logprobs: for positions 1..n-1 the log-prob of the actual token
         and the argmax (rank-1) token."""
         params = self.SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1, detokenize=False)
-        plp = self.run_to_end(token_ids, params).prompt_logprobs  # position 0 is None
+        plp = self._run_to_end(token_ids, params).prompt_logprobs  # position 0 is None
         logps, argmax = [], []
         for pos in range(1, len(token_ids)):
             d = plp[pos]
@@ -614,3 +615,8 @@ class VLLMEngine(HFTokenizerMixin):
 
 
 ADAPTER = VLLMEngine
+
+_VLLM_FP32 = {"device": "cpu", "dtype": "float32", "kv_cache_space_gib": 1, "max_model_len": 1024, "num_threads": 2}
+CONTRACT = (ContractCase("vllm", REFERENCE, _VLLM_FP32,
+                         ContractFP32(REFERENCE, [_VLLM_FP32], {"dtype": "float32", "model_config_dtype": "float32"}),
+                         bytes_per_param=4, kv_element_bytes=4),)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench import artifacts, engines
+from llmbench.engines.base import has_hook
 from llmbench.planning import registry
 from llmbench.models import sources
 
@@ -98,7 +99,7 @@ def _quality_problems(config: dict[str, Any]) -> list[str]:
         adapter = engines.adapter_class(engine)
     except KeyError:
         return []  # an unknown engine is reported with the variants
-    if adapter is None or not hasattr(adapter, "score"):
+    if adapter is None or not has_hook(adapter, "score"):
         return [f"quality.reference_variant = {q['reference_variant']!r}: its engine {engine!r} cannot score "
                 "(no score()), so no line could be compared with it; pick a variant whose engine can"]
     return []

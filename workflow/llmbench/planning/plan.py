@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench import engines
+from llmbench.engines.base import has_hook
 from llmbench.models import sources
 from llmbench.provenance import manifest
 
@@ -87,7 +88,7 @@ def is_synthetic(model_config: dict[str, Any]) -> bool:
 
 def can_score(config: dict[str, Any], variant: str) -> bool:
     adapter = engines.adapter_class(config["variants"][variant]["engine"])
-    return adapter is not None and hasattr(adapter, "score")
+    return adapter is not None and has_hook(adapter, "score")
 
 
 def scoring_variants(config: dict[str, Any], model: str, artifact: str) -> list[str]:

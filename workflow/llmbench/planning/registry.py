@@ -23,6 +23,7 @@ import inspect
 import pkgutil
 from types import ModuleType
 
+from llmbench.engines.base import METHOD_HOOKS, MODULE_HOOKS, Engine, misspelt_hooks
 from llmbench.planning.options import Option
 
 SKIP = {"base"}
@@ -72,11 +73,33 @@ def module(package: str, kind: str, name: str) -> ModuleType:
     if name in data:
         return importlib.import_module(package).data_module(name)
     if name in mods:
-        return importlib.import_module(f"{package}.{name}")
+        return _checked(importlib.import_module(f"{package}.{name}"), package)
     eps = plugins(package)
     if name in eps:
-        return eps[name].load()
+        return _checked(eps[name].load(), package)
     raise KeyError(f"{kind} {name!r} unknown; known {kind}s: {', '.join(names(package))}")
+
+
+def hook_problems(mod: ModuleType, package: str) -> list[str]:
+    """Names the module defines (its own functions and classes, its values) that are nearly a hook of its
+    kind (engines/base.py MODULE_HOOKS, METHOD_HOOKS): a misspelt hook would otherwise be a silent default."""
+    hooks = MODULE_HOOKS if package == "llmbench.engines" else METHOD_HOOKS
+    own = [n for n, v in vars(mod).items() if not isinstance(v, ModuleType)
+           and (not callable(v) or getattr(v, "__module__", None) == mod.__name__)]  # not what it imported
+    return misspelt_hooks(own, hooks, f"{mod.__name__}.")
+
+
+_CHECKED: set[str] = set()
+
+
+def _checked(mod: ModuleType, package: str) -> ModuleType:
+    """The module, once its hook names are checked (once per process: planning asks for modules very often)."""
+    if isinstance(mod, ModuleType) and mod.__name__ not in _CHECKED:
+        problems = hook_problems(mod, package)
+        if problems:
+            raise ValueError("; ".join(problems))
+        _CHECKED.add(mod.__name__)
+    return mod
 
 
 def env_of(mod: ModuleType, name: str) -> str:
@@ -113,7 +136,7 @@ def _contract_problems(group: str, mod) -> list[str]:
     if not isinstance(mod, ModuleType):
         return [f"the entry point must name a module, got {type(mod).__name__}"]
     declared = _declaration_problems(mod, "OPTIONS" if group == "llmbench.engines" else "PARAMS")
-    return declared + _callable_problems(group, mod)
+    return declared + hook_problems(mod, GROUPS[group]) + _callable_problems(group, mod)
 
 
 def _callable_problems(group: str, mod: ModuleType) -> list[str]:
@@ -124,7 +147,12 @@ def _callable_problems(group: str, mod: ModuleType) -> list[str]:
         if adapter is None:
             return ["module defines no ADAPTER (the engine adapter class), nor server() or endpoint() for a "
                     "serving-only engine"]
-        out = [f"ADAPTER has no method {m}()" for m in ENGINE_METHODS if not callable(getattr(adapter, m, None))]
+        abstract = getattr(adapter, "__abstractmethods__", frozenset())
+        out = [f"ADAPTER has no method {m}()" for m in ENGINE_METHODS
+               if not callable(getattr(adapter, m, None)) or m in abstract]
+        if isinstance(adapter, type) and not issubclass(adapter, Engine):  # a subclass was checked at import
+            out += misspelt_hooks([n for n in dir(adapter) if callable(getattr(adapter, n, None))],
+                                  [n for n in vars(Engine) if not n.startswith("_")], "ADAPTER.")
         expected = {"load": 4, "encode": 2, "decode": 2, "generate": 4}
         for m, n in expected.items():
             if callable(getattr(adapter, m, None)) and len(_positional(getattr(adapter, m))) != n:

@@ -21,7 +21,7 @@ import time
 import traceback
 from typing import Any
 
-from llmbench.engines.base import Generation
+from llmbench.engines.base import Generation, has_hook
 from llmbench.job import memory, prompts, rows
 from llmbench.job.rows import RequestResult
 
@@ -57,7 +57,7 @@ def _result(engine, input_ids, max_new_tokens, gen: Generation, t0: float, t_end
         requested_output_tokens=max_new_tokens,
         output_tokens=n,
         streamed_tokens=len(streamed),
-        retokenized_tokens=engine.count_tokens(text) if hasattr(engine, "count_tokens") else None,
+        retokenized_tokens=engine.count_tokens(text) if has_hook(engine, "count_tokens") else None,
         ttft_s=ttft,
         latency_s=latency,
         tpot_s=(latency - ttft) / (n - 1) if n > 1 and ttft is not None else None,
