@@ -1,10 +1,10 @@
-"""The engine contract (engines/base.py), checked for every engine of the registry, on the embedded model.
+"""The engine contract (core/engine.py), checked for every engine of the registry, on the embedded model.
 
 For each case of every engine's CONTRACT: exactly N new tokens past EOS (masked or emitted), streamed ids equal
 to the returned ones, greedy decoding deterministic, the latency scenario's own count checks, input ids equal to the HF tokenizer's,
 finite teacher-forced scores of the right length (engines with ``score``), and, where the entry names an fp32
 path, the same greedy tokens as HF transformers fp32. The entries are discovered from the registry: each engine
-module declares its cases in ``CONTRACT`` (engines/base.py ContractCase), so adding an engine adds no line here.
+module declares its cases in ``CONTRACT`` (core/engine.py ContractCase), so adding an engine adds no line here.
 
 An entry runs only where its library imports; in the driver that is hf alone. ``test_contract_in_env[<engine>]``
 (slow, like the whole file, so after the quick tests) runs this file with ``-k [<engine>]`` in the engine's own env,
@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from llmbench import artifacts, engines
-from llmbench.engines.base import ContractArtifact, ContractCase, has_hook
-from llmbench.job import prompts
+from llmbench.core.engine import ContractArtifact, ContractCase, has_hook
+from llmbench.core import prompts
 
 from conftest import REPO
 
@@ -43,7 +43,7 @@ HF_FP32 = {"device": "cpu", "dtype": "float32", "attn_implementation": "sdpa", "
 
 @dataclass
 class Entry:
-    """One case of an engine's ``CONTRACT`` (engines/base.py ContractCase), with its engine."""
+    """One case of an engine's ``CONTRACT`` (core/engine.py ContractCase), with its engine."""
 
     engine: str
     case: ContractCase

@@ -1,4 +1,4 @@
-"""The engine contract's hooks are declared once (engines/base.py): a misspelt hook is an error when its module
+"""The engine contract's hooks are declared once (core/engine.py): a misspelt hook is an error when its module
 is imported, and the contract test discovers every engine's cases from the registry (no table to edit)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import types
 import pytest
 
 from llmbench import artifacts, engines
-from llmbench.engines.base import MODULE_HOOKS, ContractCase, Engine, has_hook
-from llmbench.planning import registry
+from llmbench.core.engine import ContractCase, Engine, MODULE_HOOKS, has_hook
+from llmbench.core import registry
 
 
 class _Complete(Engine):
@@ -50,7 +50,7 @@ def test_a_misspelt_module_hook_is_an_error_when_the_registry_loads_it():
     art = types.ModuleType("llmbench_typo_method")
     art.FORMATS = "hf"
     assert registry.hook_problems(art, "llmbench.artifacts") == [
-        "llmbench_typo_method.FORMATS is not a hook: did you mean FORMAT? (hooks: engines/base.py)"]
+        "llmbench_typo_method.FORMATS is not a hook: did you mean FORMAT? (hooks: core/engine.py)"]
 
 
 def test_every_built_in_module_passes_the_hook_check_and_every_adapter_subclasses_engine():
@@ -69,5 +69,5 @@ def test_every_in_process_engine_declares_its_contract_cases():
     for name in engines.names():
         mod = engines.module(name)
         if getattr(mod, "ADAPTER", None) is not None:
-            assert hasattr(mod, "CONTRACT"), f"engine {name}: declare CONTRACT (engines/base.py ContractCase)"
+            assert hasattr(mod, "CONTRACT"), f"engine {name}: declare CONTRACT (core/engine.py ContractCase)"
             assert all(isinstance(c, ContractCase) for c in mod.CONTRACT), name

@@ -8,7 +8,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from llmbench import engines
-from llmbench.engines.base import Generation
+from llmbench.core.engine import Generation
 from llmbench.job.scenarios.latency import check_counts, measure
 
 STREAMED = [5, 6, 7, 8]

@@ -10,7 +10,7 @@ import importlib.util
 import pytest
 
 from llmbench import engines
-from llmbench.engines.base import EngineUnavailable
+from llmbench.core.engine import EngineUnavailable
 
 torch = pytest.importorskip("torch")
 

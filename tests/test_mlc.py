@@ -24,7 +24,7 @@ from llmbench.job import bench
 from llmbench.planning import envs
 from llmbench.provenance import manifest
 from llmbench.planning import config as llmbench_config
-from llmbench.engines.base import EngineUnavailable, has_hook
+from llmbench.core.engine import EngineUnavailable, has_hook
 
 from conftest import REPO
 

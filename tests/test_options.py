@@ -1,4 +1,4 @@
-"""One declaration per option/param (planning/options.py): resolving, the config check built on it, the engine x
+"""One declaration per option/param (core/options.py; docs by planning/options.py): resolving, the config check built on it, the engine x
 artifact format check, and docs/options.md generated from the declarations."""
 
 import copy
@@ -8,8 +8,10 @@ import yaml
 
 from conftest import REPO
 from llmbench import artifacts, engines
-from llmbench.planning import config as llmbench_config, registry
-from llmbench.planning.options import REQUIRED, Option, at_least, markdown_doc, resolve
+from llmbench.planning import config as llmbench_config
+from llmbench.core import registry
+from llmbench.core.options import Option, REQUIRED, at_least, resolve
+from llmbench.planning.options import markdown_doc
 
 DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
 SPEC = {

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from llmbench.analysis import corpus
+from llmbench.core import corpus
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_the_corpus_data_is_package_data():
 
     from conftest import REPO
     data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["llmbench"]
-    assert "analysis/data/*" in data
+    assert "core/data/*" in data
 
 
 # ---------------------------------------------------------------- what the reference is (item 1)
@@ -124,7 +124,7 @@ class FakeEngine:
             self.log_probs = lambda ids: self.lp[: len(ids) - 1]
 
     def load(self, artifact_dir, manifest, options):
-        from llmbench.engines.base import Loaded
+        from llmbench.core.engine import Loaded
         return Loaded(engine_version="0", device="cpu", device_name="fake", weight_bytes=1,
                       runtime={"dtype": "float32"}, library_versions={})
 
@@ -132,7 +132,7 @@ class FakeEngine:
         return [0, 1, 2, 3, 0]
 
     def score(self, ids):
-        from llmbench.engines.base import score_from_log_probs
+        from llmbench.core.engine import score_from_log_probs
         return score_from_log_probs(self.lp[: len(ids) - 1], ids)
 
 

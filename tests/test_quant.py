@@ -17,7 +17,7 @@ import yaml
 
 from llmbench import artifacts, engines
 from llmbench.planning import config as llmbench_config
-from llmbench.analysis import corpus
+from llmbench.core import corpus
 from llmbench.provenance import manifest
 
 from conftest import REPO, copy_workflow, snakemake, write_yaml  # noqa: E402

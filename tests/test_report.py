@@ -10,8 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llmbench.analysis import hardware, plots, report_tables, roofline, tables
-from llmbench.job import energy, rows
+from llmbench.core import hardware, roofline
+from llmbench.analysis import plots, report_tables, tables
+from llmbench.core import energy
+from llmbench.job import rows
 from llmbench.planning import plan
 
 LLAMA2_7B = {"num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 32,

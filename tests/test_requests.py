@@ -11,8 +11,9 @@ import yaml
 from conftest import REPO
 from llmbench import engines
 from llmbench.analysis import tables
-from llmbench.engines.base import Generation, Loaded
-from llmbench.job import bench, prompts
+from llmbench.core.engine import Generation, Loaded
+from llmbench.job import bench
+from llmbench.core import prompts
 from llmbench.job.scenarios import latency
 from test_rows import dirs, spec_for  # noqa: F401 - the fixture is used by name
 

@@ -5,8 +5,9 @@ import math
 import pandas as pd
 import pytest
 
-from llmbench.analysis import roofline, tables
-from llmbench.engines.base import Placement
+from llmbench.core import roofline
+from llmbench.analysis import tables
+from llmbench.core.engine import Placement
 from llmbench.job import bench
 
 # SmolLM2-135M in fp32: 538 MB of weights, a tied 49152 x 576 embedding table, 30 layers x 3 KV heads x 64

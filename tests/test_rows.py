@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 from llmbench import engines
 from llmbench.analysis import quality, tables
-from llmbench.engines.base import Generation, Loaded
+from llmbench.core.engine import Generation, Loaded
 from llmbench.job import bench, rows
 from llmbench.job.context import JobContext
 from llmbench.job.scenarios import latency
@@ -172,7 +172,7 @@ def test_generate_must_return_a_generation():
 
     engine = ReturnsList()
     engine.load(None, {}, {})
-    with pytest.raises(TypeError, match="must return llmbench.engines.base.Generation"):
+    with pytest.raises(TypeError, match="must return llmbench.core.engine.Generation"):
         latency.measure(engine, [1, 2], 3)
 
 

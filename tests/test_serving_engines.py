@@ -13,7 +13,8 @@ from llmbench import engines
 from llmbench.planning import config as config_check
 from llmbench.serving import client
 from llmbench.serving.job import judge
-from llmbench.serving.server import RemoteEndpoint, ServerNotReady, free_port
+from llmbench.core.server import RemoteEndpoint, ServerNotReady
+from llmbench.serving.server import free_port
 
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from llmbench.serving.server import Server, ServerCommand, ServerNotReady, free_port, stop_stale
+from llmbench.serving.server import Server, free_port, stop_stale
+from llmbench.core.server import ServerCommand, ServerNotReady
 
 FAKE = str(REPO / "tests/fake_openai_server.py")
 
@@ -62,7 +63,8 @@ def test_a_server_that_exits_at_start_fails_at_once_with_its_exit_code_and_log(t
 JOB = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from llmbench.serving.server import Server, ServerCommand, stop_on_signals
+    from llmbench.serving.server import Server, stop_on_signals
+    from llmbench.core.server import ServerCommand
     port, tmp = int(sys.argv[1]), Path(sys.argv[2])
     stop_on_signals()
     cmd = ServerCommand(argv=[sys.executable, {fake!r}, "--port", str(port)], model_name="llmbench")

@@ -14,7 +14,7 @@ import pytest
 from llmbench import artifacts
 from llmbench.engines._native_output import capture_fd
 from llmbench.formats import gguf, mlc, openvino
-from llmbench.job import memory
+from llmbench.core import memory
 
 from conftest import REPO
 

@@ -14,7 +14,7 @@ import pytest
 
 from llmbench import engines
 from llmbench.engines import vllm as ve
-from llmbench.engines.base import Placement
+from llmbench.core.engine import Placement
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = pytest.mark.skipif(not HAVE_VLLM, reason="vllm is not importable in this interpreter")

@@ -29,9 +29,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from llmbench.analysis import corpus
+from llmbench.core import corpus
 from llmbench import engines
-from llmbench.engines.base import has_hook
+from llmbench.core.engine import has_hook
 from llmbench.job import rows
 from llmbench.provenance import atomic, manifest
 

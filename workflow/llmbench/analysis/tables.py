@@ -15,7 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmbench.analysis import hardware, quality, roofline
+from llmbench.core import hardware, roofline
+from llmbench.analysis import quality
 from llmbench.job import rows
 from llmbench.provenance import atomic
 
@@ -51,7 +52,7 @@ def hosts_note(df: pd.DataFrame) -> str:
 
 
 def _roofline(first: pd.Series, ok: pd.DataFrame) -> dict:
-    """A line's roofline columns (analysis/roofline.py): decode bytes, limit, MBU against the measured and,
+    """A line's roofline columns (core/roofline.py): decode bytes, limit, MBU against the measured and,
     where the card is known, the datasheet bandwidth. An MBU over 1 is no figure: the line is flagged."""
     nan = float("nan")
     decode = 1 / ok["tpot_s"].median() if len(ok) else nan
@@ -82,7 +83,7 @@ def _devices(first: pd.Series) -> int:
 
 
 def _prefill(first: pd.Series, ok: pd.DataFrame) -> dict:
-    """Prefill against the card's datasheet peak (analysis/hardware.py) in the dtype the engine ran: FLOPs of
+    """Prefill against the card's datasheet peak (core/hardware.py) in the dtype the engine ran: FLOPs of
     the prompt (roofline.prefill_flops, median over requests), the ideal prefill time and MFU (FLOPs / TTFT /
     peak, median over requests). Empty where the model shape, the card or the dtype is unknown (every CPU)."""
     nan = float("nan")
@@ -116,7 +117,7 @@ def _kv(first: pd.Series, ok: pd.DataFrame) -> dict:
 
 
 def _energy(first: pd.Series, g: pd.DataFrame) -> dict:
-    """J per output token above idle over the job's one measured window (job/energy.py): (window energy - idle
+    """J per output token above idle over the job's one measured window (core/energy.py): (window energy - idle
     power × window) / the output tokens of the window's requests."""
     nan = float("nan")
     joules, idle, window = (_number(first, k) for k in ("energy_j", "idle_power_w", "energy_window_s"))

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.provenance import manifest
-from llmbench.job import memory
-from llmbench.planning import registry
-from llmbench.planning.options import Option, resolve as resolve_spec
+from llmbench.core import memory
+from llmbench.core import registry
+from llmbench.core.options import Option, resolve as resolve_spec
 
 
 class ArtifactUnavailable(RuntimeError):
@@ -67,7 +67,7 @@ def params_spec(method: str) -> dict[str, Option]:
 
 
 def resolve(method: str, params: dict | None, where: str = "params") -> tuple[dict[str, Any], list[str]]:
-    """(every param of the method, defaults filled in; every problem), see planning/options.py."""
+    """(every param of the method, defaults filled in; every problem), see core/options.py."""
     return resolve_spec(params_spec(method), params, where=where, owner=f"parameter of method {method}",
                         checks=getattr(module(method), "CHECKS", ()))
 

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmbench.analysis import corpus
-from llmbench.planning.options import Option, at_least
+from llmbench.core import corpus
+from llmbench.core.options import Option, at_least
 from llmbench.provenance import versions
 
 LIBRARY = "llm-compressor"
@@ -29,14 +29,14 @@ DISTS = ("llmcompressor", "compressed-tensors", "transformers", "torch", "accele
 
 FORMAT = "hf"  # a transformers checkpoint (compressed-tensors), which the hf and vllm engines load
 
-# The params both methods share (gptq.py and awq.py add theirs); see planning/options.py.
+# The params both methods share (gptq.py and awq.py add theirs); see core/options.py.
 PARAMS = {
     "bits": Option(int, 4, "weight bits", choices=(4, 8)),
     "group_size": Option(int, 64, "weights per quantization group; must divide every quantized layer's input "
                          "size (the embedded model's hidden size 576 rules out 128)", check=at_least(1)),
     "sym": Option(bool, True, "symmetric quantization (no zero points)"),
     "num_samples": Option(int, 16, "calibration sequences (consecutive token blocks of "
-                          "llmbench.analysis.corpus)", check=at_least(1)),
+                          "llmbench.core.corpus)", check=at_least(1)),
     "seq_len": Option(int, 256, "tokens per calibration sequence", check=at_least(16)),
     "dtype": Option(str, "float32", "model dtype while calibrating (and of the saved scales)",
                     choices=("float32", "bfloat16")),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.artifacts import _quant, refuse_synthetic
-from llmbench.planning.options import Option, at_least
+from llmbench.core.options import Option, at_least
 
 ENV = "quant"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from llmbench.artifacts import refuse_synthetic
 from llmbench.formats import TOKENIZER_FILES
-from llmbench.planning.options import Option
+from llmbench.core.options import Option
 from llmbench.provenance import versions
 
 ENV = "ct2"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.artifacts import _commands, refuse_synthetic
-from llmbench.planning.options import Option, at_least
+from llmbench.core.options import Option, at_least
 
 ENV = "exllamav2"
 FORMAT = "exl2"  # ExLlamaV2's EXL2 model directory: quantized safetensors + config.json (quantization_config) + tokenizer

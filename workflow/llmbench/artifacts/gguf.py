@@ -37,7 +37,7 @@ from typing import Any
 from llmbench.artifacts import refuse_synthetic
 from llmbench.formats import TOKENIZER_FILES as HF_TOKENIZER_FILES
 from llmbench.formats.gguf import TOKENIZER_DIR, file_type_name
-from llmbench.planning.options import REQUIRED, Option
+from llmbench.core.options import Option, REQUIRED
 from llmbench.provenance import version_of, versions
 from llmbench.provenance.manifest import sha256_file
 

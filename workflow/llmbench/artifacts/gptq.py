@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.artifacts import _quant, refuse_synthetic
-from llmbench.planning.options import Option, at_least, in_range
+from llmbench.core.options import Option, at_least, in_range
 
 ENV = "quant"
 

@@ -38,7 +38,7 @@ from typing import Any
 from llmbench.artifacts import ArtifactUnavailable, refuse_synthetic
 from llmbench.formats import TOKENIZER_FILES
 from llmbench.formats.mlc import DEFAULT_DEVICE, DEVICES, import_error, not_installable
-from llmbench.planning.options import Option, at_least
+from llmbench.core.options import Option, at_least
 
 ENV = "mlc"
 FORMAT = "mlc"  # MLC weights + mlc-chat-config.json + the compiled model library + the HF tokenizer

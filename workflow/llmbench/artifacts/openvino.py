@@ -22,7 +22,7 @@ from typing import Any
 from llmbench.artifacts import refuse_synthetic
 from llmbench.formats import TOKENIZER_FILES
 from llmbench.formats.openvino import ir_facts
-from llmbench.planning.options import Option, in_range
+from llmbench.core.options import Option, in_range
 from llmbench.provenance import versions
 
 ENV = "openvino"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.formats import TOKENIZER_FILES
-from llmbench.planning.options import Option
+from llmbench.core.options import Option
 from llmbench.provenance import versions
 
 ENV = "hf"

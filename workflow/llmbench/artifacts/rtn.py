@@ -22,7 +22,7 @@ from typing import Any
 
 from llmbench.artifacts import refuse_synthetic
 from llmbench.formats import TOKENIZER_FILES
-from llmbench.planning.options import Option, at_least
+from llmbench.core.options import Option, at_least
 from llmbench.provenance import versions
 
 ENV = "hf"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.artifacts import _commands, refuse_synthetic
-from llmbench.planning.options import Option, at_least
+from llmbench.core.options import Option, at_least
 
 ENV = "trtllm"
 FORMAT = "trtllm-engine"  # engine/ (config.json + rank*.engine) + checkpoint/ + the HF tokenizer

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmbench.engines.base import Placement
-from llmbench.planning import registry
-from llmbench.planning.options import Option, resolve as resolve_spec
+from llmbench.core.engine import Placement
+from llmbench.core import registry
+from llmbench.core.options import Option, resolve as resolve_spec
 
 PACKAGE = "llmbench.engines"
 
@@ -50,7 +50,7 @@ def options_spec(name: str) -> dict[str, Option]:
 
 
 def resolve(name: str, options: dict | None, where: str = "options") -> tuple[dict[str, Any], list[str]]:
-    """(every option of the engine, defaults filled in; every problem), see planning/options.py."""
+    """(every option of the engine, defaults filled in; every problem), see core/options.py."""
     mod = module(name)
     return resolve_spec(options_spec(name), options, where=where, owner=f"option of engine {name}",
                         checks=getattr(mod, "CHECKS", ()))

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines._native_output import capture_fd
-from llmbench.engines.base import (ContractArtifact, ContractCase, ContractFP32, Engine, Generation, HostPeakMemory,
-                                   Loaded, Placement, check_method, device_missing)
-from llmbench.planning.options import Option, at_least
+from llmbench.core.engine import (ContractArtifact, ContractCase, ContractFP32, Engine, Generation, HostPeakMemory,
+                                  Loaded, Placement, check_method, device_missing)
+from llmbench.core.options import Option, at_least
 
 import json
 import logging
@@ -229,7 +229,7 @@ class CT2Engine(HFTokenizerMixin, HostPeakMemory, Engine):  # HostPeakMemory: CT
 
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
         """Teacher-forced: for positions 1..n-1, log p(token_ids[i] | token_ids[:i]) and the argmax prediction."""
-        from llmbench.engines.base import score_from_log_probs
+        from llmbench.core.engine import score_from_log_probs
 
         if len(token_ids) < 2:
             return [], []

@@ -9,8 +9,8 @@ the longest prompt + max_new_tokens so one compiled graph serves every request.
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
-from llmbench.engines.base import ContractCase, Engine, Generation, Loaded, Placement, REFERENCE, device_missing
-from llmbench.planning.options import Option, at_least
+from llmbench.core.engine import ContractCase, Engine, Generation, Loaded, Placement, REFERENCE, device_missing
+from llmbench.core.options import Option, at_least
 
 from pathlib import Path
 from typing import Any, Callable
@@ -118,7 +118,7 @@ def _weight_facts(model, torch) -> dict[str, Any]:
     """Loaded's weight fields, read from the model as it is now (updated after the first request)."""
     emb = model.get_input_embeddings().weight
     out = model.get_output_embeddings()
-    from llmbench.analysis.roofline import kv_bytes_per_token
+    from llmbench.core.roofline import kv_bytes_per_token
 
     act = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     return {
@@ -228,7 +228,7 @@ def _refuse_hub_flash_attention(attn: str) -> None:
     (kernels-community/flash-attn) instead, another implementation than the one the variant names."""
     import importlib.util
 
-    from llmbench.engines.base import EngineUnavailable
+    from llmbench.core.engine import EngineUnavailable
 
     if attn == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise EngineUnavailable("attn_implementation flash_attention_2 needs the flash-attn package, which is not "
@@ -297,7 +297,7 @@ class HFEngine(HFTokenizerMixin, Engine):
         runs, every later forward of this engine runs under the same restriction, so it is what ran."""
         if self.sdpa_backend is None:
             return
-        from llmbench.engines.base import EngineUnavailable
+        from llmbench.core.engine import EngineUnavailable
 
         ids = self.torch.tensor([[self.tokenizer.bos_token_id or 0] * 8], device=self.device)
         try:
@@ -402,7 +402,7 @@ class HFEngine(HFTokenizerMixin, Engine):
 
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
         """Teacher forced: log-prob of each token given the ones before it, and the argmax prediction."""
-        from llmbench.engines.base import score_from_log_probs
+        from llmbench.core.engine import score_from_log_probs
 
         if len(token_ids) < 2:
             return [], []

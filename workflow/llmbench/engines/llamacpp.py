@@ -23,9 +23,9 @@ aborts the whole process on it (std::out_of_range, uncatchable from Python). Gen
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
-from llmbench.engines.base import (ContractArtifact, ContractCase, ContractFP32, Engine, Generation, HostPeakMemory,
-                                   Loaded, Placement, check_method, device_missing)
-from llmbench.planning.options import Option, at_least
+from llmbench.core.engine import (ContractArtifact, ContractCase, ContractFP32, Engine, Generation, HostPeakMemory,
+                                  Loaded, Placement, check_method, device_missing)
+from llmbench.core.options import Option, at_least
 
 import ctypes
 import re
@@ -122,7 +122,7 @@ def server(artifact_dir: Path, manifest: dict[str, Any], opts: dict[str, Any], h
     (llama.cpp's own tokenizer aborts the process on this GGUF's vocab, see above). Pure."""
     import sys
 
-    from llmbench.serving.server import ServerCommand
+    from llmbench.core.server import ServerCommand
 
     if not manifest.get("gguf_file"):
         raise ValueError(f"{artifact_dir}: its manifest names no gguf_file; llama_cpp.server serves GGUF artifacts")
@@ -318,7 +318,7 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory, Engine):  # HostPeakMemor
     # ------------------------------------------------------------------ quality
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
         """Teacher-forced: for positions 1..n-1 the log-prob of token_ids[i] and the argmax prediction."""
-        from llmbench.engines.base import score_from_log_probs
+        from llmbench.core.engine import score_from_log_probs
 
         if len(token_ids) < 2:
             return [], []

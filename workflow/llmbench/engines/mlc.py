@@ -32,9 +32,9 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.formats.mlc import DEVICES
-from llmbench.engines.base import (Engine, EngineUnavailable, Generation, HostPeakMemory, Loaded, Placement,
-                                   check_method)
-from llmbench.planning.options import Option
+from llmbench.core.engine import (Engine, EngineUnavailable, Generation, HostPeakMemory, Loaded, Placement,
+                                  check_method)
+from llmbench.core.options import Option
 
 import json
 from pathlib import Path

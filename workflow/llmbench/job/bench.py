@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from llmbench import engines
-from llmbench.analysis import roofline
-from llmbench.engines.base import EngineUnavailable, Placement
-from llmbench.job import context, energy, rows
+from llmbench.core import roofline
+from llmbench.core.engine import EngineUnavailable, Placement
+from llmbench.job import context, rows
+from llmbench.core import energy
 from llmbench.job.context import JobContext
 from llmbench.job.scenarios import KINDS as SCENARIOS
 from llmbench.provenance import atomic, manifest

@@ -16,9 +16,9 @@ from typing import Any
 from llmbench import provenance
 from pathlib import Path
 
-from llmbench.analysis import roofline
-from llmbench.engines.base import Loaded
-from llmbench.job.energy import Energy
+from llmbench.core import roofline
+from llmbench.core.engine import Loaded
+from llmbench.core.energy import Energy
 from llmbench.provenance import manifest
 
 CONFIG_KEYS = ("model_config", "artifact_config", "variant", "scenario")
@@ -82,7 +82,7 @@ class JobContext:
         """``started``: when the job started (ISO 8601). Give ``loaded`` after the run: its runtime and
         weight_bytes are read now, and some engines learn them only while running. ``bandwidth_devices``:
         memories read in parallel, each at the measured bandwidth (roofline.py). ``energy``: the job's measured
-        window (job/energy.py)."""
+        window (core/energy.py)."""
         variant = spec["variant"]
         ctx = cls(
             model=spec["model"], artifact=spec["artifact"], engine=variant["engine"],

@@ -310,7 +310,7 @@ def _context_columns(ctx: JobContext) -> dict[str, Any]:
 
 
 def _decode_bytes(ctx: JobContext, r: RequestResult) -> int | None:
-    from llmbench.analysis import roofline
+    from llmbench.core import roofline
 
     if r.output_tokens is None:  # a failed request that returned nothing: no step to count
         return None

@@ -3,7 +3,7 @@ and which engine can load which artifact.
 
 Run before any job (from workflow/rules/common.smk). Every message names the key, the value and what is
 allowed, and all problems are reported at once. Options and params are resolved here, once, from the
-modules' declarations (planning/options.py); :func:`resolved_options` / :func:`resolved_params` give the
+modules' declarations (core/options.py); :func:`resolved_options` / :func:`resolved_params` give the
 complete values the workflow puts into each job's spec.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from llmbench import artifacts, engines
-from llmbench.engines.base import has_hook
-from llmbench.planning import registry
+from llmbench.core.engine import has_hook
+from llmbench.core import registry
 from llmbench.models import sources
 
 

@@ -12,7 +12,7 @@ Per GPU of a job (tensor parallel over N GPUs: a 1/N share of weights and KV cac
                  the allocator's slack
 
 against the GPU's memory: `hardware.gpu_memory_gib`, else the datasheet figure of `hardware.gpu`
-(analysis/hardware.py). Without either, or where the model's shape is not known before it is fetched (a hub
+(core/hardware.py). Without either, or where the model's shape is not known before it is fetched (a hub
 model not yet downloaded), a job is not checked. A job that does not fit stops the plan with the numbers.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench import engines
-from llmbench.analysis import hardware, roofline
+from llmbench.core import hardware, roofline
 from llmbench.models import sources
 from llmbench.planning import plan
 
@@ -78,7 +78,7 @@ def _context_and_batch(config: dict[str, Any], scenario: str, workdir: Path) -> 
 
 
 def _longest_prompt_chars(path: Path) -> int:
-    from llmbench.job import prompts
+    from llmbench.core import prompts
 
     return max((len(p["prompt"]) for p in prompts.load(path)), default=0) if path.is_file() else 0
 

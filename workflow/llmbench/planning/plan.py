@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench import engines
-from llmbench.engines.base import has_hook
+from llmbench.core.engine import has_hook
 from llmbench.models import sources
 from llmbench.provenance import manifest
 

@@ -39,8 +39,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from llmbench.engines.base import Placement
-from llmbench.planning.options import Option, at_least
+from llmbench.core.engine import Placement
+from llmbench.core.options import Option, at_least
 
 PACKAGE_DIR = "servers"
 KINDS = {"str": str, "int": int, "float": float, "bool": bool, "null": None}
@@ -189,7 +189,7 @@ def server(e: Entry, artifact_dir: Path, manifest: dict[str, Any], opts: dict[st
            *, workdir: Path | None = None, artifact_format: str | None = None):
     """The ServerCommand of one launch; a config file the entry names is written into ``workdir`` (a fresh
     temporary directory when none is given)."""
-    from llmbench.serving.server import ServerCommand
+    from llmbench.core.server import ServerCommand
 
     fmt = artifact_format or default_format(e)
     if fmt not in e.accepts:

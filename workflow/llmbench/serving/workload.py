@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from llmbench.job import prompts as prompt_files
+from llmbench.core import prompts as prompt_files
 from llmbench.serving.client import ServedRequest
 
 

@@ -5,7 +5,7 @@ distinct prompt once, so each input shape the measurement meets has been seen be
 first N prompts. ``warmup_new_tokens`` (default: ``max_new_tokens``) shortens the warm-ups: the warm-up with the
 longest input still generates ``max_new_tokens``, so every decode context length the measurement meets has
 been run once, and the others only cover their prompt's prefill and first decode steps. Then every prompt is
-run ``repeats`` times; the energy ``meter`` (job/energy.py), when given, spans the measured requests. A measured request that is the first of its input
+run ``repeats`` times; the energy ``meter`` (core/energy.py), when given, spans the measured requests. A measured request that is the first of its input
 length in the job (warm-ups counted) is flagged ``first_of_shape``. Tokenization happens before the clock
 starts; the clock stops at the last token.
 
@@ -21,8 +21,9 @@ import time
 import traceback
 from typing import Any
 
-from llmbench.engines.base import Generation, has_hook
-from llmbench.job import memory, prompts, rows
+from llmbench.core.engine import Generation, has_hook
+from llmbench.core import memory, prompts
+from llmbench.job import rows
 from llmbench.job.rows import RequestResult
 
 
@@ -92,7 +93,7 @@ def measure(engine, input_ids: list[int], max_new_tokens: int) -> RequestResult:
         return _failed(input_ids, max_new_tokens, streamed, _raised(e))
     if not isinstance(gen, Generation):
         raise TypeError(f"{type(engine).__name__}.generate returned {type(gen).__name__}; it must return "
-                        "llmbench.engines.base.Generation(ids, engine_metrics)")
+                        "llmbench.core.engine.Generation(ids, engine_metrics)")
     try:
         return _result(engine, input_ids, max_new_tokens, gen, t0, t_end, stamps, streamed)
     except Exception as e:  # noqa: BLE001 - decode / count / memory probe of this request failed

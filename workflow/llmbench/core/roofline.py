@@ -16,7 +16,7 @@ utilization) = decode bytes × decode tok/s / (bandwidth × devices). ``devices`
 each with the bandwidth measured on one of them (tensor parallel over N GPUs: N, each worker reading its own
 shard from its own GPU; on a CPU the workers share one memory: 1). Bandwidth is measured on the card (or CPU)
 the job runs on, before the engine loads, with the threads the engine uses; a datasheet peak is shown beside it
-only where the card is known (analysis/hardware.py), named as such.
+only where the card is known (core/hardware.py), named as such.
 
 Prefill is bound by compute: :func:`prefill_flops` counts the FLOPs of a prompt from the model's shape
 (:func:`model_shape`, read from its config.json), the ideal prefill time is the larger of those FLOPs at the
@@ -57,8 +57,8 @@ def mbu(step_bytes: float, decode_tokens_per_s: float, bandwidth: float, devices
 
 
 def datasheet(device_name: str | None) -> tuple[float, str] | None:
-    """(peak bytes/s, its source) of a card analysis/hardware.py knows by that exact name, else None."""
-    from llmbench.analysis import hardware
+    """(peak bytes/s, its source) of a card core/hardware.py knows by that exact name, else None."""
+    from llmbench.core import hardware
 
     c = hardware.card(device_name)
     return (c.bandwidth_bytes_per_s, c.source) if c else None

@@ -23,8 +23,8 @@ import inspect
 import pkgutil
 from types import ModuleType
 
-from llmbench.engines.base import METHOD_HOOKS, MODULE_HOOKS, Engine, misspelt_hooks
-from llmbench.planning.options import Option
+from llmbench.core.engine import Engine, METHOD_HOOKS, MODULE_HOOKS, misspelt_hooks
+from llmbench.core.options import Option
 
 SKIP = {"base"}
 GROUPS = {"llmbench.engines": "llmbench.engines", "llmbench.artifacts": "llmbench.artifacts"}
@@ -82,7 +82,7 @@ def module(package: str, kind: str, name: str) -> ModuleType:
 
 def hook_problems(mod: ModuleType, package: str) -> list[str]:
     """Names the module defines (its own functions and classes, its values) that are nearly a hook of its
-    kind (engines/base.py MODULE_HOOKS, METHOD_HOOKS): a misspelt hook would otherwise be a silent default."""
+    kind (core/engine.py MODULE_HOOKS, METHOD_HOOKS): a misspelt hook would otherwise be a silent default."""
     hooks = MODULE_HOOKS if package == "llmbench.engines" else METHOD_HOOKS
     own = [n for n, v in vars(mod).items() if not isinstance(v, ModuleType)
            and (not callable(v) or getattr(v, "__module__", None) == mod.__name__)]  # not what it imported
@@ -122,13 +122,13 @@ def _declaration_problems(mod: ModuleType, name: str) -> list[str]:
     """OPTIONS/PARAMS must be Option declarations (the one format config checks and docs read)."""
     spec = getattr(mod, name, {})
     if not isinstance(spec, dict):
-        return [f"{name} must be a dict of llmbench.planning.options.Option, got {type(spec).__name__}"]
-    out = [f"{name}[{key!r}] is not an llmbench.planning.options.Option" for key, o in spec.items()
+        return [f"{name} must be a dict of llmbench.core.options.Option, got {type(spec).__name__}"]
+    out = [f"{name}[{key!r}] is not an llmbench.core.options.Option" for key, o in spec.items()
            if not isinstance(o, Option)]
     if not all(callable(c) for c in getattr(mod, "CHECKS", ())):
         out.append("CHECKS must be functions of the resolved values")
     if name == "OPTIONS" and hasattr(getattr(mod, "ADAPTER", None), "OPTIONS"):
-        out.append("ADAPTER.OPTIONS is no longer read: declare OPTIONS at module level (planning/options.py)")
+        out.append("ADAPTER.OPTIONS is no longer read: declare OPTIONS at module level (core/options.py)")
     return out
 
 
@@ -157,7 +157,7 @@ def _callable_problems(group: str, mod: ModuleType) -> list[str]:
         for m, n in expected.items():
             if callable(getattr(adapter, m, None)) and len(_positional(getattr(adapter, m))) != n:
                 out.append(f"ADAPTER.{m}{inspect.signature(getattr(adapter, m))}: expected {n - 1} arguments "
-                           "(see llmbench/engines/base.py)")
+                           "(see llmbench/core/engine.py)")
         return out
     build = getattr(mod, "build", None)
     if not callable(build):

@@ -110,7 +110,7 @@ def describe() -> dict:
     return {
         "source": SOURCE,
         "python": meta["python"],
-        "frozen": "packaged files llmbench/analysis/data/{heldout.txt,calibration.jsonl,corpus.json}, made "
+        "frozen": "packaged files llmbench/core/data/{heldout.txt,calibration.jsonl,corpus.json}, made "
                   "once from that Python's pydoc_data and read the same by every env",
         "split": meta["split"],
         "hash": "sha256 of the UTF-8 text, documents joined by a blank line",
