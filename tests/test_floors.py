@@ -29,8 +29,9 @@ FLOORS = {
     "serving": 6,
     "cli": 7, "__main__": 7, "": 7,
 }
-ALLOWED_UPWARD = 99  # while the moves are under way: report, fail only on more
-ALLOWED_CYCLES = 99
+# The one cycle left: the venv builder dispatches offline builds (envs.py -> offline.py, lazily) and both
+# offline.py and wheelhouse.py use envs.py's parsing and runner. Breaking it means moving the build dispatch.
+KNOWN_CYCLES = [["planning.envs", "planning.offline", "planning.wheelhouse"]]
 
 
 def module_name(path: Path) -> str:
@@ -137,12 +138,25 @@ def test_every_module_sits_on_a_floor():
 
 def test_imports_point_down_only():
     up = upward(graph())
-    assert len(up) <= ALLOWED_UPWARD, "imports that point up a floor:\n" + "\n".join(up)
+    assert not up, "imports that point up a floor:\n" + "\n".join(up)
 
 
 def test_no_import_cycles():
-    cyc = cycles(graph())
-    assert len(cyc) <= ALLOWED_CYCLES, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cyc)
+    cyc = [c for c in cycles(graph()) if c not in KNOWN_CYCLES]
+    assert not cyc, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cyc)
+
+
+def test_core_imports_nothing_else_of_llmbench_and_no_module_imports_the_plug_in_paths():
+    """The ground floor imports only itself; engines/base.py and planning/options.py's Option names are kept
+    for plug-ins written against those paths, never imported by llmbench's own modules."""
+    g = graph()
+    assert not {t for m, ts in g.items() if m.startswith("core") for t in ts if not t.startswith("core")}
+    users = [m for m, ts in g.items() if "engines.base" in ts and m != "engines.base"]
+    assert not users, f"import llmbench.core.engine, not the plug-ins' old path engines.base: {users}"
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "options.py" or path.parent.name != "planning":
+            text = path.read_text()
+            assert "from llmbench.planning.options import Option" not in text, path
 
 
 def test_the_checker_names_an_upward_edge_and_a_cycle():

@@ -79,7 +79,7 @@ PYPROJECT = "llmbench-plainloop/pyproject.toml"
 
 @pytest.mark.parametrize("edit, expected", [
     (_replace(ENGINE, "    def generate(self, input_ids, max_new_tokens, on_token):", "    def generat(self, input_ids, max_new_tokens, on_token):"),
-     "ADAPTER has no method generate()"),
+     "generat is not a hook: did you mean generate?"),  # a misspelt method is refused at import (core/engine.py)
     (_replace(ENGINE, "    def generate(self, input_ids, max_new_tokens, on_token):", "    def generate(self, input_ids, on_token):"),
      "ADAPTER.generate(self, input_ids, on_token): expected 3 arguments"),
     (_replace(ENGINE, '"""A plain greedy decode loop', 'import no_such_module_xyz\n"""A plain greedy decode loop'),

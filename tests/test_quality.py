@@ -229,9 +229,9 @@ def _full(summary):
     """Fill the speed columns to_markdown prints (not what this test is about): every summary column the
     quality join did not make gets a plain value of its type."""
     import pyarrow as pa
-    from llmbench.job import rows
+    from llmbench.core import schema
 
-    for c in rows.SUMMARY.columns:
+    for c in schema.SUMMARY.columns:
         if c.name not in summary:
             summary[c.name] = (True if c.type == pa.bool_() else "" if c.type == pa.string()
                                else 1 if pa.types.is_integer(c.type) else 1.0)

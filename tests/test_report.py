@@ -14,6 +14,7 @@ from llmbench.core import hardware, roofline
 from llmbench.analysis import plots, report_tables, tables
 from llmbench.core import energy
 from llmbench.job import rows
+from llmbench.core import schema
 from llmbench.planning import plan
 
 LLAMA2_7B = {"num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 32,
@@ -103,8 +104,8 @@ def test_a_window_shorter_than_the_counter_period_is_not_reported(tmp_path):
 
 
 def _row(**over) -> dict:
-    """A measured request row of a GPU line (every column of rows.COLUMNS)."""
-    r = {c.name: None for c in rows.COLUMNS}
+    """A measured request row of a GPU line (every column of schema.COLUMNS)."""
+    r = {c.name: None for c in schema.COLUMNS}
     r.update(request_index=0, prompt_id="p", repeat=0, warmup=False, first_of_shape=False, success=True, error="",
              input_tokens=100, requested_output_tokens=50, output_tokens=50, streamed_tokens=50, ttft_s=0.02,
              latency_s=0.52, tpot_s=0.01, tokens_per_s=50 / 0.52, itl_s=[0.01] * 49, peak_memory_bytes=1, memory_kind="k",
@@ -114,7 +115,7 @@ def _row(**over) -> dict:
              kv_bytes_per_token=524288, decode_bytes=int(13.6e9), read_bandwidth_bytes_per_s=4e12,
              bandwidth_devices=1, model_shape=json.dumps(roofline.model_shape(LLAMA2_7B)), artifact_bytes=1,
              device_name="NVIDIA H200", host="{}", energy_j=1000.0, energy_window_s=10.0, idle_power_w=70.0,
-             energy_method="NVML", energy_note="", schema_version=rows.SCHEMA_VERSION)
+             energy_method="NVML", energy_note="", schema_version=schema.SCHEMA_VERSION)
     r.update(over)
     return r
 
@@ -164,7 +165,7 @@ def test_prefill_mfu_against_the_datasheet_peak_in_the_dtype_that_ran():
 
 def test_the_summary_still_fits_its_declared_columns():
     summary = _summary([_row(), _row(variant="w", request_index=1)], PRICE)
-    rows.SUMMARY.from_frame(summary)  # raises on a missing or unknown column
+    schema.SUMMARY.from_frame(summary)  # raises on a missing or unknown column
 
 
 def test_pareto_front():
@@ -183,7 +184,7 @@ def _tables_dir(tmp_path: Path, pricing=None) -> Path:
     summary.loc[summary["variant"] == "v", ["kl_mean", "ppl_ratio"]] = [0.01, 1.01]
     out = tmp_path / "tables"
     out.mkdir()
-    rows.SUMMARY.from_frame(summary).to_pandas().to_parquet(out / "latency.parquet")
+    schema.SUMMARY.from_frame(summary).to_pandas().to_parquet(out / "latency.parquet")
     df.to_parquet(out / "requests.parquet")
     return out
 

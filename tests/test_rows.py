@@ -13,11 +13,12 @@ from llmbench import engines
 from llmbench.analysis import quality, tables
 from llmbench.core.engine import Generation, Loaded
 from llmbench.job import bench, rows
+from llmbench.core import schema
 from llmbench.job.context import JobContext
 from llmbench.job.scenarios import latency
 from llmbench.provenance import manifest
 
-NAMES = {c.name for c in rows.COLUMNS}
+NAMES = {c.name for c in schema.COLUMNS}
 PROVENANCE = ("model_hash", "artifact_hash", "artifact_bytes", "host", "git_commit", "config_hash", "run_id",
               "timestamp", "variant_options", "synthetic_weights", "env_hash", "model_manifest_sha256",
               "artifact_manifest_sha256")
@@ -103,7 +104,7 @@ def test_request_row_has_every_column_and_the_provenance(dirs):
     assert set(row) == NAMES  # no extra keys (streamed_ids stays out), none missing
     assert all(row[k] not in (None, "") for k in PROVENANCE)
     assert row["artifact_hash"] == manifest.read(dirs[1])["content_hash"]
-    assert row["status"] == "verified" and row["success"] and row["schema_version"] == rows.SCHEMA_VERSION
+    assert row["status"] == "verified" and row["success"] and row["schema_version"] == schema.SCHEMA_VERSION
     assert row["weight_bytes"] == 42 and json.loads(row["runtime"]) == {"a": 1}
     assert row["read_bandwidth_bytes_per_s"] == 2e9 and row["request_index"] == 4
     assert json.loads(row["engine_metrics"]) == {"x": 1}
@@ -209,8 +210,8 @@ def test_merge_and_quality_write_their_declared_schemas(dirs, tmp_path, monkeypa
     tables.merge([run], tmp_path / "tables", quality_files=[qfile],
                  quality_spec={"reference_artifact": "a", "reference_variant": "v", "agreement_tokens": 32})
     summary = pq.read_table(tmp_path / "tables/latency.parquet")
-    assert summary.schema.equals(rows.SUMMARY.schema, check_metadata=False)
-    assert summary.schema.metadata[b"llmbench_schema_version"] == str(rows.SUMMARY_VERSION).encode()
+    assert summary.schema.equals(schema.SUMMARY.schema, check_metadata=False)
+    assert summary.schema.metadata[b"llmbench_schema_version"] == str(schema.SUMMARY_VERSION).encode()
     line = summary.to_pylist()[0]
     assert line["requests"] == 9 and line["greedy_agreement"] == 1.0 and line["quality_by"] == "llamacpp / v (unknown)"
     assert line["quality_borrowed"] is False
@@ -218,7 +219,7 @@ def test_merge_and_quality_write_their_declared_schemas(dirs, tmp_path, monkeypa
     # decode context (2 prompt ids + 3 new / 2 = 3.5 tokens, 10 bytes each)
     assert line["decode_bytes"] == 600 - 98 + 35 and line["roofline_tokens_per_s"] == 5e9 / 537
     assert line["weight_bytes"] == 600 and line["threads"] == 2 and line["ran_as"] == "stand-in"
-    assert pq.read_schema(tmp_path / "tables/requests.parquet").equals(rows.SCHEMA, check_metadata=False)
+    assert pq.read_schema(tmp_path / "tables/requests.parquet").equals(schema.SCHEMA, check_metadata=False)
 
 
 class CountingEngine(StandInEngine):
@@ -263,6 +264,6 @@ def test_a_benchmark_job_scores_its_lines_quality_after_measuring_with_the_same_
     bench.run_job(spec_for(model, art), tmp_path / "other.parquet", log=lambda m: None,
                   quality_out=tmp_path / "other.quality.parquet")
     empty = pq.read_table(tmp_path / "other.quality.parquet")
-    assert empty.num_rows == 0 and empty.schema.equals(rows.QUALITY.schema, check_metadata=False)
+    assert empty.num_rows == 0 and empty.schema.equals(schema.QUALITY.schema, check_metadata=False)
     assert pd.read_parquet(run)["output_ids"].map(list).tolist() == \
         pd.read_parquet(tmp_path / "other.parquet")["output_ids"].map(list).tolist()

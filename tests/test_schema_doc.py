@@ -7,9 +7,10 @@ import pytest
 
 from conftest import REPO
 from llmbench.job import rows
-from llmbench.serving.rows import SERVING_TABLES
+from llmbench.core import schema
+from llmbench.core.schema import SERVING_TABLES
 
-ALL_TABLES = (*rows.TABLES, *SERVING_TABLES)
+ALL_TABLES = (*schema.TABLES, *SERVING_TABLES)
 
 # Bump together with the table's version in rows.py: (version, sha256 of its column list). A column change
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
@@ -164,7 +165,7 @@ COLUMNS_BY_VERSION = {
 }
 
 
-def columns_fingerprint(table: rows.Table) -> str:
+def columns_fingerprint(table: schema.Table) -> str:
     text = "\n".join(f"{c.name}:{c.type}:{c.unit}:{c.meaning}" for c in table.columns)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -172,11 +173,11 @@ def columns_fingerprint(table: rows.Table) -> str:
 @pytest.mark.parametrize("table", ALL_TABLES, ids=lambda t: t.name)
 def test_schema_changes_bump_the_version(table):
     assert (table.version, columns_fingerprint(table)) == PINNED[table.name], (
-        f"the {table.name} columns changed: bump its version in rows.py, update PINNED here, and regenerate "
+        f"the {table.name} columns changed: bump its version in core/schema.py, update PINNED here, and regenerate "
         "docs/table-schema.md with `python -m llmbench schema-doc --out docs/table-schema.md`")
 
 
-def pin_problem(table: rows.Table) -> str:
+def pin_problem(table: schema.Table) -> str:
     """Why the table's columns do not match COLUMNS_BY_VERSION at its version; empty when they do."""
     pinned = COLUMNS_BY_VERSION[table.name]
     if table.version not in pinned:
@@ -195,8 +196,8 @@ def test_columns_are_pinned_per_version(table):
 
 
 def test_the_pin_sees_a_column_change_without_a_bump():
-    extra = rows.Column("stray", rows.pa.int32(), "", "a column added without a version bump")
-    changed = dataclasses.replace(rows.REQUESTS, columns=[*rows.REQUESTS.columns, extra])
+    extra = schema.Column("stray", rows.pa.int32(), "", "a column added without a version bump")
+    changed = dataclasses.replace(schema.REQUESTS, columns=[*schema.REQUESTS.columns, extra])
     assert "column names changed but its version" in pin_problem(changed)
     bumped = dataclasses.replace(changed, version=changed.version + 1)
     assert "has no pinned column list" in pin_problem(bumped)
@@ -205,11 +206,11 @@ def test_the_pin_sees_a_column_change_without_a_bump():
 def test_versions_are_written_into_the_parquet_metadata():
     for table in ALL_TABLES:
         assert table.schema.metadata[b"llmbench_schema_version"] == str(table.version).encode()
-    assert rows.SCHEMA.metadata[b"llmbench_schema_version"] == str(rows.SCHEMA_VERSION).encode()
+    assert schema.SCHEMA.metadata[b"llmbench_schema_version"] == str(schema.SCHEMA_VERSION).encode()
 
 
 def test_docs_match_the_schema():
-    assert (REPO / "docs/table-schema.md").read_text() == rows.markdown_doc(), (
+    assert (REPO / "docs/table-schema.md").read_text() == schema.markdown_doc(), (
         "docs/table-schema.md is out of date: `python -m llmbench schema-doc --out docs/table-schema.md`")
 
 

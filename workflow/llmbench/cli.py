@@ -96,8 +96,8 @@ def _write_doc(text: str, out) -> None:
 
 
 def cmd_schema_doc(a):
-    from llmbench.job import rows
-    _write_doc(rows.markdown_doc(), a.out)
+    from llmbench.core import schema
+    _write_doc(schema.markdown_doc(), a.out)
 
 
 def cmd_options_doc(a):

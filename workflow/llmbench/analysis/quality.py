@@ -15,7 +15,7 @@ At merge (from the benchmark rows' output ids, see :func:`greedy_agreement`):
   greedy_agreement             share of identical tokens over the first K generated tokens, per prompt,
                                against the reference variant's output for the same prompt; mean over prompts
   first_divergence             first position where they differ (K when they never do); median over prompts
-Synthetic models get no quality figure. The table's columns: rows.QUALITY.
+Synthetic models get no quality figure. The table's columns: schema.QUALITY.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from llmbench.core import corpus
 from llmbench import engines
 from llmbench.core.engine import has_hook
-from llmbench.job import rows
+from llmbench.core import schema
 from llmbench.provenance import atomic, manifest
 
 TOP_K = 64  # reference log-probs kept per position for KL (1024 positions: 64 Ki ids + log-probs)
@@ -217,7 +217,7 @@ def score_loaded(spec: dict[str, Any], out: Path, log, engine, loaded, art: dict
            "dequantized_from": json.dumps(art.get("dequantized_from") or {}, sort_keys=True),
            "engine_version": loaded.engine_version, "runtime": json.dumps(loaded.runtime, default=str),
            "seconds": time.perf_counter() - t}
-    return atomic.write_parquet(rows.QUALITY.from_records([row]), out)
+    return atomic.write_parquet(schema.QUALITY.from_records([row]), out)
 
 
 def greedy_agreement(ids: list[int], ref: list[int], k: int) -> tuple[float, int]:

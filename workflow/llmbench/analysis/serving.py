@@ -1,7 +1,7 @@
 """Merge serving jobs' rows into the serving tables, every figure computed from the raw request rows.
 
-results/tables/serving-requests.parquet  every request of every serving job (serving/rows.SERVING_REQUESTS)
-results/tables/serving.parquet           one line per job × sweep point (serving/rows.SERVING)
+results/tables/serving-requests.parquet  every request of every serving job (core/schema.SERVING_REQUESTS)
+results/tables/serving.parquet           one line per job × sweep point (core/schema.SERVING)
 results/tables/serving.md                the lines, then throughput against concurrency and latency against
                                          request rate, one small table per engine variant
 
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from llmbench.analysis.tables import hosts_note
 from llmbench.provenance import atomic
-from llmbench.serving.rows import SERVING, SERVING_REQUESTS, SERVING_REQUESTS_VERSION
+from llmbench.core.schema import SERVING, SERVING_REQUESTS, SERVING_REQUESTS_VERSION
 
 GROUP = ["model", "artifact", "engine", "variant", "scenario", "point"]
 

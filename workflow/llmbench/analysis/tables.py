@@ -1,7 +1,7 @@
 """Merge per-job Parquet files into the final tables.
 
-results/tables/requests.parquet  every request row (rows.REQUESTS), warm-ups flagged
-results/tables/latency.parquet   one line per model × artifact × variant × scenario, warm-ups excluded (rows.SUMMARY)
+results/tables/requests.parquet  every request row (schema.REQUESTS), warm-ups flagged
+results/tables/latency.parquet   one line per model × artifact × variant × scenario, warm-ups excluded (schema.SUMMARY)
 results/tables/latency.md        the same as a markdown table, like the latency study's
 """
 
@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from llmbench.core import hardware, roofline
 from llmbench.analysis import quality
-from llmbench.job import rows
+from llmbench.core import schema
 from llmbench.provenance import atomic
 
 GROUP = ["model", "artifact", "engine", "variant", "scenario"]
@@ -25,11 +25,11 @@ GROUP = ["model", "artifact", "engine", "variant", "scenario"]
 def load_requests(inputs: list[str | Path]) -> pd.DataFrame:
     tables = [pq.read_table(p) for p in inputs]
     for p, t in zip(inputs, tables):
-        if t.schema.metadata.get(b"llmbench_schema_version") != str(rows.SCHEMA_VERSION).encode():
+        if t.schema.metadata.get(b"llmbench_schema_version") != str(schema.SCHEMA_VERSION).encode():
             raise ValueError(f"{p}: row schema version {t.schema.metadata.get(b'llmbench_schema_version')} "
-                             f"!= {rows.SCHEMA_VERSION}; rerun that job")
+                             f"!= {schema.SCHEMA_VERSION}; rerun that job")
     if not tables:
-        return rows.SCHEMA.empty_table().to_pandas()
+        return schema.SCHEMA.empty_table().to_pandas()
     return pa.concat_tables(tables).to_pandas()
 
 
@@ -246,7 +246,7 @@ def _line(key: tuple, g: pd.DataFrame, pricing: list[dict] | None = None) -> dic
 
 
 def summarize(df: pd.DataFrame, pricing: list[dict] | None = None) -> pd.DataFrame:
-    """The summary lines (columns: rows.SUMMARY_COLUMNS, the quality ones added by add_quality). Failed
+    """The summary lines (columns: schema.SUMMARY_COLUMNS, the quality ones added by add_quality). Failed
     requests are counted and left out of every statistic; warm-ups are left out altogether. ``pricing``:
     config `pricing` (cost columns)."""
     measured = df[~df["warmup"]]
@@ -262,9 +262,9 @@ def load_quality(quality_files: list, df: pd.DataFrame, spec: dict) -> pd.DataFr
     tables = []
     for f in quality_files:
         t = pq.read_table(f)
-        if t.schema.metadata.get(b"llmbench_schema_version") != str(rows.QUALITY_VERSION).encode():
+        if t.schema.metadata.get(b"llmbench_schema_version") != str(schema.QUALITY_VERSION).encode():
             raise ValueError(f"{f}: quality table version {t.schema.metadata.get(b'llmbench_schema_version')} "
-                             f"!= {rows.QUALITY_VERSION}; rerun that quality job")
+                             f"!= {schema.QUALITY_VERSION}; rerun that quality job")
         tables.append(t.to_pandas().assign(file=str(f)))
     q = pd.concat(tables, ignore_index=True)
     ran = df.dropna(subset=["artifact_hash"]).groupby(["model", "artifact"])["artifact_hash"].unique()
@@ -443,8 +443,8 @@ def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = 
           quality_spec: dict | None = None, pricing: list[dict] | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     df = load_requests(inputs)
-    atomic.write_parquet(rows.REQUESTS.from_frame(df), out_dir / "requests.parquet")
+    atomic.write_parquet(schema.REQUESTS.from_frame(df), out_dir / "requests.parquet")
     summary = add_quality(summarize(df, pricing), df, quality_files or [], quality_spec or {})
-    atomic.write_parquet(rows.SUMMARY.from_frame(summary), out_dir / "latency.parquet")
+    atomic.write_parquet(schema.SUMMARY.from_frame(summary), out_dir / "latency.parquet")
     note = quality_notes(summary, quality_files or [], quality_spec) if quality_spec else ""
     (out_dir / "latency.md").write_text(to_markdown(summary, hosts_note(df), note))

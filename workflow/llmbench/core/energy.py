@@ -27,7 +27,7 @@ IDLE_S = 3.0
 
 @dataclass(frozen=True)
 class Energy:
-    """The job's energy columns (rows.COLUMNS: energy_*, idle_power_w)."""
+    """The job's energy columns (core/schema.py COLUMNS: energy_*, idle_power_w)."""
 
     energy_j: float | None = None
     energy_window_s: float | None = None

@@ -90,3 +90,15 @@ def memory_bytes(device_name: str | None) -> float | None:
     """Datasheet memory of that exact card, in bytes; None for a card not in the table."""
     c = card(device_name)
     return MEMORY_GB[c.name] * 1e9 if c else None
+
+
+def cuda_problem() -> str | None:
+    """Why no CUDA GPU is usable here (nvidia-smi missing or listing none), else None."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return "no CUDA GPU here (nvidia-smi is not on PATH)"
+    import subprocess
+
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip()
+    return None if listed else "no CUDA GPU here (nvidia-smi -L lists none)"

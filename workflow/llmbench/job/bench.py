@@ -15,6 +15,7 @@ from llmbench import engines
 from llmbench.core import roofline
 from llmbench.core.engine import EngineUnavailable, Placement
 from llmbench.job import context, rows
+from llmbench.core import schema
 from llmbench.core import energy
 from llmbench.job.context import JobContext
 from llmbench.job.scenarios import KINDS as SCENARIOS
@@ -83,7 +84,7 @@ def _write_quality(spec: dict[str, Any], quality_out: Path | None, engine, loade
         log(f"quality: scoring {spec['artifact']} with the loaded engine (after the measured requests)")
         quality.score_loaded(spec, quality_out, log, engine, loaded, art)
     else:
-        atomic.write_parquet(rows.QUALITY.from_records([]), quality_out)
+        atomic.write_parquet(schema.QUALITY.from_records([]), quality_out)
 
 
 def run_job(spec: dict[str, Any], out: Path, log=print, quality_out: Path | None = None) -> Path:

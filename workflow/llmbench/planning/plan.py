@@ -51,11 +51,10 @@ def serving_files(config: dict[str, Any]) -> list[str]:
 
 
 def table_versions() -> dict[str, int]:
-    """The version of each table a job writes (job/rows.py, serving/rows.py), for the jobs' specs."""
-    from llmbench.job import rows
-    from llmbench.serving import rows as serving_rows
+    """The version of each table a job writes (core/schema.py), for the jobs' specs."""
+    from llmbench.core import schema
 
-    return {t.name: t.version for t in (*rows.TABLES, *serving_rows.SERVING_TABLES)}
+    return {t.name: t.version for t in (*schema.TABLES, *schema.SERVING_TABLES)}
 
 
 # The report's plots and HTML tables (rules/report.smk) and their report categories; the names are those of

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     # one argument: a shell command line as written; several: one shell word each (bash -c '...' stays one)
     text = words[0] if len(words) == 1 else shlex.join(words)
     rec: dict = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": text, "python": sys.executable}
-    from llmbench.serving.launch import cuda_problem
+    from llmbench.core.hardware import cuda_problem
 
     why = cuda_problem() if a.needs_cuda else None
     if why:

@@ -23,7 +23,7 @@ from llmbench.job import context
 from llmbench.job.context import JobContext
 from llmbench.provenance import atomic
 from llmbench.serving import client, metrics, workload
-from llmbench.serving.rows import SERVING_REQUESTS, SERVING_REQUESTS_VERSION
+from llmbench.core.schema import SERVING_REQUESTS, SERVING_REQUESTS_VERSION
 from llmbench.serving.server import HOST, Server, free_port, scrape_metrics, stop_on_signals
 from llmbench.core.server import RemoteEndpoint
 

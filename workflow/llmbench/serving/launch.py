@@ -40,6 +40,7 @@ from types import ModuleType
 from typing import Any
 
 from llmbench.core.engine import Placement
+from llmbench.core.hardware import cuda_problem
 from llmbench.core.options import Option, at_least
 
 PACKAGE_DIR = "servers"
@@ -227,16 +228,6 @@ def request_options(e: Entry, max_new_tokens: int, end_ids: list[int]) -> dict[s
 
 
 # ------------------------------------------------------------------------------------------ launcher check
-
-def cuda_problem() -> str | None:
-    """Why no CUDA GPU is usable here (nvidia-smi missing or listing none), else None."""
-    if shutil.which("nvidia-smi") is None:
-        return "no CUDA GPU here (nvidia-smi is not on PATH)"
-    import subprocess
-
-    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.strip()
-    return None if listed else "no CUDA GPU here (nvidia-smi -L lists none)"
-
 
 def _missing(e: Entry) -> str | None:
     how = e.launcher
