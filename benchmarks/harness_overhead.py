@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llmbench import engines, provenance
-from llmbench.job import prompts
+from llmbench.core import prompts
 from llmbench.job.scenarios.latency import check_counts, measure
 from llmbench.provenance import manifest
 
