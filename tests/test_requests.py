@@ -180,3 +180,36 @@ def test_summary_line_and_markdown_carry_the_intervals(dirs, tmp_path, monkeypat
     md = tables.to_markdown(tables.add_quality(tables.summarize(df), df, [], {}))
     tps = f"{line['tokens_per_s']:.1f} ({line['tokens_per_s_ci_low']:.1f}–{line['tokens_per_s_ci_high']:.1f})"
     assert tps in md and "here n = 18" in md and ", INVALID" not in md
+
+
+def _two_passes(shift: float) -> pd.DataFrame:
+    """Nine prompts × two passes; every request of the second pass takes ``shift`` × its first-pass time (as if
+    the machine ran slower minutes later), with a little request-to-request noise."""
+    rng = np.random.default_rng(3)
+    base = 2.0 + 0.05 * rng.standard_normal(9)
+    rows = [{"repeat": r, "prompt_id": str(p), "output_tokens": 64, "latency_s": base[p] * (shift if r else 1.0),
+             "tpot_s": base[p] * (shift if r else 1.0) / 64, "ttft_s": 0.1} for r in (0, 1) for p in range(9)]
+    return pd.DataFrame(rows)
+
+
+def test_a_shifted_pass_widens_the_interval_to_cover_both_passes():
+    """The passes, not the requests, are the independent units: when the second pass ran 15% slower, the line's
+    interval spans both passes' own tokens/s (pooling the 18 requests as independent gave one that held neither)."""
+    same, shifted = tables._speed(_two_passes(1.0)), tables._speed(_two_passes(1.15))
+    width = lambda s: s["tokens_per_s_ci_high"] - s["tokens_per_s_ci_low"]  # noqa: E731
+    assert width(shifted) > 3 * width(same)
+    first, second = shifted["tokens_per_s_by_pass"]
+    assert second == pytest.approx(first / 1.15) and shifted["passes"] == 2
+    assert shifted["tokens_per_s_ci_low"] <= second < first <= shifted["tokens_per_s_ci_high"]
+    assert shifted["tpot_p50_ci_low_s"] <= np.median(_two_passes(1.15)["tpot_s"][:9]) * 1.0
+    assert shifted["tpot_p50_ci_high_s"] >= np.median(_two_passes(1.15)["tpot_s"][9:])
+
+
+def test_overlapping_intervals_are_said_under_the_table(dirs, tmp_path, monkeypatch):
+    df, _ = run(dirs, FakeEngine(), monkeypatch, tmp_path, warmup=0, repeats=2)
+    twin = df.assign(variant="twin")   # the same requests under another name: the same interval
+    summary = tables.add_quality(tables.summarize(pd.concat([df, twin])), df, [], {})
+    assert list(summary["ci_overlaps"]) == ["llamacpp / v on a", "llamacpp / twin on a"]  # sorted by variant: twin, v
+    md = tables.to_markdown(summary)
+    assert "Overlapping tokens/s intervals" in md and "llamacpp / twin on a ~ llamacpp / v on a" in md
+    assert "| tok/s per pass " in md

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmbench.analysis import hardware, quality, roofline
+from llmbench.analysis import hardware, intervals, quality, roofline
 from llmbench.job import rows
 from llmbench.provenance import atomic
 
@@ -158,14 +158,15 @@ def _cost(first: pd.Series, ok: pd.DataFrame, pricing: list[dict]) -> dict:
     return out
 
 
-CI_RESAMPLES = 2000   # bootstrap resamples per interval
-CI_SEED = 0           # fixed: the same rows always give the same interval
+CI_RESAMPLES = intervals.RESAMPLES   # bootstrap resamples per interval
+CI_SEED = intervals.SEED             # fixed: the same rows always give the same interval
 
 
 def bootstrap_ci(values: dict[str, np.ndarray], stat, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``stat`` over requests: every resample draws the requests (rows of
-    ``values``, arrays of equal length) with replacement; ``stat`` maps resampled arrays (resamples × n) to one
-    value per resample. (nan, nan) with fewer than 2 requests."""
+    """Percentile bootstrap interval of ``stat`` over requests taken as independent (serving points, whose
+    requests run in one window): every resample draws the requests (rows of ``values``, arrays of equal length)
+    with replacement; ``stat`` maps resampled arrays (resamples × n) to one value per resample. (nan, nan) with
+    fewer than 2 requests. Latency lines use intervals.hierarchical_ci (passes, then requests)."""
     n = len(next(iter(values.values())))
     if n < 2:
         return float("nan"), float("nan")
@@ -176,28 +177,56 @@ def bootstrap_ci(values: dict[str, np.ndarray], stat, level: float = 0.95) -> tu
     return float(low), float(high)
 
 
+SPEED_KEYS = ("avg_latency_s", "avg_output_tokens", "tokens_per_s", "ttft_p50_s", "ttft_p90_s", "tpot_p50_s",
+              "tpot_p90_s", "tokens_per_s_ci_low", "tokens_per_s_ci_high", "tpot_p50_ci_low_s", "tpot_p50_ci_high_s")
+
+
+def tokens_per_s_by_pass(ok: pd.DataFrame) -> list[float]:
+    """tokens/s of each pass (repeat) of the successful requests, in pass order."""
+    return [float(g["output_tokens"].sum() / g["latency_s"].sum()) for _, g in ok.groupby("repeat", sort=True)]
+
+
 def _speed(ok: pd.DataFrame) -> dict:
-    """The latency statistics of a line, over its successful measured requests only."""
+    """The latency statistics of a line, over its successful measured requests only; intervals resample passes,
+    then requests within each pass (analysis/intervals.py)."""
     if ok.empty:
-        return {k: float("nan") for k in ("avg_latency_s", "avg_output_tokens", "tokens_per_s", "ttft_p50_s",
-                                          "ttft_p90_s", "tpot_p50_s", "tpot_p90_s", "tokens_per_s_ci_low",
-                                          "tokens_per_s_ci_high", "tpot_p50_ci_low_s", "tpot_p50_ci_high_s")}
-    tps = bootstrap_ci({"out": ok["output_tokens"].to_numpy(float), "lat": ok["latency_s"].to_numpy(float)},
-                       lambda out, lat: out.sum(axis=1) / lat.sum(axis=1))
-    tpot = ok["tpot_s"].dropna()
-    tpot_ci = bootstrap_ci({"t": tpot.to_numpy(float)}, lambda t: np.median(t, axis=1)) if len(tpot) else \
-        (float("nan"), float("nan"))
+        return {**{k: float("nan") for k in SPEED_KEYS}, "passes": 0, "tokens_per_s_by_pass": []}
+    passes = ok["repeat"].to_numpy()
+    tps = intervals.hierarchical_ci({"out": ok["output_tokens"].to_numpy(float), "lat": ok["latency_s"].to_numpy(float)},
+                                    passes, intervals.ratio_of_sums)
+    timed = ok.dropna(subset=["tpot_s"])
+    tpot = timed["tpot_s"]
+    tpot_ci = intervals.hierarchical_ci({"t": tpot.to_numpy(float)}, timed["repeat"].to_numpy(), intervals.median) \
+        if len(tpot) else (float("nan"), float("nan"))
     return {
         "avg_latency_s": ok["latency_s"].mean(),
         "avg_output_tokens": ok["output_tokens"].mean(),
         "tokens_per_s": ok["output_tokens"].sum() / ok["latency_s"].sum(),
         "tokens_per_s_ci_low": tps[0], "tokens_per_s_ci_high": tps[1],
+        "passes": int(ok["repeat"].nunique()), "tokens_per_s_by_pass": tokens_per_s_by_pass(ok),
         "ttft_p50_s": ok["ttft_s"].quantile(0.5),
         "ttft_p90_s": ok["ttft_s"].quantile(0.9),
         "tpot_p50_s": tpot.median(),
         "tpot_p50_ci_low_s": tpot_ci[0], "tpot_p50_ci_high_s": tpot_ci[1],
         "tpot_p90_s": tpot.quantile(0.9),
     }
+
+
+def line_label(line) -> str:
+    return f"{line['engine']} / {line['variant']} on {line['artifact']}"
+
+
+def add_overlaps(summary: pd.DataFrame) -> pd.DataFrame:
+    """``ci_overlaps``: the other lines of the same model, scenario and device whose tokens/s interval overlaps
+    this line's (their order is not established by this run), '; '-separated."""
+    summary["ci_overlaps"] = ""
+    for i, a in summary.iterrows():
+        same = summary[(summary["model"] == a["model"]) & (summary["scenario"] == a["scenario"])
+                       & (summary["device_name"] == a["device_name"]) & (summary.index != i)]
+        hits = [line_label(b) for _, b in same.iterrows() if intervals.overlap(
+            (a["tokens_per_s_ci_low"], a["tokens_per_s_ci_high"]), (b["tokens_per_s_ci_low"], b["tokens_per_s_ci_high"]))]
+        summary.at[i, "ci_overlaps"] = "; ".join(hits)
+    return summary
 
 
 def _note(g: pd.DataFrame, unverified: bool) -> str:
@@ -249,7 +278,8 @@ def summarize(df: pd.DataFrame, pricing: list[dict] | None = None) -> pd.DataFra
     requests are counted and left out of every statistic; warm-ups are left out altogether. ``pricing``:
     config `pricing` (cost columns)."""
     measured = df[~df["warmup"]]
-    return pd.DataFrame([_line(key, g, pricing) for key, g in measured.groupby(GROUP, sort=True)])
+    lines = pd.DataFrame([_line(key, g, pricing) for key, g in measured.groupby(GROUP, sort=True)])
+    return add_overlaps(lines) if len(lines) else lines
 
 
 QUALITY_FIGURES = ("perplexity", "ppl_ratio", "kl_mean", "kl_p99", "teacher_forced_agreement")
@@ -367,8 +397,11 @@ def _notes(summary: pd.DataFrame) -> str:
             "error, left out of every statistic, and mark their line INVALID. "
             f"Averages, percentiles and intervals are over a line's successful requests (n = requests - failed; "
             f"here n = {n}); p90 is linearly interpolated, so with n ≤ 11 it lies between the two largest values. "
-            "In brackets: 95% bootstrap interval over those requests (2000 resamples, seed 0), the spread between "
-            "this job's requests, not between runs or machines. "
+            "In brackets: 95% bootstrap interval (2000 resamples, seed 0) that resamples the passes over the prompts "
+            "(repeats), then the requests within each drawn pass: the passes are minutes apart and their requests "
+            "share what the machine did meanwhile, so the pass, not the request, is the independent unit; with one "
+            "pass the interval covers the prompts only, not pass-to-pass drift. It says nothing about other runs or "
+            "machines. tok/s per pass: each pass's own figure. "
             "perplexity: held-out text, scored by the line's own engine and variant († where borrowed, see "
             "below); PPL ratio: perplexity / the reference line's; KL mean / p99: KL(reference || line) per "
             "position over the reference's top-K tokens plus one bucket for the rest (a lower bound of the full "
@@ -394,6 +427,20 @@ def _reasons(summary: pd.DataFrame) -> str:
     return out
 
 
+def overlap_note(summary: pd.DataFrame) -> str:
+    """One line per pair of lines (same model, scenario, device) whose tokens/s intervals overlap."""
+    pairs = []
+    for _, a in summary.iterrows():
+        for other in filter(None, (a.get("ci_overlaps") or "").split("; ")):
+            pair = tuple(sorted((line_label(a), other)))
+            if pair not in pairs:
+                pairs.append(pair)
+    if not pairs:
+        return ""
+    return ("\nOverlapping tokens/s intervals (this run does not establish which of the two is faster): "
+            + "; ".join(f"{a} ~ {b}" for a, b in pairs) + ".\n")
+
+
 def _mbu_text(share: float, flag: str, sheet: float) -> str:
     """MBU as latency.md shows it: the flag instead of a figure over 100%, the datasheet figure beside."""
     if flag:
@@ -414,6 +461,7 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "avg output tokens": summary["avg_output_tokens"].round(1),
         "tokens/s (95% CI)": [_with_ci(v, lo, hi, 1) for v, lo, hi in zip(
             summary["tokens_per_s"], summary["tokens_per_s_ci_low"], summary["tokens_per_s_ci_high"])],
+        "tok/s per pass": [" / ".join(f"{v:.1f}" for v in passes) for passes in summary["tokens_per_s_by_pass"]],
         "TTFT p50 / p90 (ms)": [f"{a * 1e3:.0f} / {b * 1e3:.0f}" for a, b in zip(summary["ttft_p50_s"], summary["ttft_p90_s"])],
         "TPOT p50 (95% CI) / p90 (ms)": [f"{_with_ci(a, lo, hi, 1, 1e3)} / {b * 1e3:.1f}" for a, lo, hi, b in zip(
             summary["tpot_p50_s"], summary["tpot_p50_ci_low_s"], summary["tpot_p50_ci_high_s"], summary["tpot_p90_s"])],
@@ -435,7 +483,8 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "status": [_status(line) for _, line in summary.iterrows()],
         "device": summary["device_name"],
     })
-    return view.to_markdown(index=False) + "\n" + _notes(summary) + quality_note + hosts + _reasons(summary)
+    return (view.to_markdown(index=False) + "\n" + _notes(summary) + overlap_note(summary) + quality_note + hosts
+            + _reasons(summary))
 
 
 def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = None,

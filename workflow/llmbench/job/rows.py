@@ -26,10 +26,12 @@ SCHEMA_VERSION = 4   # requests: 2 added engine_metrics; 3 added first_of_shape 
 #                      the installed packages under backend none, ran_as, threads, decode bytes and their parts,
 #                      bandwidth_devices; 4 added model_shape, energy_j, energy_window_s, idle_power_w,
 #                      energy_method, energy_note
-SUMMARY_VERSION = 3  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
+SUMMARY_VERSION = 4  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
 #                      kl_mean, kl_p99, kl_note, quality_borrowed (quality per line), ran_as, threads, weight_bytes,
 #                      decode_bytes, mbu_flag, datasheet MBU; roofline from decode bytes; 3 added ideal_tpot_s,
-#                      prefill FLOPs / ideal time / MFU, KV bytes, energy per token, cost per 1M tokens
+#                      prefill FLOPs / ideal time / MFU, KV bytes, energy per token, cost per 1M tokens;
+#                      4: intervals resample passes then requests (hierarchical), added passes,
+#                      tokens_per_s_by_pass, ci_overlaps
 QUALITY_VERSION = 2  # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes
 
 
@@ -129,12 +131,15 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("avg_latency_s", pa.float64(), "s", "mean end-to-end latency of successful requests"),
     Column("avg_output_tokens", pa.float64(), "tokens", "mean new tokens per successful request"),
     Column("tokens_per_s", pa.float64(), "tokens/s", "sum of output tokens / sum of latencies of successful requests (the study's tokens/s)"),
-    Column("tokens_per_s_ci_low", pa.float64(), "tokens/s", "lower end of tokens_per_s's 95% bootstrap percentile interval: 2000 resamples with replacement of the line's successful requests, seed 0 (analysis/tables.py); the spread between this job's requests (prompt lengths included), not between runs or machines; empty with fewer than 2 successful requests"),
+    Column("tokens_per_s_ci_low", pa.float64(), "tokens/s", "lower end of tokens_per_s's 95% hierarchical bootstrap percentile interval over the line's successful requests: 2000 resamples, seed 0, each drawing the passes (repeat) with replacement, then the requests within every drawn pass (analysis/intervals.py); with one pass it covers the prompts only, not pass-to-pass drift; nothing about other runs or machines; empty with fewer than 2 successful requests"),
     Column("tokens_per_s_ci_high", pa.float64(), "tokens/s", "upper end of the same interval"),
+    Column("passes", pa.int64(), "", "passes over the prompts (distinct repeat values) among the successful requests: the independent units of the intervals"),
+    Column("tokens_per_s_by_pass", pa.list_(pa.float64()), "tokens/s", "each pass's own tokens/s (sum of output tokens / sum of latencies of its successful requests), in pass order"),
+    Column("ci_overlaps", pa.string(), "", "the other lines of the same model, scenario and device whose tokens_per_s interval overlaps this line's ('engine / variant on artifact', '; '-separated): this run does not order them"),
     Column("ttft_p50_s", pa.float64(), "s", "median time to first token over the successful requests (n = requests - failed)"),
     Column("ttft_p90_s", pa.float64(), "s", "90th percentile time to first token over the successful requests (linear interpolation: with n ≤ 11 it lies between the two largest values)"),
     Column("tpot_p50_s", pa.float64(), "s", "median time per output token after the first, over the successful requests"),
-    Column("tpot_p50_ci_low_s", pa.float64(), "s", "lower end of tpot_p50_s's 95% bootstrap percentile interval: 2000 resamples with replacement of the line's successful requests, seed 0 (analysis/tables.py); the spread between this job's requests (prompt lengths included), not between runs or machines; empty with fewer than 2 successful requests"),
+    Column("tpot_p50_ci_low_s", pa.float64(), "s", "lower end of tpot_p50_s's 95% hierarchical bootstrap percentile interval over the line's successful requests: 2000 resamples, seed 0, each drawing the passes (repeat) with replacement, then the requests within every drawn pass (analysis/intervals.py); with one pass it covers the prompts only, not pass-to-pass drift; nothing about other runs or machines; empty with fewer than 2 successful requests"),
     Column("tpot_p50_ci_high_s", pa.float64(), "s", "upper end of the same interval"),
     Column("tpot_p90_s", pa.float64(), "s", "90th percentile time per output token over the successful requests (linear interpolation)"),
     Column("peak_memory_bytes", pa.int64(), "bytes", "largest per-request peak of the successful requests (see memory_kind); empty for unverified lines"),
