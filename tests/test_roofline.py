@@ -67,7 +67,7 @@ def test_cpu_probe_uses_the_engines_threads(monkeypatch):
 
 def _rows(weight_bytes, tpot, device="NVIDIA H200", devices=1):
     return pd.DataFrame([{
-        "model": "m", "artifact": "a", "engine": "e", "variant": "v", "scenario": "s", "warmup": False,
+        "model": "m", "artifact": "a", "engine": "e", "variant": "v", "scenario": "s", "warmup": False, "repeat": 0,
         "success": True, "status": "verified", "device_name": device, "synthetic_weights": False, "error": "",
         "latency_s": 1.0, "output_tokens": 10, "ttft_s": 0.1, "tpot_s": tpot, "peak_memory_bytes": 1,
         "artifact_bytes": 99, "weight_bytes": weight_bytes, "decode_bytes": weight_bytes, "ran_as": "dense fp16",
