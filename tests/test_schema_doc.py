@@ -14,9 +14,9 @@ ALL_TABLES = (*rows.TABLES, *SERVING_TABLES)
 # Bump together with the table's version in rows.py: (version, sha256 of its column list). A column change
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
 PINNED = {
-    "requests": (4, "a31f1f33cee88a7d42264debb181959c35e92c09db2e8e88541e9e59d1616a8d"),
-    "latency": (4, "a761855f243bae2be2a73c077c2d634b1fd9fd665debb870342fc9b8c656cc0e"),
-    "quality": (2, "7df323d7d7b26d8552b28593d86c381fb51abf4cd67d73af2eeab81316deeb36"),
+    "requests": (5, "f4adcba97d63ea6d1979b0a7c913680675d547e60452bce48817c451177f458e"),
+    "latency": (4, "401cf831bf020fbc009d2d8a30a6c22a51db5e7cd952e212c7b71eca55a969e3"),
+    "quality": (3, "fd01064a6a91d237b49002dc8964dab09ef4a24c95ff59927b4ad5f4a45d7b07"),
     "serving_requests": (1, "0133dd6d3c83f57087f6b47c3dbedc27c98a952d3af31ea549526b9db1cf7aec"),
     "serving": (2, "0522bca39642741aabee3e99e76414c89aa84641a61d55099cf6cd95c67cb8fb"),
 }
@@ -65,6 +65,21 @@ COLUMNS_BY_VERSION = {
             "artifact_manifest_sha256", "artifact_bytes", "engine_version", "library_versions",
             "device", "device_name", "host", "env_hash", "git_commit", "config_hash", "run_id",
             "timestamp", "schema_version",
+        ),
+        5: (
+            "request_index", "prompt_id", "repeat", "warmup", "first_of_shape", "success", "error",
+            "input_tokens", "requested_output_tokens", "output_tokens", "streamed_tokens",
+            "retokenized_tokens", "ttft_s", "latency_s", "tpot_s", "tokens_per_s", "itl_s",
+            "peak_memory_bytes", "memory_kind", "output_text", "output_ids", "engine_metrics",
+            "model", "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
+            "variant_options", "runtime", "ran_as", "threads", "weight_bytes",
+            "weight_bytes_method", "input_embedding_bytes", "embedding_row_bytes",
+            "tied_embeddings", "kv_bytes_per_token", "decode_bytes", "read_bandwidth_bytes_per_s",
+            "bandwidth_method", "bandwidth_devices", "model_shape", "energy_j", "energy_window_s",
+            "idle_power_w", "energy_method", "energy_note", "interference", "model_hash",
+            "artifact_hash", "model_manifest_sha256", "artifact_manifest_sha256", "artifact_bytes",
+            "engine_version", "library_versions", "device", "device_name", "host", "env_hash",
+            "git_commit", "config_hash", "run_id", "timestamp", "schema_version",
         ),
     },
     "latency": {
@@ -117,11 +132,11 @@ COLUMNS_BY_VERSION = {
             "peak_flops_per_s", "peak_flops_source", "ideal_prefill_s", "mfu_prefill",
             "kv_bytes_per_token", "max_context", "kv_bytes_at_context", "energy_j_per_output_token",
             "output_tokens_per_j", "energy_idle_power_w", "energy_method", "energy_note",
-            "usd_per_hour", "price_source", "price_date", "usd_per_1m_output_tokens",
-            "usd_per_1m_input_tokens", "memory_kind", "cpu_flags", "runtime", "artifact_hash",
-            "git_commit", "perplexity", "ppl_ratio", "kl_mean", "kl_p99", "kl_note",
-            "teacher_forced_agreement", "greedy_agreement", "first_divergence_p50", "quality_by",
-            "quality_borrowed",
+            "outside_cores", "steal_cores", "noisy", "interference", "usd_per_hour", "price_source",
+            "price_date", "usd_per_1m_output_tokens", "usd_per_1m_input_tokens", "memory_kind",
+            "cpu_flags", "runtime", "artifact_hash", "git_commit", "perplexity", "ppl_ratio",
+            "kl_mean", "kl_p99", "kl_note", "teacher_forced_agreement", "greedy_agreement",
+            "first_divergence_p50", "quality_by", "quality_status", "quality_borrowed",
         ),
     },
     "quality": {
@@ -136,6 +151,13 @@ COLUMNS_BY_VERSION = {
             "kl_mean", "kl_p99", "kl_note", "kl_top_k", "argmax_ids", "topk_ids", "topk_logprobs",
             "scored_ids_sha256", "heldout_sha256", "artifact_hash", "dequantized_from",
             "engine_version", "runtime", "seconds",
+        ),
+        3: (
+            "model", "artifact", "variant", "engine", "precision", "reference_artifact",
+            "reference_variant", "perplexity", "scored_tokens", "ppl_ratio",
+            "teacher_forced_agreement", "kl_mean", "kl_p99", "kl_note", "kl_top_k", "argmax_ids",
+            "topk_ids", "topk_logprobs", "scored_ids_sha256", "heldout_sha256", "artifact_hash",
+            "dequantized_from", "engine_version", "runtime", "seconds", "status", "failure",
         ),
     },
     "serving_requests": {

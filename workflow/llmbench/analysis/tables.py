@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llmbench.analysis import hardware, intervals, quality, roofline
-from llmbench.job import rows
+from llmbench.job import interference, rows
 from llmbench.provenance import atomic
 
 GROUP = ["model", "artifact", "engine", "variant", "scenario"]
@@ -229,6 +229,18 @@ def add_overlaps(summary: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
+def _interference(first: pd.Series) -> dict:
+    """What else used the machine over the line's measured window (job/interference.py): others' CPU and steal in
+    cores, NOISY when over the measured threshold (or another GPU process, a GPU slowdown), and what was seen."""
+    seen = json_obj(first.get("interference"))
+    if not seen:
+        return {"outside_cores": float("nan"), "steal_cores": float("nan"), "noisy": False,
+                "interference": "" if first["status"] == "unverified" else "not measured"}
+    why = interference.verdict(seen)
+    return {"outside_cores": seen.get("outside_cores", float("nan")), "steal_cores": seen.get("steal_cores", float("nan")),
+            "noisy": bool(why), "interference": why}
+
+
 def _note(g: pd.DataFrame, unverified: bool) -> str:
     if unverified:
         return g.iloc[0]["error"]
@@ -264,6 +276,7 @@ def _line(key: tuple, g: pd.DataFrame, pricing: list[dict] | None = None) -> dic
         **_prefill(first, ok),
         **_kv(first, ok),
         **_energy(first, g),
+        **_interference(first),
         **_cost(first, ok, pricing or []),
         "memory_kind": first["memory_kind"],
         "cpu_flags": " ".join(json_obj(first["host"]).get("cpu_flags", [])),
@@ -311,16 +324,20 @@ def load_quality(quality_files: list, df: pd.DataFrame, spec: dict) -> pd.DataFr
 
 
 def _join_quality(summary: pd.DataFrame, q: pd.DataFrame) -> None:
-    """Each line gets its own variant's quality row; a line without one (its engine cannot score) gets the
-    first scored variant of the same artifact, marked quality_borrowed and named in quality_by."""
+    """Each line gets its own variant's quality row (scored or failed); a line without one (its engine cannot
+    score) gets the first successfully scored variant of the same artifact, marked quality_borrowed and named in
+    quality_by."""
     for i, line in summary.iterrows():
         same = q[(q["model"] == line["model"]) & (q["artifact"] == line["artifact"])]
         own = same[same["variant"] == line["variant"]]
-        row = own.iloc[0] if len(own) else same.iloc[0] if len(same) else None
+        scored = same[same["status"] != "failed"]
+        row = own.iloc[0] if len(own) else scored.iloc[0] if len(scored) else None
         if row is None:
             continue
         for col in QUALITY_FIGURES:
             summary.loc[i, col] = row[col]
+        failed = row.get("status") == "failed"
+        summary.loc[i, "quality_status"] = f"failed: {row['failure']}" if failed else "scored"
         summary.loc[i, "kl_note"] = row["kl_note"] or ""
         summary.loc[i, "quality_by"] = f"{row['engine']} / {row['variant']} ({row['precision']})"
         summary.loc[i, "quality_borrowed"] = not len(own)
@@ -331,6 +348,7 @@ def add_quality(summary: pd.DataFrame, df: pd.DataFrame, quality_files: list, sp
     for col in (*QUALITY_FIGURES, "greedy_agreement", "first_divergence_p50"):
         summary[col] = float("nan")
     summary["quality_by"], summary["kl_note"], summary["quality_borrowed"] = "", "", False
+    summary["quality_status"] = ""
     if not spec or summary.empty:
         return summary
     if quality_files:
@@ -358,6 +376,9 @@ def quality_notes(summary: pd.DataFrame, quality_files: list, spec: dict) -> str
     for r in summary[summary["quality_borrowed"]].itertuples():
         out += (f"\n† {r.engine} / {r.variant} on {r.artifact}: engine {r.engine} cannot score; its quality "
                 f"figures were measured by {r.quality_by}.\n")
+    for r in summary[summary["quality_status"].str.startswith("failed")].itertuples():
+        out += (f"\nQuality of {r.engine} / {r.variant} on {r.artifact} not scored: {r.quality_status} (its speed "
+                "figures stand).\n")
     for note in sorted(set(summary["kl_note"]) - {"", "the reference itself"}):
         out += f"\nKL empty where: {note}.\n"
     seen = set()
@@ -383,6 +404,23 @@ def _status(line) -> str:
     out = line["status"] + (", synthetic" if line["synthetic_weights"] else "")
     if line["status"] != "unverified" and not line["valid"]:
         out += f", INVALID: {line['failed']} failed"
+    if line.get("noisy"):
+        out += f", NOISY: others {line['outside_cores'] + line['steal_cores']:.2f} cores"
+    return out
+
+
+def _others_text(outside: float, steal: float) -> str:
+    return "" if pd.isna(outside) else f"{outside:.2f}" + (f" + steal {steal:.2f}" if steal >= 0.005 else "")
+
+
+def interference_note(summary: pd.DataFrame) -> str:
+    """Under the table: what was seen on the noisy lines, and what the threshold rests on."""
+    out = ("\nothers' CPU: cores used by processes outside the job's process tree over its measured window (/proc), "
+           f"steal added where the hypervisor took any; NOISY over {interference.NOISY_OUTSIDE_CORES} cores "
+           f"({interference.THRESHOLD_BASIS}), or another process on the GPU, or GPU clocks slowed by heat or "
+           "hardware.\n")
+    for r in summary[summary["noisy"]].itertuples():
+        out += f"\n- **{r.engine} / {r.variant} on {r.artifact}: NOISY.** {r.interference}\n"
     return out
 
 
@@ -480,11 +518,12 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "greedy agree@K": summary["greedy_agreement"].round(3),
         "1st diff p50": summary["first_divergence_p50"],
         "requests (failed)": [f"{r} ({f})" for r, f in zip(summary["requests"], summary["failed"])],
+        "others' CPU (cores)": [_others_text(o, st) for o, st in zip(summary["outside_cores"], summary["steal_cores"])],
         "status": [_status(line) for _, line in summary.iterrows()],
         "device": summary["device_name"],
     })
-    return (view.to_markdown(index=False) + "\n" + _notes(summary) + overlap_note(summary) + quality_note + hosts
-            + _reasons(summary))
+    return (view.to_markdown(index=False) + "\n" + _notes(summary) + interference_note(summary)
+            + overlap_note(summary) + quality_note + hosts + _reasons(summary))
 
 
 def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = None,

@@ -14,7 +14,7 @@ from typing import Any
 from llmbench import engines
 from llmbench.analysis import roofline
 from llmbench.engines.base import EngineUnavailable, Placement
-from llmbench.job import context, energy, rows
+from llmbench.job import context, energy, interference, rows
 from llmbench.job.context import JobContext
 from llmbench.job.scenarios import KINDS as SCENARIOS
 from llmbench.provenance import atomic, manifest
@@ -80,7 +80,13 @@ def _write_quality(spec: dict[str, Any], quality_out: Path | None, engine, loade
 
     if spec.get("quality") and engine is not None:
         log(f"quality: scoring {spec['artifact']} with the loaded engine (after the measured requests)")
-        quality.score_loaded(spec, quality_out, log, engine, loaded, art)
+        try:
+            quality.score_loaded(spec, quality_out, log, engine, loaded, art)
+        except Exception as e:  # noqa: BLE001 - the line's quality status says why; the speed rows are kept
+            reason = f"{type(e).__name__}: {e}"
+            log(f"quality: scoring FAILED ({reason}); the line's quality status says so, its speed rows are kept")
+            atomic.write_parquet(rows.QUALITY.from_records([quality.failed_row(spec, art, loaded, reason)]),
+                                 quality_out)
     else:
         atomic.write_parquet(rows.QUALITY.from_records([]), quality_out)
 
@@ -113,12 +119,17 @@ def run_job(spec: dict[str, Any], out: Path, log=print, quality_out: Path | None
     meter.measure_idle()
     log(f"energy: {meter.counter.method}, idle {meter.idle_w:.1f} W" if meter.counter else f"energy: {meter.why_not}")
     scenario = importlib.import_module(SCENARIOS[spec["scenario"]["kind"]])
+    monitor = interference.Monitor(loaded.device, max(1, place.gpus))
     try:
-        results = scenario.run(engine, spec, log=log, meter=meter)
+        results = scenario.run(engine, spec, log=log, meter=meter, monitor=monitor)
         _check_measured(results, log)
+        seen = monitor.figures()
+        log(f"interference over the measured window: {interference.to_json(seen)}"
+            + (f"; NOISY: {interference.verdict(seen)}" if interference.verdict(seen) else ""))
         # after the run: runtime and weight_bytes as they ran (some engines learn them at the first request),
         # recorded before quality scoring touches the engine again
-        ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth, devices, meter.result())
+        ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth, devices, meter.result(),
+                               interference.to_json(seen))
         table = rows.to_table([rows.request_row(ctx, r) for r in results])
         _write_quality(spec, quality_out, engine, loaded, art, log)
     finally:

@@ -21,18 +21,19 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from llmbench.job.context import JobContext
 
-SCHEMA_VERSION = 4   # requests: 2 added engine_metrics; 3 added first_of_shape (failed requests are rows),
+SCHEMA_VERSION = 5   # requests: 2 added engine_metrics; 3 added first_of_shape (failed requests are rows),
 #                      model/artifact_manifest_sha256, host facts (GPU driver, CUDA, RAM, affinity), env_hash of
 #                      the installed packages under backend none, ran_as, threads, decode bytes and their parts,
 #                      bandwidth_devices; 4 added model_shape, energy_j, energy_window_s, idle_power_w,
-#                      energy_method, energy_note
+#                      energy_method, energy_note; 5 added interference
 SUMMARY_VERSION = 4  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
 #                      kl_mean, kl_p99, kl_note, quality_borrowed (quality per line), ran_as, threads, weight_bytes,
 #                      decode_bytes, mbu_flag, datasheet MBU; roofline from decode bytes; 3 added ideal_tpot_s,
 #                      prefill FLOPs / ideal time / MFU, KV bytes, energy per token, cost per 1M tokens;
 #                      4: intervals resample passes then requests (hierarchical), added passes,
-#                      tokens_per_s_by_pass, ci_overlaps
-QUALITY_VERSION = 2  # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes
+#                      tokens_per_s_by_pass, ci_overlaps; outside_cores, steal_cores, noisy, interference
+QUALITY_VERSION = 3  # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes;
+#                      3: status, failure (a scoring failure is the line's quality status, not a failed job)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ COLUMNS: list[Column] = [
     Column("idle_power_w", pa.float64(), "W", "power of the same devices with the engine loaded and idle, measured in this job just before the warm-ups (job/energy.py)"),
     Column("energy_method", pa.string(), "", "the counter read: NVML total energy (GPUs) or RAPL packages (CPU)"),
     Column("energy_note", pa.string(), "", "why the energy columns are empty (no readable counter, window too short); empty otherwise"),
+    Column("interference", pa.string(), "json", "what else used the machine over the job's measured window (job/interference.py), the same in every row of the job: window_s, cpus, job_cores (CPU-seconds per second of the job's process tree), outside_cores (of every other process: the machine's busy time from /proc/stat minus the tree's), steal_cores, loadavg_1m at begin and end, top_outside (the 3 busiest other processes); on CUDA gpu_other_pids, gpu_sm_clock_mhz (min, max polled), gpu_sm_clock_max_mhz, gpu_clock_reasons, gpu_slowdowns (NVML), or gpu_note saying NVML was not read; {} when nothing was measured"),
     # provenance
     Column("model_hash", pa.string(), "sha256", "content hash of the model directory's manifest"),
     Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),
@@ -168,6 +170,10 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("energy_idle_power_w", pa.float64(), "W", "idle power measured in the job, subtracted above"),
     Column("energy_method", pa.string(), "", "the counter read (NVML total energy, RAPL packages)"),
     Column("energy_note", pa.string(), "", "why there is no energy figure (e.g. no readable counter on this machine)"),
+    Column("outside_cores", pa.float64(), "cores", "CPU used by processes outside the job's process tree over its measured window, in cores (CPU-seconds per second; job/interference.py); empty when not measured"),
+    Column("steal_cores", pa.float64(), "cores", "CPU time the hypervisor gave to other guests over the same window, in cores"),
+    Column("noisy", pa.bool_(), "", "the measurement was disturbed: outside_cores + steal_cores over interference.NOISY_OUTSIDE_CORES (set from measurement, see job/interference.py), another process on the GPU, or GPU clocks slowed by heat or hardware"),
+    Column("interference", pa.string(), "", "what was seen when noisy, with the figures; 'not measured' for rows written before the monitor existed; empty otherwise"),
     Column("usd_per_hour", pa.float64(), "US$/h", "config `pricing` for this device × bandwidth devices (tensor parallel: all its GPUs); empty without an entry"),
     Column("price_source", pa.string(), "", "where that price comes from (config)"),
     Column("price_date", pa.string(), "date", "when it was read (config)"),
@@ -187,6 +193,7 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("greedy_agreement", pa.float64(), "share", "mean over prompts of identical tokens among the first K, vs the reference"),
     Column("first_divergence_p50", pa.float64(), "tokens", "median first position where the output differs from the reference's"),
     Column("quality_by", pa.string(), "", "engine / variant (precision) that produced the quality figures"),
+    Column("quality_status", pa.string(), "", "scored; failed: <why> (the scoring raised in the benchmark job, whose speed rows are kept); empty: no quality row for this line"),
     Column("quality_borrowed", pa.bool_(), "", "true when this line's engine cannot score and its quality figures come from quality_by, another variant of the same artifact (marked † in latency.md)"),
 ]
 
@@ -216,6 +223,8 @@ QUALITY_COLUMNS: list[Column] = [
     Column("engine_version", pa.string(), "", "version of the engine library"),
     Column("runtime", pa.string(), "json", "what actually ran, read back from the engine"),
     Column("seconds", pa.float64(), "s", "time spent scoring"),
+    Column("status", pa.string(), "", "scored, or failed: the scoring raised (failure says why; every figure empty) and the benchmark job kept its speed rows"),
+    Column("failure", pa.string(), "", "why the scoring failed (the exception); empty when scored"),
 ]
 
 
