@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmbench.analysis import hardware, intervals, quality, roofline
+from llmbench.analysis import hardware, intervals, pooled_bandwidth, quality, roofline
 from llmbench.job import interference, rows
 from llmbench.provenance import atomic
 
@@ -56,10 +56,11 @@ def _roofline(first: pd.Series, ok: pd.DataFrame) -> dict:
     nan = float("nan")
     decode = 1 / ok["tpot_s"].median() if len(ok) else nan
     step = ok["decode_bytes"].median() if len(ok) and ok["decode_bytes"].notna().all() else nan
-    bandwidth, devices = first["read_bandwidth_bytes_per_s"], first["bandwidth_devices"]
+    bandwidth, devices = _bandwidth_used(first), first["bandwidth_devices"]
+    probe = _probe_columns(first, bandwidth)
     if pd.isna(step) or pd.isna(bandwidth) or pd.isna(devices):
         return {"decode_tokens_per_s": decode, "decode_bytes": step, "roofline_tokens_per_s": nan, "ideal_tpot_s": nan,
-                "mbu": nan, "mbu_flag": "", "datasheet_bandwidth_bytes_per_s": nan, "mbu_datasheet": nan}
+                "mbu": nan, "mbu_flag": "", "datasheet_bandwidth_bytes_per_s": nan, "mbu_datasheet": nan, **probe}
     share = roofline.mbu(step, decode, bandwidth, int(devices))
     sheet = roofline.datasheet(first["device_name"])
     flagged = share > 1
@@ -67,7 +68,24 @@ def _roofline(first: pd.Series, ok: pd.DataFrame) -> dict:
     return {"decode_tokens_per_s": decode, "decode_bytes": step, "roofline_tokens_per_s": limit, "ideal_tpot_s": 1 / limit,
             "mbu": nan if flagged else share, "mbu_flag": roofline.MBU_FLAG if flagged else "",
             "datasheet_bandwidth_bytes_per_s": sheet[0] if sheet else nan,
-            "mbu_datasheet": roofline.mbu(step, decode, sheet[0], int(devices)) if sheet and not flagged else nan}
+            "mbu_datasheet": roofline.mbu(step, decode, sheet[0], int(devices)) if sheet and not flagged else nan,
+            **probe}
+
+
+def _bandwidth_used(first: pd.Series) -> float:
+    """The pooled figure of the jobs that ran alike (analysis/pooled_bandwidth.py), else the job's own."""
+    pooled = first.get("pooled_bandwidth")
+    return first["read_bandwidth_bytes_per_s"] if pooled is None or pd.isna(pooled) else pooled
+
+
+def _probe_columns(first: pd.Series, used: float) -> dict:
+    probes = first.get("bandwidth_probes")
+    jobs = first.get("pooled_jobs")
+    return {"read_bandwidth_bytes_per_s": used,
+            "bandwidth_probes": [] if probes is None else [float(b) for b in probes],
+            "bandwidth_spread": first.get("pooled_spread", float("nan")),
+            "bandwidth_pooled_jobs": 0 if jobs is None or pd.isna(jobs) else int(jobs),
+            "bandwidth_flag": first.get("bandwidth_flag") or ""}
 
 
 def _number(first: pd.Series, key: str) -> float | None:
@@ -290,7 +308,7 @@ def summarize(df: pd.DataFrame, pricing: list[dict] | None = None) -> pd.DataFra
     """The summary lines (columns: rows.SUMMARY_COLUMNS, the quality ones added by add_quality). Failed
     requests are counted and left out of every statistic; warm-ups are left out altogether. ``pricing``:
     config `pricing` (cost columns)."""
-    measured = df[~df["warmup"]]
+    measured = pooled_bandwidth.pool(df[~df["warmup"]])
     lines = pd.DataFrame([_line(key, g, pricing) for key, g in measured.groupby(GROUP, sort=True)])
     return add_overlaps(lines) if len(lines) else lines
 
@@ -404,6 +422,8 @@ def _status(line) -> str:
     out = line["status"] + (", synthetic" if line["synthetic_weights"] else "")
     if line["status"] != "unverified" and not line["valid"]:
         out += f", INVALID: {line['failed']} failed"
+    if line.get("bandwidth_flag"):
+        out += ", bandwidth probe ≠ run"
     if line.get("noisy"):
         out += f", NOISY: others {line['outside_cores'] + line['steal_cores']:.2f} cores"
     return out
@@ -446,7 +466,9 @@ def _notes(summary: pd.DataFrame) -> str:
             "KL), mean and 99th percentile; TF agree: teacher-forced top-1 agreement with the reference line; "
             "greedy agree@K / 1st diff: generated tokens vs the reference variant's "
             "(empty: no quality figure, e.g. synthetic weights). decode tok/s = 1 / median TPOT; limit = read bandwidth "
-            "measured in the same job × devices read in parallel / bytes one decode step reads (weight tensor bytes as "
+            "(probed in each job with the threads and CPUs its engine ran, before the warm-ups and after the measured "
+            "requests; one figure per machine and way of probing: the median of the probes of the run's jobs that "
+            "ran alike, see below) × devices read in parallel / bytes one decode step reads (weight tensor bytes as "
             "run, minus the embedding rows a step does not gather where lm_head is not tied to them, plus the KV "
             "cache at the mean decode context); MBU = decode tok/s / limit (an MBU over 100% is flagged, never "
             "shown); of datasheet: the same against the card's datasheet peak bandwidth. size as run: weight "
@@ -462,6 +484,22 @@ def _reasons(summary: pd.DataFrame) -> str:
             out += f"\n- **{r.engine} / {r.variant} on {r.artifact}: unverified.** {r.note}\n"
         elif not r.valid:
             out += f"\n- **{r.engine} / {r.variant} on {r.artifact}: INVALID.** {r.note}\n"
+    return out
+
+
+def bandwidth_note(summary: pd.DataFrame) -> str:
+    """Under the table: each bandwidth figure the limits divide by, its probes' spread and the lines that use it;
+    the lines whose probe may not have read like their engine ran."""
+    if "bandwidth_pooled_jobs" not in summary:
+        return ""
+    out = ""
+    pooled = summary[summary["bandwidth_pooled_jobs"] > 0]
+    for (bw, spread, jobs), g in pooled.groupby(["read_bandwidth_bytes_per_s", "bandwidth_spread",
+                                                 "bandwidth_pooled_jobs"], sort=True):
+        out += (f"\nRead bandwidth {bw / 1e9:.1f} GB/s (median of {jobs} job(s)' probes, spread {spread:.0%}) for: "
+                + "; ".join(line_label(r) for _, r in g.iterrows()) + ".\n")
+    for r in summary[summary["bandwidth_flag"] != ""].itertuples():
+        out += f"\n- {r.engine} / {r.variant} on {r.artifact}: bandwidth probe ≠ run: {r.bandwidth_flag}.\n"
     return out
 
 
@@ -523,7 +561,7 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "device": summary["device_name"],
     })
     return (view.to_markdown(index=False) + "\n" + _notes(summary) + interference_note(summary)
-            + overlap_note(summary) + quality_note + hosts + _reasons(summary))
+            + bandwidth_note(summary) + overlap_note(summary) + quality_note + hosts + _reasons(summary))
 
 
 def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = None,

@@ -25,13 +25,16 @@ SCHEMA_VERSION = 5   # requests: 2 added engine_metrics; 3 added first_of_shape 
 #                      model/artifact_manifest_sha256, host facts (GPU driver, CUDA, RAM, affinity), env_hash of
 #                      the installed packages under backend none, ran_as, threads, decode bytes and their parts,
 #                      bandwidth_devices; 4 added model_shape, energy_j, energy_window_s, idle_power_w,
-#                      energy_method, energy_note; 5 added interference
+#                      energy_method, energy_note; 5 added interference, bandwidth_probes, bandwidth_threads,
+#                      bandwidth_cpus, bandwidth_flag (probed after loading, before and after the measurement)
 SUMMARY_VERSION = 4  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
 #                      kl_mean, kl_p99, kl_note, quality_borrowed (quality per line), ran_as, threads, weight_bytes,
 #                      decode_bytes, mbu_flag, datasheet MBU; roofline from decode bytes; 3 added ideal_tpot_s,
 #                      prefill FLOPs / ideal time / MFU, KV bytes, energy per token, cost per 1M tokens;
 #                      4: intervals resample passes then requests (hierarchical), added passes,
-#                      tokens_per_s_by_pass, ci_overlaps; outside_cores, steal_cores, noisy, interference
+#                      tokens_per_s_by_pass, ci_overlaps; outside_cores, steal_cores, noisy, interference;
+#                      read_bandwidth_bytes_per_s (pooled), bandwidth_probes, bandwidth_spread, bandwidth_pooled_jobs,
+#                      bandwidth_flag
 QUALITY_VERSION = 3  # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes;
 #                      3: status, failure (a scoring failure is the line's quality status, not a failed job)
 
@@ -87,9 +90,13 @@ COLUMNS: list[Column] = [
     Column("tied_embeddings", pa.bool_(), "", "lm_head is the input embedding table, so the whole table is read every step"),
     Column("kv_bytes_per_token", pa.int64(), "bytes", "KV-cache bytes per token of context, all layers, at the precision the engine keeps it"),
     Column("decode_bytes", pa.int64(), "bytes", "bytes one decode step of this request reads (roofline.decode_bytes): weight_bytes - the embedding rows not gathered (untied only) + kv_bytes_per_token × mean decode context (input + output / 2)"),
-    Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "memory read bandwidth measured in this job on one of its devices, before loading, with the engine's CPU threads (roofline.py)"),
+    Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "memory read bandwidth measured in this job on one of its devices (roofline.py), with the threads and CPUs the engine ran: the median of bandwidth_probes"),
     Column("bandwidth_method", pa.string(), "", "how read_bandwidth_bytes_per_s was measured"),
     Column("bandwidth_devices", pa.int32(), "", "devices read in parallel at that bandwidth (tensor parallel on N GPUs: N; CPU: 1)"),
+    Column("bandwidth_probes", pa.list_(pa.float64()), "bytes/s", "every probe of the job: after loading, before the warm-ups, and after the measured requests (job/bandwidth.py); read_bandwidth_bytes_per_s is their median"),
+    Column("bandwidth_threads", pa.int32(), "", "CPU threads the probe read with: the engine's, read back (Loaded.threads); empty on a GPU"),
+    Column("bandwidth_cpus", pa.string(), "", "CPUs the probe ran on, comma-separated: those the engine's compute threads were seen on (vLLM's workers), else the job process's affinity; empty on a GPU"),
+    Column("bandwidth_flag", pa.string(), "", "why the probe may not have read like the engine ran (e.g. the engine reported no thread count); empty when alike"),
     Column("model_shape", pa.string(), "json", "the model's shape from its config.json (layers, hidden size, heads, KV heads, head dim, MLP size, vocabulary, tied embeddings) and matmul_parameters, the weights of every matmul a token goes through (roofline.model_shape); {} when the model has no such config"),
     Column("energy_j", pa.float64(), "J", "energy of the job's devices over one window spanning all its measured requests (warm-ups excluded), from the hardware's counter (energy_method); idle not subtracted; the same in every row of the job; empty with energy_note saying why"),
     Column("energy_window_s", pa.float64(), "s", "length of that window"),
@@ -151,7 +158,12 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("threads", pa.int64(), "", "CPU threads the engine computed with, read back (empty: a GPU engine)"),
     Column("decode_tokens_per_s", pa.float64(), "tokens/s", "1 / median TPOT"),
     Column("decode_bytes", pa.float64(), "bytes", "median over successful requests of the bytes one decode step reads (roofline.decode_bytes)"),
-    Column("roofline_tokens_per_s", pa.float64(), "tokens/s", "read bandwidth measured in the job × bandwidth devices / decode bytes: the memory limit at batch 1"),
+    Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "the read bandwidth the roofline divides by: the median of every probe of the run's jobs that ran alike (same host CPU, device, probe threads, CPUs and devices; analysis/pooled_bandwidth.py), else the job's own"),
+    Column("bandwidth_probes", pa.list_(pa.float64()), "bytes/s", "this line's own probes (before the warm-ups, after the measured requests)"),
+    Column("bandwidth_spread", pa.float64(), "share", "(max - min) / median of the pooled probes: how much the figure moved between probes and jobs"),
+    Column("bandwidth_pooled_jobs", pa.int64(), "", "jobs whose probes make read_bandwidth_bytes_per_s (0: the job's own figure, from rows without probes)"),
+    Column("bandwidth_flag", pa.string(), "", "why this line's probe may not have read like its engine ran (job/bandwidth.py); empty when alike"),
+    Column("roofline_tokens_per_s", pa.float64(), "tokens/s", "read_bandwidth_bytes_per_s × bandwidth devices / decode bytes: the memory limit at batch 1"),
     Column("mbu", pa.float64(), "share", "model bandwidth utilization: decode bytes × decode tok/s / (measured read bandwidth × bandwidth devices); empty when over 1 (see mbu_flag)"),
     Column("mbu_flag", pa.string(), "", "set when MBU came out over 100% (impossible: the bytes counted are wrong), instead of a figure"),
     Column("datasheet_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "the card's peak from its datasheet where analysis/hardware.py knows the card by name (per device)"),
