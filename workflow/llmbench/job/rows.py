@@ -177,7 +177,7 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("kv_bytes_per_token", pa.int64(), "bytes", "KV-cache bytes per token of context at the precision the engine keeps it (the engine's figure)"),
     Column("max_context", pa.int64(), "tokens", "longest context of the line's successful requests: input + output tokens"),
     Column("kv_bytes_at_context", pa.int64(), "bytes", "kv_bytes_per_token × max_context: the KV cache one such request holds at its end"),
-    Column("energy_j_per_output_token", pa.float64(), "J/token", "(energy over the job's measured window - idle power × window) / output tokens of the window's requests (prefill energy included); empty with energy_note saying why"),
+    Column("energy_j_per_output_token", pa.float64(), "J/token", "(energy over the job's measured window - idle power × window) / output tokens of the window's successful requests (prefill energy included; a failed request's energy stays in the window, energy_note then says so); empty with energy_note saying why"),
     Column("output_tokens_per_j", pa.float64(), "tokens/J", "the inverse: output tokens per joule above idle"),
     Column("energy_idle_power_w", pa.float64(), "W", "idle power measured in the job, subtracted above"),
     Column("energy_method", pa.string(), "", "the counter read (NVML total energy, RAPL packages)"),
