@@ -434,6 +434,14 @@ def _status(line) -> str:
     return out
 
 
+def _per_pass(passes) -> str:
+    """``36.7 / 30.4``; one pass says so (its interval covers the prompts only)."""
+    passes = list(passes) if passes is not None else []
+    if len(passes) == 1:
+        return f"{passes[0]:.1f} (1 pass)"
+    return " / ".join(f"{v:.1f}" for v in passes)
+
+
 def _others_text(outside: float, steal: float) -> str:
     return "" if pd.isna(outside) else f"{outside:.2f}" + (f" + steal {steal:.2f}" if steal >= 0.005 else "")
 
@@ -542,7 +550,7 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "avg output tokens": summary["avg_output_tokens"].round(1),
         "tokens/s (95% CI)": [_with_ci(v, lo, hi, 1) for v, lo, hi in zip(
             summary["tokens_per_s"], summary["tokens_per_s_ci_low"], summary["tokens_per_s_ci_high"])],
-        "tok/s per pass": [" / ".join(f"{v:.1f}" for v in passes) for passes in summary["tokens_per_s_by_pass"]],
+        "tok/s per pass": [_per_pass(passes) for passes in summary["tokens_per_s_by_pass"]],
         "TTFT p50 / p90 (ms)": [f"{a * 1e3:.0f} / {b * 1e3:.0f}" for a, b in zip(summary["ttft_p50_s"], summary["ttft_p90_s"])],
         "TPOT p50 (95% CI) / p90 (ms)": [f"{_with_ci(a, lo, hi, 1, 1e3)} / {b * 1e3:.1f}" for a, lo, hi, b in zip(
             summary["tpot_p50_s"], summary["tpot_p50_ci_low_s"], summary["tpot_p50_ci_high_s"], summary["tpot_p90_s"])],
