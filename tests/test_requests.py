@@ -215,3 +215,14 @@ def test_overlapping_intervals_are_said_under_the_table(dirs, tmp_path, monkeypa
     md = tables.to_markdown(summary)
     assert "Overlapping tokens/s intervals" in md and "llamacpp / twin on a ~ llamacpp / v on a" in md
     assert "| tok/s per pass " in md
+
+
+def test_an_unverified_line_shows_no_size_on_disk(dirs, tmp_path, monkeypatch):
+    """Its artifact directory holds what the build could write (a commands file, the tokenizer): no artifact."""
+    df, _ = run(dirs, FakeEngine(), monkeypatch, tmp_path, warmup=0, repeats=1)
+    unverified = df.iloc[:1].assign(variant="mlc", status="unverified", success=False, error="mlc_llm not installed",
+                                    artifact_bytes=7 * 2**20)
+    summary = tables.add_quality(tables.summarize(pd.concat([df, unverified])), df, [], {})
+    md = tables.to_markdown(summary)
+    row = next(line for line in md.splitlines() if "/ mlc " in line)
+    assert "| 7 |" not in row and "unverified" in row

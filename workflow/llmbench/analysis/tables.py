@@ -558,7 +558,9 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "MBU": [_mbu_text(m, f, d) for m, f, d in zip(summary["mbu"], summary["mbu_flag"], summary["mbu_datasheet"])],
         "peak mem (MiB)": (summary["peak_memory_bytes"].astype(float) / 2**20).round(0).astype("Int64"),
         "size as run (MiB)": (summary["weight_bytes"].astype(float) / 2**20).round(0).astype("Int64"),
-        "on disk (MiB)": (summary["artifact_bytes"] / 2**20).round(0).astype(int),
+        # an unverified artifact's files are what its build could write (commands, tokenizer), not the artifact
+        "on disk (MiB)": (summary["artifact_bytes"].where(summary["status"] != "unverified") / 2**20).round(0)
+                         .astype("Int64"),
         "ran as": summary["ran_as"],
         "threads": summary["threads"].astype("Int64"),
         "perplexity": [f"{p:.2f}{' †' if b else ''}" if p == p else "" for p, b in
