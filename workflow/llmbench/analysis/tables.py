@@ -165,8 +165,9 @@ def price_for(pricing: list[dict], device_name: str | None) -> dict | None:
 
 
 def _cost(first: pd.Series, ok: pd.DataFrame, pricing: list[dict]) -> dict:
-    """US$ per 1M output tokens at the line's end-to-end rate and per 1M input tokens at its prefill rate (sum
-    of input tokens / sum of TTFT), batch 1, one request at a time; × devices for tensor parallel."""
+    """US$ per 1M output tokens at the line's decode time (latency - TTFT) and per 1M input tokens at its prefill
+    time (TTFT), so that each second of device time is charged once, batch 1, one request at a time; × devices for
+    tensor parallel."""
     nan = float("nan")
     price = price_for(pricing, first.get("device_name"))
     out = {"usd_per_hour": nan, "price_source": "", "price_date": "", "usd_per_1m_output_tokens": nan,
@@ -176,7 +177,7 @@ def _cost(first: pd.Series, ok: pd.DataFrame, pricing: list[dict]) -> dict:
     devices = _devices(first)
     usd_per_s = price["usd_per_hour"] * devices / 3600
     out.update(usd_per_hour=price["usd_per_hour"] * devices, price_source=price["source"], price_date=price["date"],
-               usd_per_1m_output_tokens=usd_per_s * 1e6 * ok["latency_s"].sum() / ok["output_tokens"].sum(),
+               usd_per_1m_output_tokens=usd_per_s * 1e6 * (ok["latency_s"] - ok["ttft_s"]).sum() / ok["output_tokens"].sum(),
                usd_per_1m_input_tokens=usd_per_s * 1e6 * ok["ttft_s"].sum() / ok["input_tokens"].sum())
     return out
 
