@@ -139,6 +139,9 @@ def load_reference(path: str | None, text_sha: str, ids_sha: str) -> dict[str, A
         raise RuntimeError(f"{path}: the reference line wrote no quality row (its engine did not run: the row of "
                            "its benchmark job says why); nothing to compare this line with")
     ref = found[0]
+    if ref.get("status") == "failed":
+        raise RuntimeError(f"{path}: the reference line's scoring failed ({ref['failure']}); nothing to compare "
+                           "this line with")
     if ref["heldout_sha256"] != text_sha:
         raise RuntimeError(f"{path}: the reference scored held-out text {ref['heldout_sha256']}, this job "
                            f"{text_sha}; rerun the reference's quality job")
@@ -215,8 +218,24 @@ def score_loaded(spec: dict[str, Any], out: Path, log, engine, loaded, art: dict
            "heldout_sha256": corpus.heldout_sha256(), "artifact_hash": art["content_hash"],
            "dequantized_from": json.dumps(art.get("dequantized_from") or {}, sort_keys=True),
            "engine_version": loaded.engine_version, "runtime": json.dumps(loaded.runtime, default=str),
-           "seconds": time.perf_counter() - t}
+           "seconds": time.perf_counter() - t, "status": "scored", "failure": ""}
     return atomic.write_parquet(rows.QUALITY.from_records([row]), out)
+
+
+def failed_row(spec: dict[str, Any], art: dict[str, Any], loaded, reason: str) -> dict[str, Any]:
+    """The quality row of a line whose scoring raised: no figure, status failed with the reason (the benchmark
+    job keeps its speed rows; the line's quality says why it has none)."""
+    q = spec["quality"]
+    row = {c.name: None for c in rows.QUALITY_COLUMNS}
+    row.update({"model": spec["model"], "artifact": spec["artifact"], "variant": spec["variant_name"],
+                "engine": spec["variant"]["engine"], "precision": precision(loaded.runtime, art),
+                "reference_artifact": q["reference_artifact"], "reference_variant": q["reference_variant"],
+                "kl_note": "", "argmax_ids": [], "topk_ids": [], "topk_logprobs": [],
+                "heldout_sha256": corpus.heldout_sha256(), "artifact_hash": art["content_hash"],
+                "dequantized_from": json.dumps(art.get("dequantized_from") or {}, sort_keys=True),
+                "engine_version": loaded.engine_version, "runtime": json.dumps(loaded.runtime, default=str),
+                "status": "failed", "failure": reason})
+    return row
 
 
 def greedy_agreement(ids: list[int], ref: list[int], k: int) -> tuple[float, int]:

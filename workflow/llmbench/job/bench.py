@@ -14,7 +14,7 @@ from typing import Any
 from llmbench import engines
 from llmbench.analysis import roofline
 from llmbench.engines.base import EngineUnavailable, Placement
-from llmbench.job import context, energy, rows
+from llmbench.job import bandwidth, context, energy, interference, rows
 from llmbench.job.context import JobContext
 from llmbench.job.scenarios import KINDS as SCENARIOS
 from llmbench.provenance import atomic, manifest
@@ -32,16 +32,13 @@ def _has_cuda() -> bool:
         return False
 
 
-def _bandwidth(place: Placement) -> tuple[tuple[float, str], int]:
-    """(read bandwidth of the device the variant's placement names, with the engine's CPU threads there; the
-    devices read in parallel: the GPUs a tensor-parallel job claims, else 1). The CPU's when torch sees no CUDA
-    device (an ``auto`` variant then runs on the CPU), saying so in the method."""
+def _probe(place: Placement, loaded) -> bandwidth.Probe:
+    """The bandwidth probe of the placement's device, with the threads and CPUs the engine ran (job/bandwidth.py):
+    the CPU's when torch sees no CUDA device (an ``auto`` variant then runs on the CPU), saying so."""
     if place.device == "cuda" and not _has_cuda():
-        bandwidth, method = roofline.read_bandwidth("cpu", threads=place.cpu_threads)
-        return (bandwidth, f"{method} (placement cuda, but torch sees no CUDA device in this env)"), 1
-    if place.device == "cuda":
-        return roofline.read_bandwidth("cuda"), max(1, place.gpus)
-    return roofline.read_bandwidth(place.device, threads=place.cpu_threads), 1
+        return bandwidth.Probe(place, loaded, cuda=False,
+                               why_cpu="(placement cuda, but torch sees no CUDA device in this env)")
+    return bandwidth.Probe(place, loaded, cuda=place.device == "cuda")
 
 
 def _inputs(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -80,7 +77,13 @@ def _write_quality(spec: dict[str, Any], quality_out: Path | None, engine, loade
 
     if spec.get("quality") and engine is not None:
         log(f"quality: scoring {spec['artifact']} with the loaded engine (after the measured requests)")
-        quality.score_loaded(spec, quality_out, log, engine, loaded, art)
+        try:
+            quality.score_loaded(spec, quality_out, log, engine, loaded, art)
+        except Exception as e:  # noqa: BLE001 - the line's quality status says why; the speed rows are kept
+            reason = f"{type(e).__name__}: {e}"
+            log(f"quality: scoring FAILED ({reason}); the line's quality status says so, its speed rows are kept")
+            atomic.write_parquet(rows.QUALITY.from_records([quality.failed_row(spec, art, loaded, reason)]),
+                                 quality_out)
     else:
         atomic.write_parquet(rows.QUALITY.from_records([]), quality_out)
 
@@ -98,9 +101,6 @@ def run_job(spec: dict[str, Any], out: Path, log=print, quality_out: Path | None
         if art.get("status") == "unverified":
             raise EngineUnavailable(f"artifact {spec['artifact']} is unverified: {art.get('unverified_reason')}")
         place = engines.placement(variant["engine"], options)
-        bandwidth, devices = _bandwidth(place)
-        log(f"read bandwidth {bandwidth[0] / 1e9:.1f} GB/s ({bandwidth[1]}) × {devices} device(s), measured "
-            "before loading")
         loaded = engine.load(artifact_dir, art, options)
     except EngineUnavailable as e:
         log(f"UNVERIFIED: {e}")
@@ -108,17 +108,30 @@ def run_job(spec: dict[str, Any], out: Path, log=print, quality_out: Path | None
         _write_quality(spec, quality_out, None, None, art, log)  # no engine ran: no quality figure either
         return atomic.write_parquet(rows.to_table([rows.unverified_row(ctx, str(e))]), out)
     log(f"loaded in {time.perf_counter() - t:.1f} s on {loaded.device} ({loaded.device_name}); runtime {loaded.runtime}")
+    probe = _probe(place, loaded)
+    probe.measure()
+    log(f"read bandwidth before the warm-ups: {probe.figures[0] / 1e9:.1f} GB/s ({probe.methods[0]})"
+        if probe.figures else f"read bandwidth: {'; '.join(probe.notes)}")
 
     meter = energy.Meter(loaded.device, max(1, place.gpus))
     meter.measure_idle()
     log(f"energy: {meter.counter.method}, idle {meter.idle_w:.1f} W" if meter.counter else f"energy: {meter.why_not}")
     scenario = importlib.import_module(SCENARIOS[spec["scenario"]["kind"]])
+    monitor = interference.Monitor(loaded.device, max(1, place.gpus))
     try:
-        results = scenario.run(engine, spec, log=log, meter=meter)
+        results = scenario.run(engine, spec, log=log, meter=meter, monitor=monitor)
         _check_measured(results, log)
+        probe.measure()
+        probed = probe.columns()
+        log(f"read bandwidth probes: {[round(b / 1e9, 1) for b in probed['probes']]} GB/s"
+            + (f"; FLAG: {probed['flag']}" if probed.get("flag") else ""))
+        seen = monitor.figures()
+        log(f"interference over the measured window: {interference.to_json(seen)}"
+            + (f"; NOISY: {interference.verdict(seen)}" if interference.verdict(seen) else ""))
         # after the run: runtime and weight_bytes as they ran (some engines learn them at the first request),
         # recorded before quality scoring touches the engine again
-        ctx = JobContext.build(spec, art, model_manifest, started, loaded, bandwidth, devices, meter.result())
+        ctx = JobContext.build(spec, art, model_manifest, started, loaded, probed["bandwidth"],
+                               probed.get("devices", 1), meter.result(), interference.to_json(seen), probed)
         table = rows.to_table([rows.request_row(ctx, r) for r in results])
         _write_quality(spec, quality_out, engine, loaded, art, log)
     finally:

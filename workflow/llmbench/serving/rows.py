@@ -12,7 +12,8 @@ import pyarrow as pa
 from llmbench.job.rows import COLUMNS as REQUEST_COLUMNS, Column, Table
 
 SERVING_REQUESTS_VERSION = 1
-SERVING_VERSION = 2  # 2 added the 95% intervals of TTFT and TPOT p50, cost per 1M output tokens
+SERVING_VERSION = 3  # 2 added the 95% intervals of TTFT and TPOT p50, cost per 1M output tokens; 3: cost × the
+#                     server's devices (tensor parallel)
 
 _PROVENANCE = ("model", "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
                "variant_options", "runtime", "threads", "model_hash", "artifact_hash", "model_manifest_sha256",
@@ -96,9 +97,9 @@ SERVING_COLUMNS: list[Column] = [
     Column("server_ttft_mean_ms", F64, "ms", "the server's own mean TTFT over the point (vllm:time_to_first_token_seconds sum/count delta); empty when it has no metrics"),
     Column("server_itl_mean_ms", F64, "ms", "the server's own mean inter-token latency (vllm:inter_token_latency_seconds or time_per_output_token)"),
     Column("prefix_cache_hit_rate", F64, "share", "the server's prefix-cache hits / queries over the point (vLLM); empty when it reports none"),
-    Column("usd_per_hour", F64, "US$/h", "config `pricing` for the line's device; empty without an entry (remote endpoints: whatever device_name says)"),
+    Column("usd_per_hour", F64, "US$/h", "config `pricing` for the line's device × the devices the server ran on (tensor_parallel_size of the variant's options, else 1); empty without an entry (remote endpoints: whatever device_name says)"),
     Column("price_source", pa.string(), "", "where that price comes from, and when it was read (config)"),
-    Column("usd_per_1m_output_tokens", F64, "US$", "usd_per_hour / 3600 × 10^6 / output_throughput: a million output tokens at this point's measured throughput (one device)"),
+    Column("usd_per_1m_output_tokens", F64, "US$", "usd_per_hour / 3600 × 10^6 / output_throughput: a million output tokens at this point's measured throughput, on all the server's devices"),
     Column("perplexity", F64, "", "held-out perplexity of this artifact scored by this variant's own engine (quality table); empty when it cannot score"),
     Column("ppl_ratio", F64, "ratio", "perplexity / the quality reference's"),
     Column("kl_mean", F64, "nats", "mean KL divergence from the reference's next-token distribution (quality table's lower bound)"),
