@@ -194,8 +194,9 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
         engines.close(engine)
 
 
-def score_loaded(spec: dict[str, Any], out: Path, log, engine, loaded, art: dict[str, Any]) -> Path:
-    """Score the held-out text with an engine already loaded with the line's options; write the quality row."""
+def score_loaded(spec: dict[str, Any], out: Path | None, log, engine, loaded, art: dict[str, Any]) -> Path | None:
+    """Score the held-out text with an engine already loaded with the line's options; write the quality row
+    (``out`` None: score only, as a tensor-parallel rank other than 0 does, whose forwards rank 0 needs)."""
     variant = spec["variant"]
     q = spec["quality"]
     if not hasattr(engine, "tokenize_plain"):
@@ -219,7 +220,7 @@ def score_loaded(spec: dict[str, Any], out: Path, log, engine, loaded, art: dict
            "dequantized_from": json.dumps(art.get("dequantized_from") or {}, sort_keys=True),
            "engine_version": loaded.engine_version, "runtime": json.dumps(loaded.runtime, default=str),
            "seconds": time.perf_counter() - t, "status": "scored", "failure": ""}
-    return atomic.write_parquet(rows.QUALITY.from_records([row]), out)
+    return atomic.write_parquet(rows.QUALITY.from_records([row]), out) if out is not None else None
 
 
 def failed_row(spec: dict[str, Any], art: dict[str, Any], loaded, reason: str) -> dict[str, Any]:
