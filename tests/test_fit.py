@@ -14,7 +14,8 @@ from llmbench.planning import fit
 from conftest import REPO
 
 
-def _gpu_config(preset: str, dtype: str = "float16", tp: int | None = None, gpu: str = "NVIDIA H100 80GB HBM3") -> dict:
+def _gpu_config(preset: str, dtype: str = "float16", tp: int | None = None, gpu: str = "NVIDIA H100 80GB HBM3",
+                hf_tp: int | None = None) -> dict:
     cfg = yaml.safe_load((REPO / "config/gpu.yaml").read_text())
     cfg["models"] = {"m": {"source": f"synthetic:{preset}", "seed": 0, "tokenizer_from": "resources/models/smollm2-135m"}}
     cfg["artifacts"] = {"ref": {"method": "reference", "params": {"dtype": dtype}}}
@@ -22,6 +23,8 @@ def _gpu_config(preset: str, dtype: str = "float16", tp: int | None = None, gpu:
     engine = "hf"
     if tp:
         engine, options = "vllm", {"device": "cuda", "dtype": dtype, "tensor_parallel_size": tp}
+    if hf_tp:
+        options["tp_size"] = hf_tp
     cfg["variants"] = {"v": {"engine": engine, "options": options}}
     cfg["benchmarks"] = [{"models": ["m"], "artifacts": ["ref"], "variants": ["v"], "scenarios": ["latency"]}]
     cfg.pop("quality", None)
@@ -101,6 +104,29 @@ def test_vllm_tensor_parallel_claims_its_gpus_and_the_refusal_names_a_degree_tha
     assert two.per_gpu(0) == pytest.approx(one.per_gpu(0) / 2)
     (msg,) = fit.problems(_gpu_config("llama-2-70b", tp=2, gpu="NVIDIA L4"), REPO)
     assert "over 2 GPU(s)" in msg
-    k = int(re.search(r"at least (\d+) GPUs \(tensor_parallel_size\)", msg).group(1))
+    k = int(re.search(r"at least (\d+) GPUs \(tensor parallel: vLLM tensor_parallel_size", msg).group(1))
     assert fit.problems(_gpu_config("llama-2-70b", tp=k, gpu="NVIDIA L4"), REPO) == []
     assert fit.problems(_gpu_config("llama-2-70b", tp=k // 2, gpu="NVIDIA L4"), REPO)
+
+
+def test_hf_tensor_parallel_70b_claims_its_gpus_and_splits_weights_over_them():
+    """HF tp_size N (planning only, nothing runs): a cuda job claims N GPUs and runs under torchrun with N ranks, the
+    fit check counts weights / N and KV / N per GPU, so the 70B fp16 shape that one H100 refuses fits on 2, and on
+    24 GB L4s the refusal names a degree that fits."""
+    import re
+
+    from llmbench import engines
+
+    assert engines.gpus("hf", {"device": "cuda", "tp_size": 4}) == 4
+    assert engines.gpus("hf", {"device": "cpu", "tp_size": 2}) == 0
+    assert engines.launcher("hf", {"device": "cuda", "tp_size": 4})[-2:] == ["--nproc-per-node", "4"]
+    assert engines.launcher("hf", {"device": "cuda"}) == []
+    one = fit.need(_gpu_config("llama-2-70b"), "m", "ref", "v", "latency", REPO)
+    two = fit.need(_gpu_config("llama-2-70b", hf_tp=2), "m", "ref", "v", "latency", REPO)
+    assert (two.weights, two.kv, two.gpus) == (one.weights, one.kv, 2)
+    assert two.per_gpu(0) == pytest.approx(one.per_gpu(0) / 2)
+    assert fit.problems(_gpu_config("llama-2-70b"), REPO)
+    assert fit.problems(_gpu_config("llama-2-70b", hf_tp=2), REPO) == []
+    (msg,) = fit.problems(_gpu_config("llama-2-70b", hf_tp=2, gpu="NVIDIA L4"), REPO)
+    k = int(re.search(r"at least (\d+) GPUs \(tensor parallel: .*HF tp_size", msg).group(1))
+    assert fit.problems(_gpu_config("llama-2-70b", hf_tp=k, gpu="NVIDIA L4"), REPO) == []

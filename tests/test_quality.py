@@ -228,13 +228,16 @@ def test_each_line_shows_its_own_variants_quality_and_a_borrowed_one_is_marked(t
 def _full(summary):
     """Fill the speed columns to_markdown prints (not what this test is about): every summary column the
     quality join did not make gets a plain value of its type."""
+    import pandas as pd
     import pyarrow as pa
     from llmbench.core import schema
 
     for c in schema.SUMMARY.columns:
         if c.name not in summary:
-            summary[c.name] = (True if c.type == pa.bool_() else "" if c.type == pa.string()
-                               else 1 if pa.types.is_integer(c.type) else 1.0)
+            summary[c.name] = pd.Series([[] if pa.types.is_list(c.type) else True if c.type == pa.bool_()
+                                         else "" if c.type == pa.string() else 1 if pa.types.is_integer(c.type)
+                                         else 1.0] * len(summary), dtype=object if pa.types.is_list(c.type) else None)
+    summary["noisy"] = False
     summary["artifact_bytes"], summary["requests"], summary["failed"] = 2**20, 1, 0
     summary["status"], summary["device_name"], summary["note"] = "verified", "cpu", ""
     summary["synthetic_weights"] = False

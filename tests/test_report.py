@@ -141,12 +141,13 @@ def test_energy_per_token_subtracts_idle_over_the_window():
 
 def test_cost_per_million_tokens_from_the_configured_price():
     line = _summary([_row(request_index=i) for i in range(3)], PRICE).iloc[0]
-    # 3.6 $/h = 0.001 $/s; 0.52 s per 50 tokens -> 0.0104 s per token -> $10.40 per 1M output tokens
-    assert line["usd_per_1m_output_tokens"] == pytest.approx(10.4)
+    # 3.6 $/h = 0.001 $/s; 0.52 s - 0.02 s TTFT = 0.5 s of decode per 50 tokens -> 0.01 s per token -> $10 per 1M
+    # output tokens; the 0.02 s of prefill are charged to the 100 input tokens only
+    assert line["usd_per_1m_output_tokens"] == pytest.approx(10.0)
     assert line["usd_per_1m_input_tokens"] == pytest.approx(0.001 * 1e6 * 0.02 / 100)
     assert line["price_source"] == "https://example.org/quote" and line["price_date"] == "2026-12-01"
     tp = _summary([_row(bandwidth_devices=2)], PRICE).iloc[0]
-    assert tp["usd_per_hour"] == pytest.approx(7.2) and tp["usd_per_1m_output_tokens"] == pytest.approx(20.8)
+    assert tp["usd_per_hour"] == pytest.approx(7.2) and tp["usd_per_1m_output_tokens"] == pytest.approx(20.0)
     unpriced = _summary([_row(device_name="NVIDIA L4")], PRICE).iloc[0]
     assert math.isnan(unpriced["usd_per_1m_output_tokens"]) and unpriced["price_source"] == ""
 
@@ -214,7 +215,7 @@ def test_report_tables_are_html_with_every_line(tmp_path):
     for p in written:
         text = p.read_text()
         assert text.startswith("<!DOCTYPE html>") and "<table" in text and text.count("a · hf / v · s") == 1, p
-    assert "10.4" in (tmp_path / "report/cost-energy.html").read_text()
+    assert "<td>9.96</td>" in (tmp_path / "report/cost-energy.html").read_text()   # decode time only: prefill is the input's
     assert "Measured on: NVIDIA H200" in text and "requests per line: 5" in text
     assert "[fp16]" in (tmp_path / "report/roofline.html").read_text()
 
@@ -249,3 +250,32 @@ def test_a_counter_that_fails_to_read_empties_the_columns_and_says_why(tmp_path)
     meter.measure_idle(0.01); meter.begin(); meter.end()
     got = meter.result()
     assert got.energy_j is None and got.energy_note.startswith("the energy counter failed to read")
+
+
+def test_energy_per_token_counts_the_tokens_of_successful_requests_only():
+    """A failed request returned no usable tokens: 4 × 50 successful tokens share the window's energy above idle,
+    and the note says the window holds the failed one's energy too."""
+    failed = _row(request_index=4, success=False, error="engine raised", output_tokens=10)
+    line = _summary([*(_row(request_index=i) for i in range(4)), failed]).iloc[0]
+    assert line["energy_j_per_output_token"] == pytest.approx(300 / 200)
+    assert "1 failed request(s)" in line["energy_note"]
+
+
+def test_serving_cost_of_a_tensor_parallel_server_prices_every_device():
+    from llmbench.analysis import serving
+
+    one = serving._with_cost({"device_name": "NVIDIA H200", "output_throughput": 1000.0}, PRICE)
+    tp2 = serving._with_cost({"device_name": "NVIDIA H200", "output_throughput": 1000.0,
+                              "_devices": serving._devices(pd.Series({"variant_options": '{"tensor_parallel_size": 2}'}))},
+                             PRICE)
+    assert tp2["usd_per_hour"] == pytest.approx(7.2) and tp2["usd_per_1m_output_tokens"] == pytest.approx(
+        2 * one["usd_per_1m_output_tokens"])
+
+
+def test_plots_mark_an_invalid_line(tmp_path):
+    out = _tables_dir(tmp_path)
+    summary = pd.read_parquet(out / "latency.parquet")
+    summary["valid"], summary["failed"] = False, 1
+    summary.to_parquet(out / "latency.parquet")
+    plots.draw_latency(out, tmp_path / "plots")
+    assert "[INVALID]" in (tmp_path / "plots/decode-vs-limit.svg").read_text()

@@ -88,9 +88,11 @@ def test_failed_requests_are_rows_and_the_line_is_invalid(dirs, tmp_path, monkey
     line = tables.summarize(df).iloc[0]
     assert line["requests"] == 9 and line["failed"] == 2 and not line["valid"]
     assert line["avg_output_tokens"] == 3  # the short request is left out of every statistic
-    ok = measured[measured["success"]]
-    assert line["tokens_per_s"] == ok["output_tokens"].sum() / ok["latency_s"].sum()
-    assert line["ttft_p90_s"] == ok["ttft_s"].quantile(0.9)
+    # every figure is what the successful requests alone give: the failed rows change none of them
+    alone = tables.summarize(df[df["success"] | df["warmup"]]).iloc[0]
+    for col in ("tokens_per_s", "avg_latency_s", "ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "tokens_per_s_ci_low",
+                "tokens_per_s_ci_high"):
+        assert line[col] == alone[col], col
     assert line["note"].startswith("2 of 9 measured requests failed; the first (request 3, prompt 2): engine raised")
     md = tables.to_markdown(tables.add_quality(tables.summarize(df), df, [], {}))
     assert "verified, INVALID: 2 failed" in md and "| 9 (2) " in md
@@ -181,3 +183,49 @@ def test_summary_line_and_markdown_carry_the_intervals(dirs, tmp_path, monkeypat
     md = tables.to_markdown(tables.add_quality(tables.summarize(df), df, [], {}))
     tps = f"{line['tokens_per_s']:.1f} ({line['tokens_per_s_ci_low']:.1f}–{line['tokens_per_s_ci_high']:.1f})"
     assert tps in md and "here n = 18" in md and ", INVALID" not in md
+
+
+def _two_passes(shift: float) -> pd.DataFrame:
+    """Nine prompts × two passes; every request of the second pass takes ``shift`` × its first-pass time (as if
+    the machine ran slower minutes later), with a little request-to-request noise."""
+    rng = np.random.default_rng(3)
+    base = 2.0 + 0.05 * rng.standard_normal(9)
+    rows = [{"repeat": r, "prompt_id": str(p), "output_tokens": 64, "latency_s": base[p] * (shift if r else 1.0),
+             "tpot_s": base[p] * (shift if r else 1.0) / 64, "ttft_s": 0.1} for r in (0, 1) for p in range(9)]
+    return pd.DataFrame(rows)
+
+
+def test_a_shifted_pass_widens_the_interval_to_cover_both_passes():
+    """The passes, not the requests, are the independent units: when the second pass ran 15% slower, the line's
+    interval spans both passes' own tokens/s (pooling the 18 requests as independent gave one that held neither)."""
+    same, shifted = tables._speed(_two_passes(1.0)), tables._speed(_two_passes(1.15))
+    width = lambda s: s["tokens_per_s_ci_high"] - s["tokens_per_s_ci_low"]  # noqa: E731
+    assert width(shifted) > 3 * width(same)
+    first, second = shifted["tokens_per_s_by_pass"]
+    assert second == pytest.approx(first / 1.15) and shifted["passes"] == 2
+    assert shifted["tokens_per_s_ci_low"] <= second < first <= shifted["tokens_per_s_ci_high"]
+    assert shifted["tpot_p50_ci_low_s"] <= np.median(_two_passes(1.15)["tpot_s"][:9]) * 1.0
+    assert shifted["tpot_p50_ci_high_s"] >= np.median(_two_passes(1.15)["tpot_s"][9:])
+
+
+def test_overlapping_intervals_are_said_under_the_table(dirs, tmp_path, monkeypatch):
+    df, _ = run(dirs, FakeEngine(), monkeypatch, tmp_path, warmup=0, repeats=2)
+    twin = df.assign(variant="twin")   # the same requests under another name: the same interval
+    summary = tables.add_quality(tables.summarize(pd.concat([df, twin])), df, [], {})
+    assert list(summary["ci_overlaps"]) == ["llamacpp / v on a", "llamacpp / twin on a"]  # sorted by variant: twin, v
+    md = tables.to_markdown(summary)
+    assert "Overlapping tokens/s intervals" in md and "llamacpp / twin on a ~ llamacpp / v on a" in md
+    assert "| tok/s per pass " in md
+
+
+def test_an_unverified_line_shows_no_size_on_disk(dirs, tmp_path, monkeypatch):
+    """Its artifact directory holds what the build could write (a commands file, the tokenizer): no artifact."""
+    df, _ = run(dirs, FakeEngine(), monkeypatch, tmp_path, warmup=0, repeats=1)
+    unverified = df.iloc[:1].assign(variant="mlc", status="unverified", success=False, error="mlc_llm not installed",
+                                    artifact_bytes=7 * 2**20)
+    summary = tables.add_quality(tables.summarize(pd.concat([df, unverified])), df, [], {})
+    md = tables.to_markdown(summary)
+    header = [c.strip() for c in md.splitlines()[0].split("|")]
+    row = [c.strip() for c in next(line for line in md.splitlines() if "/ mlc " in line).split("|")]
+    cell = dict(zip(header, row))
+    assert cell["on disk (MiB)"] in ("", "<NA>") and cell["status"].startswith("unverified")

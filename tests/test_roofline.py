@@ -45,13 +45,43 @@ def test_tensor_parallel_mbu_counts_every_gpus_bandwidth():
     assert roofline.datasheet("AMD EPYC 7B13") is None
 
 
-def test_job_measures_tp_gpus_and_cpu_threads_of_the_placement(monkeypatch):
+def test_the_probe_reads_like_the_engine_ran(monkeypatch):
+    """TP GPUs are read in parallel; on the CPU the probe takes the threads the engine reported (Loaded), not the
+    options' (vLLM's CPU worker computed on 1 core where the options said 2), on the CPUs its workers were seen on;
+    an engine that reported no thread count is flagged."""
+    from llmbench.core.engine import Loaded
+    from llmbench.job import bandwidth
+
     seen = []
-    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d, threads=None: (seen.append((d, threads)) or 1.0, "x"))
+    monkeypatch.setattr(bandwidth.roofline, "read_bandwidth", lambda d, **kw: (seen.append((d, kw)) or 1.0, "x"))
     monkeypatch.setattr(bench, "_has_cuda", lambda: True)
-    assert bench._bandwidth(Placement("cuda", gpus=4))[1] == 4
-    assert bench._bandwidth(Placement("cpu", cpu_threads=2))[1] == 1
-    assert seen == [("cuda", None), ("cpu", 2)]
+    gpu = bench._probe(Placement("cuda", gpus=4), Loaded("0", "cuda:0", "H200", weight_bytes=1))
+    gpu.measure()
+    assert gpu.columns()["devices"] == 4 and seen[-1] == ("cuda", {})
+    import os
+    mine = sorted(os.sched_getaffinity(0))
+    one = Loaded("0", "cpu", "cpu", weight_bytes=1, threads=1, runtime={"workers": [{"thread_cpus": mine}]})
+    probe = bench._probe(Placement("cpu", cpu_threads=2), one)
+    probe.measure(), probe.measure()
+    got = probe.columns()
+    assert seen[-1] == ("cpu", {"threads": 1}) and got["threads"] == 1 and got["flag"] == ""
+    assert got["probes"] == [1.0, 1.0] and "the engine's workers" in got["bandwidth"][1]
+    silent = bench._probe(Placement("cpu", cpu_threads=2), Loaded("0", "cpu", "cpu", weight_bytes=1))
+    assert "reported no thread count: probed with 2 threads" in silent.flag()
+
+
+def test_lines_that_ran_alike_share_one_bandwidth_figure():
+    """Two jobs of one machine and probe: both lines' limits divide by the median of all four probes."""
+    from llmbench.analysis import pooled_bandwidth
+
+    rows = pd.concat([_rows(13.5e9, 1 / 150).assign(variant=v, run_id=v, bandwidth_probes=[p] * 3, bandwidth_threads=2,
+                                                     bandwidth_cpus="0,1")
+                      for v, p in (("a", [40e9, 44e9]), ("b", [48e9, 50e9]))], ignore_index=True)
+    pooled = pooled_bandwidth.pool(rows)
+    assert (pooled["pooled_bandwidth"] == 46e9).all() and (pooled["pooled_jobs"] == 2).all()
+    lines = tables.summarize(rows)
+    assert lines["roofline_tokens_per_s"].nunique() == 1 and (lines["read_bandwidth_bytes_per_s"] == 46e9).all()
+    assert lines["bandwidth_spread"].iloc[0] == pytest.approx(10e9 / 46e9)
 
 
 def test_cpu_probe_uses_the_engines_threads(monkeypatch):
@@ -68,7 +98,7 @@ def test_cpu_probe_uses_the_engines_threads(monkeypatch):
 
 def _rows(weight_bytes, tpot, device="NVIDIA H200", devices=1):
     return pd.DataFrame([{
-        "model": "m", "artifact": "a", "engine": "e", "variant": "v", "scenario": "s", "warmup": False,
+        "model": "m", "artifact": "a", "engine": "e", "variant": "v", "scenario": "s", "warmup": False, "repeat": 0,
         "success": True, "status": "verified", "device_name": device, "synthetic_weights": False, "error": "",
         "latency_s": 1.0, "output_tokens": 10, "ttft_s": 0.1, "tpot_s": tpot, "peak_memory_bytes": 1,
         "artifact_bytes": 99, "weight_bytes": weight_bytes, "decode_bytes": weight_bytes, "ran_as": "dense fp16",
@@ -172,3 +202,11 @@ def test_gguf_kv_bytes_from_metadata():
             "llama.attention.head_count_kv": "3", "llama.embedding_length": "576"}
     assert kv_bytes_per_token(meta, 1, 1) == 30 * 3 * (64 + 64) * 2  # f16 K and V
     assert kv_bytes_per_token(meta, 8, 1) == 30 * 3 * (64 * 34 / 32 + 64 * 2)  # q8_0 K, f16 V
+
+
+def test_the_table_names_the_bandwidth_figure_and_a_probe_that_differs_from_the_run():
+    rows = _rows(13.5e9, 1 / 150).assign(run_id="a", bandwidth_probes=[[40e9, 44e9]] * 3, bandwidth_threads=2,
+                                         bandwidth_cpus="0,1", bandwidth_flag="the engine reported no thread count")
+    md = tables.to_markdown(tables.add_quality(tables.summarize(rows), rows, [], {}))
+    assert "Read bandwidth 42.0 GB/s (median of 1 job(s)' probes, spread 10%) for: e / v on a." in md
+    assert "bandwidth probe ≠ run: the engine reported no thread count" in md and "verified, bandwidth probe ≠ run" in md

@@ -180,17 +180,17 @@ def test_generate_must_return_a_generation():
 def test_job_measures_the_placements_device_and_records_weights_as_run(dirs, tmp_path, monkeypatch):
     measured = []
     monkeypatch.setattr(bench.roofline, "read_bandwidth",
-                        lambda d, threads=None: (measured.append(d) or 5e9, f"fake {d}"))
+                        lambda d, **kw: (measured.append(d) or 5e9, f"fake {d}"))
     monkeypatch.setattr(bench, "_has_cuda", lambda: True)
     monkeypatch.setattr(engines, "create", lambda name: StandInEngine())
     # llama.cpp's placement: GPU layers put the job on a GPU, so the GPU's bandwidth is the roofline's
     out = bench.run_job(spec_for(*dirs, options={"n_gpu_layers": -1}), tmp_path / "run.parquet", log=lambda m: None)
-    assert measured == ["cuda"]
+    assert measured == ["cuda", "cuda"]   # before the warm-ups and after the measured requests
     df = pd.read_parquet(out)
     assert len(df) == 10 and set(df.columns) == NAMES and df["success"].all()
     assert (df["weight_bytes"] == 600).all()  # as run, not as loaded
     assert [json.loads(m)["call"] for m in df["engine_metrics"]] == list(range(1, 11))
-    assert (df["bandwidth_method"] == "fake cuda").all() and df["run_id"].nunique() == 1
+    assert df["bandwidth_method"].str.startswith("fake cuda; 2 probes").all() and df["run_id"].nunique() == 1
 
     monkeypatch.setattr(bench, "_has_cuda", lambda: False)
     bench.run_job(spec_for(*dirs, options={"n_gpu_layers": -1}), tmp_path / "run2.parquet", log=lambda m: None)
@@ -199,7 +199,7 @@ def test_job_measures_the_placements_device_and_records_weights_as_run(dirs, tmp
 
 
 def test_merge_and_quality_write_their_declared_schemas(dirs, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d, threads=None: (5e9, "fake"))
+    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d, **kw: (5e9, "fake"))
     monkeypatch.setattr(engines, "create", lambda name: StandInEngine())
     run = bench.run_job(spec_for(*dirs), tmp_path / "run.parquet", log=lambda m: None)
     model, art = dirs
@@ -245,7 +245,7 @@ def test_a_benchmark_job_scores_its_lines_quality_after_measuring_with_the_same_
     """The engine loads once: the measured requests first, then the held-out text scored by that engine (its
     quality row as rule quality would write it); a job that does not carry the line's quality writes an empty
     quality table, and its rows are the same either way."""
-    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d, threads=None: (5e9, "fake"))
+    monkeypatch.setattr(bench.roofline, "read_bandwidth", lambda d, **kw: (5e9, "fake"))
     made = []
     monkeypatch.setattr(engines, "create", lambda name: made.append(CountingEngine()) or made[-1])
     CountingEngine.loads = 0
@@ -267,3 +267,21 @@ def test_a_benchmark_job_scores_its_lines_quality_after_measuring_with_the_same_
     assert empty.num_rows == 0 and empty.schema.equals(schema.QUALITY.schema, check_metadata=False)
     assert pd.read_parquet(run)["output_ids"].map(list).tolist() == \
         pd.read_parquet(tmp_path / "other.parquet")["output_ids"].map(list).tolist()
+
+
+def test_a_peak_rss_that_could_not_be_reset_says_it_is_the_lifetime_peak(monkeypatch):
+    from llmbench.core import memory
+
+    monkeypatch.setattr(memory, "_NOT_RESET", {})
+    real = memory.Path
+
+    class Refused(type(real())):
+        def write_text(self, *a, **k):
+            raise PermissionError("clear_refs not permitted")
+
+    monkeypatch.setattr(memory, "Path", lambda p: Refused(p) if str(p).endswith("clear_refs") else real(p))
+    memory.reset_peak_rss()
+    assert memory.peak_rss_kind() == "process_lifetime_peak_rss (VmHWM not reset: PermissionError: clear_refs not permitted)"
+    monkeypatch.setattr(memory, "Path", real)
+    memory.reset_peak_rss()
+    assert memory.peak_rss_kind() == "process_peak_rss"

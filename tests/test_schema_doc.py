@@ -15,11 +15,11 @@ ALL_TABLES = (*schema.TABLES, *SERVING_TABLES)
 # Bump together with the table's version in rows.py: (version, sha256 of its column list). A column change
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
 PINNED = {
-    "requests": (4, "a31f1f33cee88a7d42264debb181959c35e92c09db2e8e88541e9e59d1616a8d"),
-    "latency": (3, "3d5834194719295dd66290482821b42b01bca3c20978d0bcab75d6d80295b1da"),
-    "quality": (2, "7df323d7d7b26d8552b28593d86c381fb51abf4cd67d73af2eeab81316deeb36"),
+    "requests": (5, "3d4d5920fe8c5f57e8b6d16354975c4ec29b50a23e0b66406e6dcf3a9ed100d7"),
+    "latency": (4, "da11d5ce620efd67a645939022319ced881260747c99a276f196f0b06e03771e"),
+    "quality": (3, "fd01064a6a91d237b49002dc8964dab09ef4a24c95ff59927b4ad5f4a45d7b07"),
     "serving_requests": (1, "0133dd6d3c83f57087f6b47c3dbedc27c98a952d3af31ea549526b9db1cf7aec"),
-    "serving": (2, "0522bca39642741aabee3e99e76414c89aa84641a61d55099cf6cd95c67cb8fb"),
+    "serving": (3, "7568484a3c51276a7c4ef0b0c39417439c8ff6e4992c2ab009b29c53b0de6dd3"),
 }
 
 
@@ -67,6 +67,22 @@ COLUMNS_BY_VERSION = {
             "device", "device_name", "host", "env_hash", "git_commit", "config_hash", "run_id",
             "timestamp", "schema_version",
         ),
+        5: (
+            "request_index", "prompt_id", "repeat", "warmup", "first_of_shape", "success", "error",
+            "input_tokens", "requested_output_tokens", "output_tokens", "streamed_tokens",
+            "retokenized_tokens", "ttft_s", "latency_s", "tpot_s", "tokens_per_s", "itl_s",
+            "peak_memory_bytes", "memory_kind", "output_text", "output_ids", "engine_metrics",
+            "model", "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
+            "variant_options", "runtime", "ran_as", "threads", "weight_bytes",
+            "weight_bytes_method", "input_embedding_bytes", "embedding_row_bytes",
+            "tied_embeddings", "kv_bytes_per_token", "decode_bytes", "read_bandwidth_bytes_per_s",
+            "bandwidth_method", "bandwidth_devices", "bandwidth_probes", "bandwidth_threads",
+            "bandwidth_cpus", "bandwidth_flag", "model_shape", "energy_j", "energy_window_s",
+            "idle_power_w", "energy_method", "energy_note", "interference", "model_hash",
+            "artifact_hash", "model_manifest_sha256", "artifact_manifest_sha256", "artifact_bytes",
+            "engine_version", "library_versions", "device", "device_name", "host", "env_hash",
+            "git_commit", "config_hash", "run_id", "timestamp", "schema_version",
+        ),
     },
     "latency": {
         1: (
@@ -106,6 +122,26 @@ COLUMNS_BY_VERSION = {
             "teacher_forced_agreement", "greedy_agreement", "first_divergence_p50", "quality_by",
             "quality_borrowed",
         ),
+        4: (
+            "model", "artifact", "engine", "variant", "scenario", "status", "device_name",
+            "synthetic_weights", "requests", "failed", "valid", "note", "avg_latency_s",
+            "avg_output_tokens", "tokens_per_s", "tokens_per_s_ci_low", "tokens_per_s_ci_high",
+            "passes", "tokens_per_s_by_pass", "ci_overlaps", "ttft_p50_s", "ttft_p90_s",
+            "tpot_p50_s", "tpot_p50_ci_low_s", "tpot_p50_ci_high_s", "tpot_p90_s",
+            "peak_memory_bytes", "artifact_bytes", "weight_bytes", "ran_as", "threads",
+            "decode_tokens_per_s", "decode_bytes", "read_bandwidth_bytes_per_s", "bandwidth_probes",
+            "bandwidth_spread", "bandwidth_pooled_jobs", "bandwidth_flag", "roofline_tokens_per_s",
+            "mbu", "mbu_flag", "datasheet_bandwidth_bytes_per_s", "mbu_datasheet", "ideal_tpot_s",
+            "prefill_flops", "peak_flops_per_s", "peak_flops_source", "ideal_prefill_s",
+            "mfu_prefill", "kv_bytes_per_token", "max_context", "kv_bytes_at_context",
+            "energy_j_per_output_token", "output_tokens_per_j", "energy_idle_power_w",
+            "energy_method", "energy_note", "outside_cores", "steal_cores", "noisy", "interference",
+            "usd_per_hour", "price_source", "price_date", "usd_per_1m_output_tokens",
+            "usd_per_1m_input_tokens", "memory_kind", "cpu_flags", "runtime", "artifact_hash",
+            "git_commit", "perplexity", "ppl_ratio", "kl_mean", "kl_p99", "kl_note",
+            "teacher_forced_agreement", "greedy_agreement", "first_divergence_p50", "quality_by",
+            "quality_status", "quality_borrowed",
+        ),
     },
     "quality": {
         1: (
@@ -119,6 +155,13 @@ COLUMNS_BY_VERSION = {
             "kl_mean", "kl_p99", "kl_note", "kl_top_k", "argmax_ids", "topk_ids", "topk_logprobs",
             "scored_ids_sha256", "heldout_sha256", "artifact_hash", "dequantized_from",
             "engine_version", "runtime", "seconds",
+        ),
+        3: (
+            "model", "artifact", "variant", "engine", "precision", "reference_artifact",
+            "reference_variant", "perplexity", "scored_tokens", "ppl_ratio",
+            "teacher_forced_agreement", "kl_mean", "kl_p99", "kl_note", "kl_top_k", "argmax_ids",
+            "topk_ids", "topk_logprobs", "scored_ids_sha256", "heldout_sha256", "artifact_hash",
+            "dequantized_from", "engine_version", "runtime", "seconds", "status", "failure",
         ),
     },
     "serving_requests": {
@@ -160,6 +203,21 @@ COLUMNS_BY_VERSION = {
             "prefix_cache_hit_rate", "usd_per_hour", "price_source", "usd_per_1m_output_tokens",
             "perplexity", "ppl_ratio", "kl_mean", "teacher_forced_agreement", "quality_by", "threads",
             "runtime", "artifact_hash", "git_commit",
+        ),
+        3: (
+            "model", "artifact", "engine", "variant", "scenario", "status", "device_name", "point",
+            "concurrency", "request_rate", "requests", "failed", "warmups", "count_flags", "valid",
+            "saturated", "note", "duration_s", "completed", "request_throughput", "request_goodput",
+            "output_throughput", "total_token_throughput", "ttft_mean_ms", "ttft_p50_ms",
+            "ttft_p90_ms", "ttft_p99_ms", "tpot_mean_ms", "tpot_p50_ms", "tpot_p90_ms",
+            "tpot_p99_ms", "itl_mean_ms", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2el_mean_ms",
+            "e2el_p50_ms", "e2el_p90_ms", "e2el_p99_ms", "ttft_p50_ci_low_ms",
+            "ttft_p50_ci_high_ms", "tpot_p50_ci_low_ms", "tpot_p50_ci_high_ms",
+            "e2el_with_queue_p50_ms", "queue_p99_ms", "max_concurrent_requests", "client_cpu_s",
+            "loop_lag_p99_ms", "server_ttft_mean_ms", "server_itl_mean_ms", "prefix_cache_hit_rate",
+            "usd_per_hour", "price_source", "usd_per_1m_output_tokens", "perplexity", "ppl_ratio",
+            "kl_mean", "teacher_forced_agreement", "quality_by", "threads", "runtime",
+            "artifact_hash", "git_commit",
         ),
     },
 }

@@ -128,7 +128,10 @@ def test_a_missing_launcher_is_the_unverified_reason_with_the_install_record(mon
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     reason = engines.module("lmdeploy").launcher_problem({})
     assert reason.startswith("lmdeploy is not on PATH (nor in this env's bin/)")
-    assert "no install record in this env" in reason and "lmdeploy-0.18.0-cp311" in reason
+    assert "no install record in this env" in reason
+    # the entry's dated text is labelled as a static note, apart from what this run saw
+    seen, static = reason.split(" [Static note, written with this entry, not observed in this run: ")
+    assert "lmdeploy-0.18.0-cp311" in static and "lmdeploy-0.18.0-cp311" not in seen
     install.record_path("lmdeploy").write_text(json.dumps(
         {"when": "T", "command": "pip install lmdeploy==0.18.0", "skipped": "no CUDA GPU here"}))
     assert "skipped `pip install lmdeploy==0.18.0`: no CUDA GPU here" in engines.module("lmdeploy").launcher_problem({})
@@ -144,6 +147,7 @@ def test_the_install_step_skips_without_a_gpu_and_records_a_command_it_ran(monke
     assert install.main(["lmdeploy", "--needs-cuda", "--", "pip", "install", "lmdeploy==0.18.0"]) == 0
     rec = json.loads(install.record_path("lmdeploy").read_text())
     assert rec["command"] == "pip install lmdeploy==0.18.0" and "nvidia-smi is not on PATH" in rec["skipped"]
+    assert "CUDA builds" not in rec["skipped"]   # not observed: the env file's --needs-cuda marker is what it says
     assert install.main(["x", "--", "echo hello && exit 3"]) == 0  # never fails the env build
     rec = json.loads(install.record_path("x").read_text())
     assert rec["exit_code"] == 3 and rec["output"] == "hello"

@@ -4,8 +4,11 @@ One module-scoped workdir: the first test runs everything; later tests change on
 exactly the jobs that depend on it are planned (dry runs), or that bad states stop the run.
 """
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -109,6 +112,30 @@ def test_the_report_has_its_plots_and_tables_and_snakemake_builds_it(done):
     proc = snakemake(done, "--report", "results/report.html")
     html = (done / "results/report.html").read_text(errors="replace")
     assert proc.returncode == 0 and "decode-vs-limit.png" in html and "Cost and energy" in html
+
+
+README_INSTALL = 'pip install -e ".[workflow]"'
+README_REPORT = "snakemake --cores 1 --resources gpu=1 --report results/report.html"
+
+
+def test_readmes_report_command_works_after_readmes_install(done, tmp_path):
+    """Issue 32, item 7: after the README's install, in a fresh venv and nothing else, the README's report
+    command builds the report (it failed: "Python package pygments must be installed to create reports")."""
+    readme = (conftest.REPO / "README.md").read_text()
+    assert README_INSTALL in readme and README_REPORT in readme
+    venv = tmp_path / "readme-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", VIRTUAL_ENV=str(venv))
+    install = subprocess.run(["bash", "-c", README_INSTALL], cwd=conftest.REPO, env=env, capture_output=True,
+                             text=True, timeout=1800)
+    assert install.returncode == 0, install.stderr[-3000:]
+    wd = clone(done, tmp_path / "wd")
+    (wd / "results/report.html").unlink(missing_ok=True)
+    proc = subprocess.run(["bash", "-c", README_REPORT], cwd=wd, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "decode-vs-limit.png" in (wd / "results/report.html").read_text(errors="replace")
 
 
 def test_a_copied_checkout_plans_the_same_env_builds(done, tmp_path):

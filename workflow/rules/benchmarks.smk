@@ -13,6 +13,7 @@ rule benchmark:
         spec=bench_spec,
         python=env_python(engine_env_name),
         env_hash=env_hash(engine_env_name),
+        launcher=bench_launcher,
     threads: all_cores()  # a benchmark runs alone: a job beside it would take the cores it measures
     resources:
         gpu=gpus,
@@ -22,4 +23,4 @@ rule benchmark:
     conda:
         engine_env
     shell:
-        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} -m llmbench bench --spec {params.spec} --out {output.runs} --quality-out {output.quality} > {log} 2>&1"
+        "LLMBENCH_ENV_HASH={params.env_hash} {params.python} {params.launcher} -m llmbench bench --spec {params.spec} --out {output.runs} --quality-out {output.quality} > {log} 2>&1"

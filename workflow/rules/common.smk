@@ -126,6 +126,13 @@ def gpus(wildcards):
     return engines.gpus(v["engine"], v.get("options", {}))
 
 
+def bench_launcher(wildcards):
+    """What the job's interpreter runs before `-m llmbench` (engines.launcher): e.g. HF tensor parallel's
+    `-m torch.distributed.run --standalone --nproc-per-node N`; empty for a single process."""
+    v = config["variants"][wildcards.variant]
+    return shlex.join(engines.launcher(v["engine"], v.get("options", {})))
+
+
 def all_cores():
     """A job that runs alone takes every core of a local run (--cores); a cluster run (no --cores) gives it 1
     unless the profile's set-threads says more (profiles/slurm gives a benchmark 8)."""

@@ -3,7 +3,8 @@
 Each plot is written as PNG and SVG under ``results/plots/`` (:data:`LATENCY_PLOTS`, :data:`SERVING_PLOTS`).
 A plot whose figures are missing on every line (e.g. cost without a configured price, energy on a CPU without
 RAPL) is still drawn, as a panel that says why it is empty: an empty report entry never looks like a zero.
-Only successful measured requests and valid figures are drawn; unverified lines are named under the axes.
+Only successful measured requests are drawn; a line with failed requests is marked INVALID (its figures cover
+the others only) and one measured under interference NOISY; unverified lines are named under the axes.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ def _plt():
 
 
 def _label(line) -> str:
-    return f"{line['artifact']}\n{line['engine']} / {line['variant']}"
+    """A line's name, marked INVALID (some measured requests failed: its figures cover the rest only) or NOISY
+    (others used the machine while it was measured) as its table status says."""
+    marks = [m for m, on in (("INVALID", not line.get("valid", True)), ("NOISY", line.get("noisy", False))) if on]
+    return f"{line['artifact']}\n{line['engine']} / {line['variant']}" + (f" [{', '.join(marks)}]" if marks else "")
 
 
 def _measured(summary: pd.DataFrame) -> pd.DataFrame:
@@ -175,14 +179,15 @@ def quality_vs_speed(plt, summary: pd.DataFrame):
     ax.plot(speed[front][order], loss[front][order], color="tab:green", alpha=0.5)
     for (_, r), x, yv in zip(scored.iterrows(), speed, loss):
         mark = " †" if r["quality_borrowed"] else ""
-        ax.annotate(f"{r['artifact']} ({r['engine']} / {r['variant']}){mark}", (x, yv), fontsize=7, xytext=(3, 3),
+        ax.annotate(_label(r).replace("\n", " (") + ")" + mark, (x, yv), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
     ax.set_xlabel("decode tokens/s (1 / median TPOT)")
     ax.set_ylabel(name + " (lower is closer)")
     ax.set_title("Quality cost vs decode speed")
     ax.legend(fontsize=7)
     missing = lines[lines[col].isna()]
-    extra = ("no " + col + ": " + ", ".join(f"{r.engine} on {r.artifact}" for r in missing.itertuples())
+    extra = (f"left out of the Pareto front (no {col} figure): "
+             + ", ".join(f"{r.engine} / {r.variant} on {r.artifact}" for r in missing.itertuples())
              if len(missing) else "")
     _footer(fig, summary, ("† figures measured by another variant (quality_by); " + extra).strip("; "))
     return fig
@@ -264,7 +269,7 @@ def serving_throughput(plt, points: pd.DataFrame):
         ax.plot(g["concurrency"], g["output_throughput"], "o-", label=" / ".join(key))
     ax.set_xlabel("concurrency bound")
     _integer_ticks(ax)
-    ax.set_ylabel("output tokens/s (all requests of the point)")
+    ax.set_ylabel("output tokens/s (successful requests of the point)")
     ax.set_title("Serving: throughput vs concurrency")
     ax.legend(fontsize=7)
     _footer(fig, points)

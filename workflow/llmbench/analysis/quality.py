@@ -140,6 +140,9 @@ def load_reference(path: str | None, text_sha: str, ids_sha: str) -> dict[str, A
         raise RuntimeError(f"{path}: the reference line wrote no quality row (its engine did not run: the row of "
                            "its benchmark job says why); nothing to compare this line with")
     ref = found[0]
+    if ref.get("status") == "failed":
+        raise RuntimeError(f"{path}: the reference line's scoring failed ({ref['failure']}); nothing to compare "
+                           "this line with")
     if ref["heldout_sha256"] != text_sha:
         raise RuntimeError(f"{path}: the reference scored held-out text {ref['heldout_sha256']}, this job "
                            f"{text_sha}; rerun the reference's quality job")
@@ -192,8 +195,9 @@ def run_job(spec: dict[str, Any], out: Path, log=print) -> Path:
         engines.close(engine)
 
 
-def score_loaded(spec: dict[str, Any], out: Path, log, engine, loaded, art: dict[str, Any]) -> Path:
-    """Score the held-out text with an engine already loaded with the line's options; write the quality row."""
+def score_loaded(spec: dict[str, Any], out: Path | None, log, engine, loaded, art: dict[str, Any]) -> Path | None:
+    """Score the held-out text with an engine already loaded with the line's options; write the quality row
+    (``out`` None: score only, as a tensor-parallel rank other than 0 does, whose forwards rank 0 needs)."""
     variant = spec["variant"]
     q = spec["quality"]
     if not has_hook(engine, "tokenize_plain"):
@@ -216,8 +220,24 @@ def score_loaded(spec: dict[str, Any], out: Path, log, engine, loaded, art: dict
            "heldout_sha256": corpus.heldout_sha256(), "artifact_hash": art["content_hash"],
            "dequantized_from": json.dumps(art.get("dequantized_from") or {}, sort_keys=True),
            "engine_version": loaded.engine_version, "runtime": json.dumps(loaded.runtime, default=str),
-           "seconds": time.perf_counter() - t}
-    return atomic.write_parquet(schema.QUALITY.from_records([row]), out)
+           "seconds": time.perf_counter() - t, "status": "scored", "failure": ""}
+    return atomic.write_parquet(schema.QUALITY.from_records([row]), out) if out is not None else None
+
+
+def failed_row(spec: dict[str, Any], art: dict[str, Any], loaded, reason: str) -> dict[str, Any]:
+    """The quality row of a line whose scoring raised: no figure, status failed with the reason (the benchmark
+    job keeps its speed rows; the line's quality says why it has none)."""
+    q = spec["quality"]
+    row = {c.name: None for c in schema.QUALITY_COLUMNS}
+    row.update({"model": spec["model"], "artifact": spec["artifact"], "variant": spec["variant_name"],
+                "engine": spec["variant"]["engine"], "precision": precision(loaded.runtime, art),
+                "reference_artifact": q["reference_artifact"], "reference_variant": q["reference_variant"],
+                "kl_note": "", "argmax_ids": [], "topk_ids": [], "topk_logprobs": [],
+                "heldout_sha256": corpus.heldout_sha256(), "artifact_hash": art["content_hash"],
+                "dequantized_from": json.dumps(art.get("dequantized_from") or {}, sort_keys=True),
+                "engine_version": loaded.engine_version, "runtime": json.dumps(loaded.runtime, default=str),
+                "status": "failed", "failure": reason})
+    return row
 
 
 def greedy_agreement(ids: list[int], ref: list[int], k: int) -> tuple[float, int]:

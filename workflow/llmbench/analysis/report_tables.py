@@ -47,6 +47,8 @@ def latency_view(s: pd.DataFrame) -> pd.DataFrame:
         "requests (failed)": [f"{r} ({f})" for r, f in zip(s["requests"], s["failed"])],
         "tokens/s (95% CI)": [_ci(v, lo, hi) for v, lo, hi in zip(s["tokens_per_s"], s["tokens_per_s_ci_low"],
                                                                   s["tokens_per_s_ci_high"])],
+        "tok/s per pass": [" / ".join(_fmt(v) for v in passes) for passes in s["tokens_per_s_by_pass"]],
+        "CI overlaps": s["ci_overlaps"],
         "TTFT p50 / p90 ms": [f"{_fmt(a, 3, 1e3)} / {_fmt(b, 3, 1e3)}" for a, b in zip(s["ttft_p50_s"], s["ttft_p90_s"])],
         "TPOT p50 ms (95% CI)": [_ci(v, lo, hi, 3, 1e3) for v, lo, hi in zip(s["tpot_p50_s"], s["tpot_p50_ci_low_s"],
                                                                             s["tpot_p50_ci_high_s"])],
@@ -147,8 +149,9 @@ def _page(title: str, view: pd.DataFrame, intro: str, facts: str = "") -> str:
 
 
 INTROS = {
-    "latency": "Warm-ups excluded; statistics over successful measured requests; 95% bootstrap intervals over "
-               "requests. Unverified lines say why in 'note'.",
+    "latency": "Warm-ups excluded; statistics over successful measured requests; 95% bootstrap intervals that "
+               "resample the passes over the prompts, then the requests within each pass (one pass: the prompts "
+               "only); 'CI overlaps' names the lines this run does not order. Unverified lines say why in 'note'.",
     "quality": "Quality per line, scored by the line's own engine where it can score († borrowed from "
                "'measured by' otherwise), relative to the reference line.",
     "roofline": "The physical limit beside the measured figure: bytes a batch-1 decode step reads at the "

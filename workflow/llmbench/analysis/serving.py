@@ -144,7 +144,7 @@ def _line(key: tuple, g: pd.DataFrame) -> dict:
         "max_concurrent_requests": first["peak_concurrency"], "client_cpu_s": first["client_cpu_s"],
         "loop_lag_p99_ms": first["loop_lag_p99_s"] * 1000 if pd.notna(first["loop_lag_p99_s"]) else math.nan,
         **_server_means(first["server_metrics"]), "threads": first["threads"], "runtime": first["runtime"],
-        "artifact_hash": first["artifact_hash"], "git_commit": first["git_commit"]})
+        "artifact_hash": first["artifact_hash"], "git_commit": first["git_commit"], "_devices": _devices(first)})
     line["valid"] = line["failed"] == 0 and line["requests"] > 0  # count flags are shown, not disqualifying
     return line
 
@@ -178,12 +178,23 @@ def _with_quality(line: dict, quality: dict[tuple[str, str, str], dict]) -> dict
     return {**line, **{k: q[k] for k in QUALITY}, "quality_by": q["quality_by"]}
 
 
+def _devices(first) -> int:
+    """Devices the server ran on: its tensor_parallel_size (the variant's options), else 1."""
+    try:
+        return max(1, int(json.loads(first.get("variant_options") or "{}").get("tensor_parallel_size") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
 def _with_cost(line: dict, pricing: list[dict]) -> dict:
-    """Cost per 1M output tokens at the point's measured throughput (config `pricing`, analysis/tables.py)."""
+    """Cost per 1M output tokens at the point's measured throughput (config `pricing`, analysis/tables.py), the
+    price × the devices the server ran on (tensor parallel: all its GPUs, as the latency table counts them)."""
     from llmbench.analysis.tables import price_for
 
     price = price_for(pricing, line.get("device_name"))
     rate = line.get("output_throughput")
+    if price:
+        price = {**price, "usd_per_hour": price["usd_per_hour"] * line.get("_devices", 1)}
     line["usd_per_hour"] = price["usd_per_hour"] if price else math.nan
     line["price_source"] = f"{price['source']} ({price['date']})" if price else ""
     line["usd_per_1m_output_tokens"] = (price["usd_per_hour"] / 3600 * 1e6 / rate

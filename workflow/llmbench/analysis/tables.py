@@ -15,9 +15,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmbench.core import hardware, roofline
-from llmbench.analysis import quality
-from llmbench.core import schema
+from llmbench.core import hardware, roofline, schema
+from llmbench.analysis import intervals, pooled_bandwidth, quality
+from llmbench.core import interference
 from llmbench.provenance import atomic
 
 GROUP = ["model", "artifact", "engine", "variant", "scenario"]
@@ -57,10 +57,11 @@ def _roofline(first: pd.Series, ok: pd.DataFrame) -> dict:
     nan = float("nan")
     decode = 1 / ok["tpot_s"].median() if len(ok) else nan
     step = ok["decode_bytes"].median() if len(ok) and ok["decode_bytes"].notna().all() else nan
-    bandwidth, devices = first["read_bandwidth_bytes_per_s"], first["bandwidth_devices"]
+    bandwidth, devices = _bandwidth_used(first), first["bandwidth_devices"]
+    probe = _probe_columns(first, bandwidth)
     if pd.isna(step) or pd.isna(bandwidth) or pd.isna(devices):
         return {"decode_tokens_per_s": decode, "decode_bytes": step, "roofline_tokens_per_s": nan, "ideal_tpot_s": nan,
-                "mbu": nan, "mbu_flag": "", "datasheet_bandwidth_bytes_per_s": nan, "mbu_datasheet": nan}
+                "mbu": nan, "mbu_flag": "", "datasheet_bandwidth_bytes_per_s": nan, "mbu_datasheet": nan, **probe}
     share = roofline.mbu(step, decode, bandwidth, int(devices))
     sheet = roofline.datasheet(first["device_name"])
     flagged = share > 1
@@ -68,7 +69,24 @@ def _roofline(first: pd.Series, ok: pd.DataFrame) -> dict:
     return {"decode_tokens_per_s": decode, "decode_bytes": step, "roofline_tokens_per_s": limit, "ideal_tpot_s": 1 / limit,
             "mbu": nan if flagged else share, "mbu_flag": roofline.MBU_FLAG if flagged else "",
             "datasheet_bandwidth_bytes_per_s": sheet[0] if sheet else nan,
-            "mbu_datasheet": roofline.mbu(step, decode, sheet[0], int(devices)) if sheet and not flagged else nan}
+            "mbu_datasheet": roofline.mbu(step, decode, sheet[0], int(devices)) if sheet and not flagged else nan,
+            **probe}
+
+
+def _bandwidth_used(first: pd.Series) -> float:
+    """The pooled figure of the jobs that ran alike (analysis/pooled_bandwidth.py), else the job's own."""
+    pooled = first.get("pooled_bandwidth")
+    return first["read_bandwidth_bytes_per_s"] if pooled is None or pd.isna(pooled) else pooled
+
+
+def _probe_columns(first: pd.Series, used: float) -> dict:
+    probes = first.get("bandwidth_probes")
+    jobs = first.get("pooled_jobs")
+    return {"read_bandwidth_bytes_per_s": used,
+            "bandwidth_probes": [] if probes is None else [float(b) for b in probes],
+            "bandwidth_spread": first.get("pooled_spread", float("nan")),
+            "bandwidth_pooled_jobs": 0 if jobs is None or pd.isna(jobs) else int(jobs),
+            "bandwidth_flag": first.get("bandwidth_flag") or ""}
 
 
 def _number(first: pd.Series, key: str) -> float | None:
@@ -118,15 +136,20 @@ def _kv(first: pd.Series, ok: pd.DataFrame) -> dict:
 
 def _energy(first: pd.Series, g: pd.DataFrame) -> dict:
     """J per output token above idle over the job's one measured window (core/energy.py): (window energy - idle
-    power × window) / the output tokens of the window's requests."""
+    power × window) / the output tokens of the window's successful requests (a failed request's tokens are no
+    output; its energy stays in the window, and the note says so)."""
     nan = float("nan")
     joules, idle, window = (_number(first, k) for k in ("energy_j", "idle_power_w", "energy_window_s"))
     out = {"energy_j_per_output_token": nan, "output_tokens_per_j": nan,
            "energy_idle_power_w": nan if idle is None else idle,
            "energy_method": first.get("energy_method") or "", "energy_note": first.get("energy_note") or ""}
-    tokens = g["output_tokens"].fillna(0).sum()
+    tokens = g.loc[g["success"], "output_tokens"].fillna(0).sum()
     if joules is None or idle is None or window is None or not tokens:
         return out
+    failed = int((~g["success"]).sum())
+    if failed:
+        out["energy_note"] = (f"the window includes the energy of {failed} failed request(s), whose tokens are not "
+                              "counted: an upper bound per successful token")
     above = joules - idle * window
     if above <= 0:
         out["energy_note"] = (f"the window's energy ({joules:.1f} J) is not above the idle baseline "
@@ -143,8 +166,9 @@ def price_for(pricing: list[dict], device_name: str | None) -> dict | None:
 
 
 def _cost(first: pd.Series, ok: pd.DataFrame, pricing: list[dict]) -> dict:
-    """US$ per 1M output tokens at the line's end-to-end rate and per 1M input tokens at its prefill rate (sum
-    of input tokens / sum of TTFT), batch 1, one request at a time; × devices for tensor parallel."""
+    """US$ per 1M output tokens at the line's decode time (latency - TTFT) and per 1M input tokens at its prefill
+    time (TTFT), so that each second of device time is charged once, batch 1, one request at a time; × devices for
+    tensor parallel."""
     nan = float("nan")
     price = price_for(pricing, first.get("device_name"))
     out = {"usd_per_hour": nan, "price_source": "", "price_date": "", "usd_per_1m_output_tokens": nan,
@@ -154,19 +178,20 @@ def _cost(first: pd.Series, ok: pd.DataFrame, pricing: list[dict]) -> dict:
     devices = _devices(first)
     usd_per_s = price["usd_per_hour"] * devices / 3600
     out.update(usd_per_hour=price["usd_per_hour"] * devices, price_source=price["source"], price_date=price["date"],
-               usd_per_1m_output_tokens=usd_per_s * 1e6 * ok["latency_s"].sum() / ok["output_tokens"].sum(),
+               usd_per_1m_output_tokens=usd_per_s * 1e6 * (ok["latency_s"] - ok["ttft_s"]).sum() / ok["output_tokens"].sum(),
                usd_per_1m_input_tokens=usd_per_s * 1e6 * ok["ttft_s"].sum() / ok["input_tokens"].sum())
     return out
 
 
-CI_RESAMPLES = 2000   # bootstrap resamples per interval
-CI_SEED = 0           # fixed: the same rows always give the same interval
+CI_RESAMPLES = intervals.RESAMPLES   # bootstrap resamples per interval
+CI_SEED = intervals.SEED             # fixed: the same rows always give the same interval
 
 
 def bootstrap_ci(values: dict[str, np.ndarray], stat, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``stat`` over requests: every resample draws the requests (rows of
-    ``values``, arrays of equal length) with replacement; ``stat`` maps resampled arrays (resamples × n) to one
-    value per resample. (nan, nan) with fewer than 2 requests."""
+    """Percentile bootstrap interval of ``stat`` over requests taken as independent (serving points, whose
+    requests run in one window): every resample draws the requests (rows of ``values``, arrays of equal length)
+    with replacement; ``stat`` maps resampled arrays (resamples × n) to one value per resample. (nan, nan) with
+    fewer than 2 requests. Latency lines use intervals.hierarchical_ci (passes, then requests)."""
     n = len(next(iter(values.values())))
     if n < 2:
         return float("nan"), float("nan")
@@ -177,28 +202,68 @@ def bootstrap_ci(values: dict[str, np.ndarray], stat, level: float = 0.95) -> tu
     return float(low), float(high)
 
 
+SPEED_KEYS = ("avg_latency_s", "avg_output_tokens", "tokens_per_s", "ttft_p50_s", "ttft_p90_s", "tpot_p50_s",
+              "tpot_p90_s", "tokens_per_s_ci_low", "tokens_per_s_ci_high", "tpot_p50_ci_low_s", "tpot_p50_ci_high_s")
+
+
+def tokens_per_s_by_pass(ok: pd.DataFrame) -> list[float]:
+    """tokens/s of each pass (repeat) of the successful requests, in pass order."""
+    return [float(g["output_tokens"].sum() / g["latency_s"].sum()) for _, g in ok.groupby("repeat", sort=True)]
+
+
 def _speed(ok: pd.DataFrame) -> dict:
-    """The latency statistics of a line, over its successful measured requests only."""
+    """The latency statistics of a line, over its successful measured requests only; intervals resample passes,
+    then requests within each pass (analysis/intervals.py)."""
     if ok.empty:
-        return {k: float("nan") for k in ("avg_latency_s", "avg_output_tokens", "tokens_per_s", "ttft_p50_s",
-                                          "ttft_p90_s", "tpot_p50_s", "tpot_p90_s", "tokens_per_s_ci_low",
-                                          "tokens_per_s_ci_high", "tpot_p50_ci_low_s", "tpot_p50_ci_high_s")}
-    tps = bootstrap_ci({"out": ok["output_tokens"].to_numpy(float), "lat": ok["latency_s"].to_numpy(float)},
-                       lambda out, lat: out.sum(axis=1) / lat.sum(axis=1))
-    tpot = ok["tpot_s"].dropna()
-    tpot_ci = bootstrap_ci({"t": tpot.to_numpy(float)}, lambda t: np.median(t, axis=1)) if len(tpot) else \
-        (float("nan"), float("nan"))
+        return {**{k: float("nan") for k in SPEED_KEYS}, "passes": 0, "tokens_per_s_by_pass": []}
+    passes = ok["repeat"].to_numpy()
+    tps = intervals.hierarchical_ci({"out": ok["output_tokens"].to_numpy(float), "lat": ok["latency_s"].to_numpy(float)},
+                                    passes, intervals.ratio_of_sums)
+    timed = ok.dropna(subset=["tpot_s"])
+    tpot = timed["tpot_s"]
+    tpot_ci = intervals.hierarchical_ci({"t": tpot.to_numpy(float)}, timed["repeat"].to_numpy(), intervals.median) \
+        if len(tpot) else (float("nan"), float("nan"))
     return {
         "avg_latency_s": ok["latency_s"].mean(),
         "avg_output_tokens": ok["output_tokens"].mean(),
         "tokens_per_s": ok["output_tokens"].sum() / ok["latency_s"].sum(),
         "tokens_per_s_ci_low": tps[0], "tokens_per_s_ci_high": tps[1],
+        "passes": int(ok["repeat"].nunique()), "tokens_per_s_by_pass": tokens_per_s_by_pass(ok),
         "ttft_p50_s": ok["ttft_s"].quantile(0.5),
         "ttft_p90_s": ok["ttft_s"].quantile(0.9),
         "tpot_p50_s": tpot.median(),
         "tpot_p50_ci_low_s": tpot_ci[0], "tpot_p50_ci_high_s": tpot_ci[1],
         "tpot_p90_s": tpot.quantile(0.9),
     }
+
+
+def line_label(line) -> str:
+    return f"{line['engine']} / {line['variant']} on {line['artifact']}"
+
+
+def add_overlaps(summary: pd.DataFrame) -> pd.DataFrame:
+    """``ci_overlaps``: the other lines of the same model, scenario and device whose tokens/s interval overlaps
+    this line's (their order is not established by this run), '; '-separated."""
+    summary["ci_overlaps"] = ""
+    for i, a in summary.iterrows():
+        same = summary[(summary["model"] == a["model"]) & (summary["scenario"] == a["scenario"])
+                       & (summary["device_name"] == a["device_name"]) & (summary.index != i)]
+        hits = [line_label(b) for _, b in same.iterrows() if intervals.overlap(
+            (a["tokens_per_s_ci_low"], a["tokens_per_s_ci_high"]), (b["tokens_per_s_ci_low"], b["tokens_per_s_ci_high"]))]
+        summary.at[i, "ci_overlaps"] = "; ".join(hits)
+    return summary
+
+
+def _interference(first: pd.Series) -> dict:
+    """What else used the machine over the line's measured window (job/interference.py): others' CPU and steal in
+    cores, NOISY when over the measured threshold (or another GPU process, a GPU slowdown), and what was seen."""
+    seen = json_obj(first.get("interference"))
+    if not seen:
+        return {"outside_cores": float("nan"), "steal_cores": float("nan"), "noisy": False,
+                "interference": "" if first["status"] == "unverified" else "not measured"}
+    why = interference.verdict(seen)
+    return {"outside_cores": seen.get("outside_cores", float("nan")), "steal_cores": seen.get("steal_cores", float("nan")),
+            "noisy": bool(why), "interference": why}
 
 
 def _note(g: pd.DataFrame, unverified: bool) -> str:
@@ -236,6 +301,7 @@ def _line(key: tuple, g: pd.DataFrame, pricing: list[dict] | None = None) -> dic
         **_prefill(first, ok),
         **_kv(first, ok),
         **_energy(first, g),
+        **_interference(first),
         **_cost(first, ok, pricing or []),
         "memory_kind": first["memory_kind"],
         "cpu_flags": " ".join(json_obj(first["host"]).get("cpu_flags", [])),
@@ -249,8 +315,9 @@ def summarize(df: pd.DataFrame, pricing: list[dict] | None = None) -> pd.DataFra
     """The summary lines (columns: schema.SUMMARY_COLUMNS, the quality ones added by add_quality). Failed
     requests are counted and left out of every statistic; warm-ups are left out altogether. ``pricing``:
     config `pricing` (cost columns)."""
-    measured = df[~df["warmup"]]
-    return pd.DataFrame([_line(key, g, pricing) for key, g in measured.groupby(GROUP, sort=True)])
+    measured = pooled_bandwidth.pool(df[~df["warmup"]])
+    lines = pd.DataFrame([_line(key, g, pricing) for key, g in measured.groupby(GROUP, sort=True)])
+    return add_overlaps(lines) if len(lines) else lines
 
 
 QUALITY_FIGURES = ("perplexity", "ppl_ratio", "kl_mean", "kl_p99", "teacher_forced_agreement")
@@ -282,16 +349,20 @@ def load_quality(quality_files: list, df: pd.DataFrame, spec: dict) -> pd.DataFr
 
 
 def _join_quality(summary: pd.DataFrame, q: pd.DataFrame) -> None:
-    """Each line gets its own variant's quality row; a line without one (its engine cannot score) gets the
-    first scored variant of the same artifact, marked quality_borrowed and named in quality_by."""
+    """Each line gets its own variant's quality row (scored or failed); a line without one (its engine cannot
+    score) gets the first successfully scored variant of the same artifact, marked quality_borrowed and named in
+    quality_by."""
     for i, line in summary.iterrows():
         same = q[(q["model"] == line["model"]) & (q["artifact"] == line["artifact"])]
         own = same[same["variant"] == line["variant"]]
-        row = own.iloc[0] if len(own) else same.iloc[0] if len(same) else None
+        scored = same[same["status"] != "failed"]
+        row = own.iloc[0] if len(own) else scored.iloc[0] if len(scored) else None
         if row is None:
             continue
         for col in QUALITY_FIGURES:
             summary.loc[i, col] = row[col]
+        failed = row.get("status") == "failed"
+        summary.loc[i, "quality_status"] = f"failed: {row['failure']}" if failed else "scored"
         summary.loc[i, "kl_note"] = row["kl_note"] or ""
         summary.loc[i, "quality_by"] = f"{row['engine']} / {row['variant']} ({row['precision']})"
         summary.loc[i, "quality_borrowed"] = not len(own)
@@ -302,6 +373,7 @@ def add_quality(summary: pd.DataFrame, df: pd.DataFrame, quality_files: list, sp
     for col in (*QUALITY_FIGURES, "greedy_agreement", "first_divergence_p50"):
         summary[col] = float("nan")
     summary["quality_by"], summary["kl_note"], summary["quality_borrowed"] = "", "", False
+    summary["quality_status"] = ""
     if not spec or summary.empty:
         return summary
     if quality_files:
@@ -329,6 +401,9 @@ def quality_notes(summary: pd.DataFrame, quality_files: list, spec: dict) -> str
     for r in summary[summary["quality_borrowed"]].itertuples():
         out += (f"\n† {r.engine} / {r.variant} on {r.artifact}: engine {r.engine} cannot score; its quality "
                 f"figures were measured by {r.quality_by}.\n")
+    for r in summary[summary["quality_status"].str.startswith("failed")].itertuples():
+        out += (f"\nQuality of {r.engine} / {r.variant} on {r.artifact} not scored: {r.quality_status} (its speed "
+                "figures stand).\n")
     for note in sorted(set(summary["kl_note"]) - {"", "the reference itself"}):
         out += f"\nKL empty where: {note}.\n"
     seen = set()
@@ -354,6 +429,33 @@ def _status(line) -> str:
     out = line["status"] + (", synthetic" if line["synthetic_weights"] else "")
     if line["status"] != "unverified" and not line["valid"]:
         out += f", INVALID: {line['failed']} failed"
+    if line.get("bandwidth_flag"):
+        out += ", bandwidth probe ≠ run"
+    if line.get("noisy"):
+        out += f", NOISY: others {line['outside_cores'] + line['steal_cores']:.2f} cores"
+    return out
+
+
+def _per_pass(passes) -> str:
+    """``36.7 / 30.4``; one pass says so (its interval covers the prompts only)."""
+    passes = list(passes) if passes is not None else []
+    if len(passes) == 1:
+        return f"{passes[0]:.1f} (1 pass)"
+    return " / ".join(f"{v:.1f}" for v in passes)
+
+
+def _others_text(outside: float, steal: float) -> str:
+    return "" if pd.isna(outside) else f"{outside:.2f}" + (f" + steal {steal:.2f}" if steal >= 0.005 else "")
+
+
+def interference_note(summary: pd.DataFrame) -> str:
+    """Under the table: what was seen on the noisy lines, and what the threshold rests on."""
+    out = ("\nothers' CPU: cores used by processes outside the job's process tree over its measured window (/proc), "
+           f"steal added where the hypervisor took any; NOISY over {interference.NOISY_OUTSIDE_CORES} cores "
+           f"({interference.THRESHOLD_BASIS}), or another process on the GPU, or GPU clocks slowed by heat or "
+           "hardware.\n")
+    for r in summary[summary["noisy"]].itertuples():
+        out += f"\n- **{r.engine} / {r.variant} on {r.artifact}: NOISY.** {r.interference}\n"
     return out
 
 
@@ -368,15 +470,20 @@ def _notes(summary: pd.DataFrame) -> str:
             "error, left out of every statistic, and mark their line INVALID. "
             f"Averages, percentiles and intervals are over a line's successful requests (n = requests - failed; "
             f"here n = {n}); p90 is linearly interpolated, so with n ≤ 11 it lies between the two largest values. "
-            "In brackets: 95% bootstrap interval over those requests (2000 resamples, seed 0), the spread between "
-            "this job's requests, not between runs or machines. "
+            "In brackets: 95% bootstrap interval (2000 resamples, seed 0) that resamples the passes over the prompts "
+            "(repeats), then the requests within each drawn pass: the passes are minutes apart and their requests "
+            "share what the machine did meanwhile, so the pass, not the request, is the independent unit; with one "
+            "pass the interval covers the prompts only, not pass-to-pass drift. It says nothing about other runs or "
+            "machines. tok/s per pass: each pass's own figure. "
             "perplexity: held-out text, scored by the line's own engine and variant († where borrowed, see "
             "below); PPL ratio: perplexity / the reference line's; KL mean / p99: KL(reference || line) per "
             "position over the reference's top-K tokens plus one bucket for the rest (a lower bound of the full "
             "KL), mean and 99th percentile; TF agree: teacher-forced top-1 agreement with the reference line; "
             "greedy agree@K / 1st diff: generated tokens vs the reference variant's "
             "(empty: no quality figure, e.g. synthetic weights). decode tok/s = 1 / median TPOT; limit = read bandwidth "
-            "measured in the same job × devices read in parallel / bytes one decode step reads (weight tensor bytes as "
+            "(probed in each job with the threads and CPUs its engine ran, before the warm-ups and after the measured "
+            "requests; one figure per machine and way of probing: the median of the probes of the run's jobs that "
+            "ran alike, see below) × devices read in parallel / bytes one decode step reads (weight tensor bytes as "
             "run, minus the embedding rows a step does not gather where lm_head is not tied to them, plus the KV "
             "cache at the mean decode context); MBU = decode tok/s / limit (an MBU over 100% is flagged, never "
             "shown); of datasheet: the same against the card's datasheet peak bandwidth. size as run: weight "
@@ -393,6 +500,36 @@ def _reasons(summary: pd.DataFrame) -> str:
         elif not r.valid:
             out += f"\n- **{r.engine} / {r.variant} on {r.artifact}: INVALID.** {r.note}\n"
     return out
+
+
+def bandwidth_note(summary: pd.DataFrame) -> str:
+    """Under the table: each bandwidth figure the limits divide by, its probes' spread and the lines that use it;
+    the lines whose probe may not have read like their engine ran."""
+    if "bandwidth_pooled_jobs" not in summary:
+        return ""
+    out = ""
+    pooled = summary[summary["bandwidth_pooled_jobs"] > 0]
+    for (bw, spread, jobs), g in pooled.groupby(["read_bandwidth_bytes_per_s", "bandwidth_spread",
+                                                 "bandwidth_pooled_jobs"], sort=True):
+        out += (f"\nRead bandwidth {bw / 1e9:.1f} GB/s (median of {jobs} job(s)' probes, spread {spread:.0%}) for: "
+                + "; ".join(line_label(r) for _, r in g.iterrows()) + ".\n")
+    for r in summary[summary["bandwidth_flag"] != ""].itertuples():
+        out += f"\n- {r.engine} / {r.variant} on {r.artifact}: bandwidth probe ≠ run: {r.bandwidth_flag}.\n"
+    return out
+
+
+def overlap_note(summary: pd.DataFrame) -> str:
+    """One line per pair of lines (same model, scenario, device) whose tokens/s intervals overlap."""
+    pairs = []
+    for _, a in summary.iterrows():
+        for other in filter(None, (a.get("ci_overlaps") or "").split("; ")):
+            pair = tuple(sorted((line_label(a), other)))
+            if pair not in pairs:
+                pairs.append(pair)
+    if not pairs:
+        return ""
+    return ("\nOverlapping tokens/s intervals (this run does not establish which of the two is faster): "
+            + "; ".join(f"{a} ~ {b}" for a, b in pairs) + ".\n")
 
 
 def _mbu_text(share: float, flag: str, sheet: float) -> str:
@@ -415,6 +552,7 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "avg output tokens": summary["avg_output_tokens"].round(1),
         "tokens/s (95% CI)": [_with_ci(v, lo, hi, 1) for v, lo, hi in zip(
             summary["tokens_per_s"], summary["tokens_per_s_ci_low"], summary["tokens_per_s_ci_high"])],
+        "tok/s per pass": [_per_pass(passes) for passes in summary["tokens_per_s_by_pass"]],
         "TTFT p50 / p90 (ms)": [f"{a * 1e3:.0f} / {b * 1e3:.0f}" for a, b in zip(summary["ttft_p50_s"], summary["ttft_p90_s"])],
         "TPOT p50 (95% CI) / p90 (ms)": [f"{_with_ci(a, lo, hi, 1, 1e3)} / {b * 1e3:.1f}" for a, lo, hi, b in zip(
             summary["tpot_p50_s"], summary["tpot_p50_ci_low_s"], summary["tpot_p50_ci_high_s"], summary["tpot_p90_s"])],
@@ -422,7 +560,9 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "MBU": [_mbu_text(m, f, d) for m, f, d in zip(summary["mbu"], summary["mbu_flag"], summary["mbu_datasheet"])],
         "peak mem (MiB)": (summary["peak_memory_bytes"].astype(float) / 2**20).round(0).astype("Int64"),
         "size as run (MiB)": (summary["weight_bytes"].astype(float) / 2**20).round(0).astype("Int64"),
-        "on disk (MiB)": (summary["artifact_bytes"] / 2**20).round(0).astype(int),
+        # an unverified artifact's files are what its build could write (commands, tokenizer), not the artifact
+        "on disk (MiB)": (summary["artifact_bytes"].where(summary["status"] != "unverified") / 2**20).round(0)
+                         .astype("Int64"),
         "ran as": summary["ran_as"],
         "threads": summary["threads"].astype("Int64"),
         "perplexity": [f"{p:.2f}{' †' if b else ''}" if p == p else "" for p, b in
@@ -433,10 +573,12 @@ def to_markdown(summary: pd.DataFrame, hosts: str = "", quality_note: str = "") 
         "greedy agree@K": summary["greedy_agreement"].round(3),
         "1st diff p50": summary["first_divergence_p50"],
         "requests (failed)": [f"{r} ({f})" for r, f in zip(summary["requests"], summary["failed"])],
+        "others' CPU (cores)": [_others_text(o, st) for o, st in zip(summary["outside_cores"], summary["steal_cores"])],
         "status": [_status(line) for _, line in summary.iterrows()],
         "device": summary["device_name"],
     })
-    return view.to_markdown(index=False) + "\n" + _notes(summary) + quality_note + hosts + _reasons(summary)
+    return (view.to_markdown(index=False) + "\n" + _notes(summary) + interference_note(summary)
+            + bandwidth_note(summary) + overlap_note(summary) + quality_note + hosts + _reasons(summary))
 
 
 def merge(inputs: list[str | Path], out_dir: Path, quality_files: list | None = None,

@@ -19,6 +19,7 @@ from typing import Any
 
 from llmbench.core import corpus
 from llmbench.core.options import Option, at_least
+from llmbench.formats import copy_tokenizer_files
 from llmbench.provenance import versions
 
 LIBRARY = "llm-compressor"
@@ -183,7 +184,7 @@ def run(method: str, model_dir: Path, params: dict[str, Any], out_dir: Path, rec
                 shuffle_calibration_samples=False, pipeline="sequential")
     calibrate_s = time.perf_counter() - t
     model.save_pretrained(out_dir, save_compressed=True)
-    tokenizer.save_pretrained(out_dir)
+    tokenizer_files = copy_tokenizer_files(model_dir, out_dir)   # as they were: never re-saved through a class
 
     # what the checkpoint says (llm-compressor writes quantization_config into config.json at save)
     qcfg = json.loads((out_dir / "config.json").read_text()).get("quantization_config") or {}
@@ -200,6 +201,7 @@ def run(method: str, model_dir: Path, params: dict[str, Any], out_dir: Path, rec
         "recipe": _saved_recipe(out_dir) or _recipe_text(recipe),
         "calibration": calib,
         "calibration_sha256": calib["corpus_calibration_sha256"],
+        "tokenizer_files_sha256": tokenizer_files,
         "calibrate_time_s": round(calibrate_s, 3),
         "quantized_input_sizes": in_sizes,
         "build_device": _device_name(cpu),

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from llmbench.formats import TOKENIZER_FILES
+from llmbench.formats import TOKENIZER_FILES, copy_tokenizer_files
 from llmbench.core.options import Option
 from llmbench.provenance import versions
 
@@ -31,11 +31,12 @@ def build(model_dir: Path, model_manifest: dict[str, Any], params: dict[str, Any
         return {"library": "llmbench (synthetic: weights drawn at load)", "library_versions": libs}
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     print(f"loading {model_dir} and saving it as {dtype} ...", flush=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
     model.save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
+    tokenizer = copy_tokenizer_files(model_dir, out_dir)   # as they were: never re-saved through a class
     origin = {"dequantized_from": model_manifest["dequantized_from"]} if model_manifest.get("dequantized_from") else {}
-    return {"library": "transformers", "library_versions": libs, "dtype": dtype, **origin}
+    return {"library": "transformers", "library_versions": libs, "dtype": dtype, "tokenizer_files_sha256": tokenizer,
+            **origin}

@@ -80,6 +80,8 @@ MODULE_HOOKS = {
     "OPTIONS": "name -> Option: every option, declared once (docs/options.md is generated from them)",
     "CHECKS": "cross-field rules: functions of the resolved options, each returning a problem text or None",
     "placement": "placement(options) -> Placement; default: options['device'] cuda/auto -> 1 GPU, else the CPU",
+    "launcher": "launcher(options) -> interpreter arguments a benchmark job runs under before `-m llmbench` (HF "
+                "tensor parallel: torch.distributed.run --standalone --nproc-per-node N); default: none",
     "server": "server(artifact_dir, manifest, options, host, port) -> ServerCommand: it serves by a launched server",
     "request_options": "request_options(n, end_ids) -> the request fields for exactly n new tokens",
     "tokenizer_dir": "tokenizer_dir(artifact_dir, manifest) -> the directory of the HF tokenizer the client uses",

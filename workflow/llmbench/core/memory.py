@@ -10,11 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
+_NOT_RESET: dict[str, str] = {}   # pid -> why its VmHWM could not be reset (its peak then covers its lifetime)
+
+
 def _clear_refs(pid: int | str) -> None:
     try:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        pass  # not Linux, not permitted, or the process is gone: the peak then covers its whole lifetime
+        _NOT_RESET.pop(str(pid), None)
+    except OSError as e:  # not Linux, not permitted, or the process is gone
+        _NOT_RESET[str(pid)] = f"{type(e).__name__}: {e}"
 
 
 def _vmhwm(pid: int | str) -> int | None:
@@ -38,6 +42,16 @@ def peak_rss_bytes() -> int:
         return peak
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_rss_kind() -> str:
+    """What peak_rss_bytes measured: the request's peak, or, where the reset failed or /proc has no VmHWM,
+    the process's lifetime peak, said as such (never silently)."""
+    if "self" in _NOT_RESET:
+        return f"process_lifetime_peak_rss (VmHWM not reset: {_NOT_RESET['self']})"
+    if _vmhwm("self") is None:
+        return "process_lifetime_peak_rss (no VmHWM in /proc: getrusage's maxrss)"
+    return "process_peak_rss"
 
 
 def _tree_pids() -> list[int]:

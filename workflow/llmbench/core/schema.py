@@ -18,16 +18,22 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4   # requests: 2 added engine_metrics; 3 added first_of_shape (failed requests are rows),
+SCHEMA_VERSION = 5   # requests: 2 added engine_metrics; 3 added first_of_shape (failed requests are rows),
 #                      model/artifact_manifest_sha256, host facts (GPU driver, CUDA, RAM, affinity), env_hash of
 #                      the installed packages under backend none, ran_as, threads, decode bytes and their parts,
 #                      bandwidth_devices; 4 added model_shape, energy_j, energy_window_s, idle_power_w,
-#                      energy_method, energy_note
-SUMMARY_VERSION = 3  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
+#                      energy_method, energy_note; 5 added interference, bandwidth_probes, bandwidth_threads,
+#                      bandwidth_cpus, bandwidth_flag (probed after loading, before and after the measurement)
+SUMMARY_VERSION = 4  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
 #                      kl_mean, kl_p99, kl_note, quality_borrowed (quality per line), ran_as, threads, weight_bytes,
 #                      decode_bytes, mbu_flag, datasheet MBU; roofline from decode bytes; 3 added ideal_tpot_s,
-#                      prefill FLOPs / ideal time / MFU, KV bytes, energy per token, cost per 1M tokens
-QUALITY_VERSION = 2  # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes
+#                      prefill FLOPs / ideal time / MFU, KV bytes, energy per token, cost per 1M tokens;
+#                      4: intervals resample passes then requests (hierarchical), added passes,
+#                      tokens_per_s_by_pass, ci_overlaps; outside_cores, steal_cores, noisy, interference;
+#                      read_bandwidth_bytes_per_s (pooled), bandwidth_probes, bandwidth_spread, bandwidth_pooled_jobs,
+#                      bandwidth_flag
+QUALITY_VERSION = 3  # 2: one file per variant; precision, reference_variant, ppl_ratio, KL, top-K, hashes;
+#                      3: status, failure (a scoring failure is the line's quality status, not a failed job)
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ COLUMNS: list[Column] = [
     Column("tokens_per_s", pa.float64(), "tokens/s", "output_tokens / latency_s (the latency study's figure)"),
     Column("itl_s", pa.list_(pa.float64()), "s", "inter-token latencies, one per token after the first"),
     Column("peak_memory_bytes", pa.int64(), "bytes", "peak memory during the request, of the kind in memory_kind"),
-    Column("memory_kind", pa.string(), "", "cuda_max_allocated (GPU), cuda_max_allocated_sum_of_tp_workers, process_peak_rss (CPU: VmHWM reset per request) or process_tree_peak_rss (engine workers in child processes included)"),
+    Column("memory_kind", pa.string(), "", "cuda_max_allocated (GPU), cuda_max_allocated_sum_of_tp_workers, process_peak_rss (CPU: VmHWM reset per request), process_lifetime_peak_rss (the reset failed or /proc has no VmHWM: the process's peak since it started, with why) or process_tree_peak_rss (engine workers in child processes included)"),
     Column("output_text", pa.string(), "", "decoded new tokens"),
     Column("output_ids", pa.list_(pa.int32()), "token ids", "the new token ids the engine returned (for agreement)"),
     Column("engine_metrics", pa.string(), "json", "per-request facts the engine reported (engines.base.Generation), e.g. OpenVINO GenAI's own TTFT/TPOT, MLC chunks of several tokens, HF compile and weights after the first request; {} when none"),
@@ -81,15 +87,20 @@ COLUMNS: list[Column] = [
     Column("tied_embeddings", pa.bool_(), "", "lm_head is the input embedding table, so the whole table is read every step"),
     Column("kv_bytes_per_token", pa.int64(), "bytes", "KV-cache bytes per token of context, all layers, at the precision the engine keeps it"),
     Column("decode_bytes", pa.int64(), "bytes", "bytes one decode step of this request reads (roofline.decode_bytes): weight_bytes - the embedding rows not gathered (untied only) + kv_bytes_per_token × mean decode context (input + output / 2)"),
-    Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "memory read bandwidth measured in this job on one of its devices, before loading, with the engine's CPU threads (roofline.py)"),
+    Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "memory read bandwidth measured in this job on one of its devices (roofline.py), with the threads and CPUs the engine ran: the median of bandwidth_probes"),
     Column("bandwidth_method", pa.string(), "", "how read_bandwidth_bytes_per_s was measured"),
     Column("bandwidth_devices", pa.int32(), "", "devices read in parallel at that bandwidth (tensor parallel on N GPUs: N; CPU: 1)"),
+    Column("bandwidth_probes", pa.list_(pa.float64()), "bytes/s", "every probe of the job: after loading, before the warm-ups, and after the measured requests (job/bandwidth.py); read_bandwidth_bytes_per_s is their median"),
+    Column("bandwidth_threads", pa.int32(), "", "CPU threads the probe read with: the engine's, read back (Loaded.threads); empty on a GPU"),
+    Column("bandwidth_cpus", pa.string(), "", "CPUs the probe ran on, comma-separated: those the engine's compute threads were seen on (vLLM's workers), else the job process's affinity; empty on a GPU"),
+    Column("bandwidth_flag", pa.string(), "", "why the probe may not have read like the engine ran (e.g. the engine reported no thread count); empty when alike"),
     Column("model_shape", pa.string(), "json", "the model's shape from its config.json (layers, hidden size, heads, KV heads, head dim, MLP size, vocabulary, tied embeddings) and matmul_parameters, the weights of every matmul a token goes through (roofline.model_shape); {} when the model has no such config"),
     Column("energy_j", pa.float64(), "J", "energy of the job's devices over one window spanning all its measured requests (warm-ups excluded), from the hardware's counter (energy_method); idle not subtracted; the same in every row of the job; empty with energy_note saying why"),
     Column("energy_window_s", pa.float64(), "s", "length of that window"),
     Column("idle_power_w", pa.float64(), "W", "power of the same devices with the engine loaded and idle, measured in this job just before the warm-ups (job/energy.py)"),
     Column("energy_method", pa.string(), "", "the counter read: NVML total energy (GPUs) or RAPL packages (CPU)"),
     Column("energy_note", pa.string(), "", "why the energy columns are empty (no readable counter, window too short); empty otherwise"),
+    Column("interference", pa.string(), "json", "what else used the machine over the job's measured window (job/interference.py), the same in every row of the job: window_s, cpus, job_cores (CPU-seconds per second of the job's process tree), outside_cores (of every other process: the machine's busy time from /proc/stat minus the tree's), steal_cores, loadavg_1m at begin and end, top_outside (the 3 busiest other processes); on CUDA gpu_other_pids, gpu_sm_clock_mhz (min, max polled), gpu_sm_clock_max_mhz, gpu_clock_reasons, gpu_slowdowns (NVML), or gpu_note saying NVML was not read; {} when nothing was measured"),
     # provenance
     Column("model_hash", pa.string(), "sha256", "content hash of the model directory's manifest"),
     Column("artifact_hash", pa.string(), "sha256", "content hash of the artifact directory's manifest"),
@@ -126,12 +137,15 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("avg_latency_s", pa.float64(), "s", "mean end-to-end latency of successful requests"),
     Column("avg_output_tokens", pa.float64(), "tokens", "mean new tokens per successful request"),
     Column("tokens_per_s", pa.float64(), "tokens/s", "sum of output tokens / sum of latencies of successful requests (the study's tokens/s)"),
-    Column("tokens_per_s_ci_low", pa.float64(), "tokens/s", "lower end of tokens_per_s's 95% bootstrap percentile interval: 2000 resamples with replacement of the line's successful requests, seed 0 (analysis/tables.py); the spread between this job's requests (prompt lengths included), not between runs or machines; empty with fewer than 2 successful requests"),
+    Column("tokens_per_s_ci_low", pa.float64(), "tokens/s", "lower end of tokens_per_s's 95% hierarchical bootstrap percentile interval over the line's successful requests: 2000 resamples, seed 0, each drawing the passes (repeat) with replacement, then the requests within every drawn pass (analysis/intervals.py); with one pass it covers the prompts only, not pass-to-pass drift; nothing about other runs or machines; empty with fewer than 2 successful requests"),
     Column("tokens_per_s_ci_high", pa.float64(), "tokens/s", "upper end of the same interval"),
+    Column("passes", pa.int64(), "", "passes over the prompts (distinct repeat values) among the successful requests: the independent units of the intervals"),
+    Column("tokens_per_s_by_pass", pa.list_(pa.float64()), "tokens/s", "each pass's own tokens/s (sum of output tokens / sum of latencies of its successful requests), in pass order"),
+    Column("ci_overlaps", pa.string(), "", "the other lines of the same model, scenario and device whose tokens_per_s interval overlaps this line's ('engine / variant on artifact', '; '-separated): this run does not order them"),
     Column("ttft_p50_s", pa.float64(), "s", "median time to first token over the successful requests (n = requests - failed)"),
     Column("ttft_p90_s", pa.float64(), "s", "90th percentile time to first token over the successful requests (linear interpolation: with n ≤ 11 it lies between the two largest values)"),
     Column("tpot_p50_s", pa.float64(), "s", "median time per output token after the first, over the successful requests"),
-    Column("tpot_p50_ci_low_s", pa.float64(), "s", "lower end of tpot_p50_s's 95% bootstrap percentile interval: 2000 resamples with replacement of the line's successful requests, seed 0 (analysis/tables.py); the spread between this job's requests (prompt lengths included), not between runs or machines; empty with fewer than 2 successful requests"),
+    Column("tpot_p50_ci_low_s", pa.float64(), "s", "lower end of tpot_p50_s's 95% hierarchical bootstrap percentile interval over the line's successful requests: 2000 resamples, seed 0, each drawing the passes (repeat) with replacement, then the requests within every drawn pass (analysis/intervals.py); with one pass it covers the prompts only, not pass-to-pass drift; nothing about other runs or machines; empty with fewer than 2 successful requests"),
     Column("tpot_p50_ci_high_s", pa.float64(), "s", "upper end of the same interval"),
     Column("tpot_p90_s", pa.float64(), "s", "90th percentile time per output token over the successful requests (linear interpolation)"),
     Column("peak_memory_bytes", pa.int64(), "bytes", "largest per-request peak of the successful requests (see memory_kind); empty for unverified lines"),
@@ -141,7 +155,12 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("threads", pa.int64(), "", "CPU threads the engine computed with, read back (empty: a GPU engine)"),
     Column("decode_tokens_per_s", pa.float64(), "tokens/s", "1 / median TPOT"),
     Column("decode_bytes", pa.float64(), "bytes", "median over successful requests of the bytes one decode step reads (roofline.decode_bytes)"),
-    Column("roofline_tokens_per_s", pa.float64(), "tokens/s", "read bandwidth measured in the job × bandwidth devices / decode bytes: the memory limit at batch 1"),
+    Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "the read bandwidth the roofline divides by: the median of every probe of the run's jobs that ran alike (same host CPU, device, probe threads, CPUs and devices; analysis/pooled_bandwidth.py), else the job's own"),
+    Column("bandwidth_probes", pa.list_(pa.float64()), "bytes/s", "this line's own probes (before the warm-ups, after the measured requests)"),
+    Column("bandwidth_spread", pa.float64(), "share", "(max - min) / median of the pooled probes: how much the figure moved between probes and jobs"),
+    Column("bandwidth_pooled_jobs", pa.int64(), "", "jobs whose probes make read_bandwidth_bytes_per_s (0: the job's own figure, from rows without probes)"),
+    Column("bandwidth_flag", pa.string(), "", "why this line's probe may not have read like its engine ran (job/bandwidth.py); empty when alike"),
+    Column("roofline_tokens_per_s", pa.float64(), "tokens/s", "read_bandwidth_bytes_per_s × bandwidth devices / decode bytes: the memory limit at batch 1"),
     Column("mbu", pa.float64(), "share", "model bandwidth utilization: decode bytes × decode tok/s / (measured read bandwidth × bandwidth devices); empty when over 1 (see mbu_flag)"),
     Column("mbu_flag", pa.string(), "", "set when MBU came out over 100% (impossible: the bytes counted are wrong), instead of a figure"),
     Column("datasheet_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "the card's peak from its datasheet where analysis/hardware.py knows the card by name (per device)"),
@@ -151,20 +170,24 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("peak_flops_per_s", pa.float64(), "FLOP/s", "the card's dense datasheet peak in the dtype the engine ran (analysis/hardware.py); empty where the card or dtype is not in that table (every CPU)"),
     Column("peak_flops_source", pa.string(), "", "the datasheet and the figure peak_flops_per_s comes from, and the dtype key"),
     Column("ideal_prefill_s", pa.float64(), "s", "the least time the median prefill can take: max(prefill FLOPs / (peak × devices), weight bytes / (measured bandwidth × devices))"),
-    Column("mfu_prefill", pa.float64(), "share", "model FLOP/s utilization of prefill: prefill FLOPs / TTFT / (peak × devices), median over the successful requests (TTFT includes the first decode step and the host's overheads)"),
+    Column("mfu_prefill", pa.float64(), "share", "model FLOP/s utilization of prefill: prefill FLOPs / TTFT / (peak × devices), median over the successful requests (TTFT is the prefill, which yields the first token, plus the host's overheads: streaming, sampling, Python)"),
     Column("kv_bytes_per_token", pa.int64(), "bytes", "KV-cache bytes per token of context at the precision the engine keeps it (the engine's figure)"),
     Column("max_context", pa.int64(), "tokens", "longest context of the line's successful requests: input + output tokens"),
     Column("kv_bytes_at_context", pa.int64(), "bytes", "kv_bytes_per_token × max_context: the KV cache one such request holds at its end"),
-    Column("energy_j_per_output_token", pa.float64(), "J/token", "(energy over the job's measured window - idle power × window) / output tokens of the window's requests (prefill energy included); empty with energy_note saying why"),
+    Column("energy_j_per_output_token", pa.float64(), "J/token", "(energy over the job's measured window - idle power × window) / output tokens of the window's successful requests (prefill energy included; a failed request's energy stays in the window, energy_note then says so); empty with energy_note saying why"),
     Column("output_tokens_per_j", pa.float64(), "tokens/J", "the inverse: output tokens per joule above idle"),
     Column("energy_idle_power_w", pa.float64(), "W", "idle power measured in the job, subtracted above"),
     Column("energy_method", pa.string(), "", "the counter read (NVML total energy, RAPL packages)"),
     Column("energy_note", pa.string(), "", "why there is no energy figure (e.g. no readable counter on this machine)"),
+    Column("outside_cores", pa.float64(), "cores", "CPU used by processes outside the job's process tree over its measured window, in cores (CPU-seconds per second; job/interference.py); empty when not measured"),
+    Column("steal_cores", pa.float64(), "cores", "CPU time the hypervisor gave to other guests over the same window, in cores"),
+    Column("noisy", pa.bool_(), "", "the measurement was disturbed: outside_cores + steal_cores over interference.NOISY_OUTSIDE_CORES (set from measurement, see job/interference.py), another process on the GPU, or GPU clocks slowed by heat or hardware"),
+    Column("interference", pa.string(), "", "what was seen when noisy, with the figures; 'not measured' for rows written before the monitor existed; empty otherwise"),
     Column("usd_per_hour", pa.float64(), "US$/h", "config `pricing` for this device × bandwidth devices (tensor parallel: all its GPUs); empty without an entry"),
     Column("price_source", pa.string(), "", "where that price comes from (config)"),
     Column("price_date", pa.string(), "date", "when it was read (config)"),
-    Column("usd_per_1m_output_tokens", pa.float64(), "US$", "usd_per_hour / 3600 × 10^6 × sum of latencies / sum of output tokens: the device-time of a million output tokens at this line's end-to-end rate, batch 1 (prefill time included)"),
-    Column("usd_per_1m_input_tokens", pa.float64(), "US$", "usd_per_hour / 3600 × 10^6 × sum of TTFTs / sum of input tokens: a million prompt tokens at this line's prefill rate, batch 1"),
+    Column("usd_per_1m_output_tokens", pa.float64(), "US$", "usd_per_hour / 3600 × 10^6 × sum of (latency - TTFT) / sum of output tokens: the decode device-time of a million output tokens at this line's rate, batch 1 (prefill is charged to input tokens, not twice)"),
+    Column("usd_per_1m_input_tokens", pa.float64(), "US$", "usd_per_hour / 3600 × 10^6 × sum of TTFTs / sum of input tokens: a million prompt tokens at this line's prefill rate, batch 1 (the two costs together charge each request's device time once)"),
     Column("memory_kind", pa.string(), "", "what peak_memory_bytes measured (see the requests table)"),
     Column("cpu_flags", pa.string(), "", "the host CPU's kernel-relevant flags, space-separated"),
     Column("runtime", pa.string(), "json", "runtime of the line's first request (what actually ran)"),
@@ -179,6 +202,7 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("greedy_agreement", pa.float64(), "share", "mean over prompts of identical tokens among the first K, vs the reference"),
     Column("first_divergence_p50", pa.float64(), "tokens", "median first position where the output differs from the reference's"),
     Column("quality_by", pa.string(), "", "engine / variant (precision) that produced the quality figures"),
+    Column("quality_status", pa.string(), "", "scored; failed: <why> (the scoring raised in the benchmark job, whose speed rows are kept); empty: no quality row for this line"),
     Column("quality_borrowed", pa.bool_(), "", "true when this line's engine cannot score and its quality figures come from quality_by, another variant of the same artifact (marked † in latency.md)"),
 ]
 
@@ -208,6 +232,8 @@ QUALITY_COLUMNS: list[Column] = [
     Column("engine_version", pa.string(), "", "version of the engine library"),
     Column("runtime", pa.string(), "json", "what actually ran, read back from the engine"),
     Column("seconds", pa.float64(), "s", "time spent scoring"),
+    Column("status", pa.string(), "", "scored, or failed: the scoring raised (failure says why; every figure empty) and the benchmark job kept its speed rows"),
+    Column("failure", pa.string(), "", "why the scoring failed (the exception); empty when scored"),
 ]
 
 
@@ -262,7 +288,8 @@ SCHEMA = REQUESTS.schema
 
 
 SERVING_REQUESTS_VERSION = 1
-SERVING_VERSION = 2  # 2 added the 95% intervals of TTFT and TPOT p50, cost per 1M output tokens
+SERVING_VERSION = 3  # 2 added the 95% intervals of TTFT and TPOT p50, cost per 1M output tokens; 3: cost × the
+#                     server's devices (tensor parallel)
 
 _PROVENANCE = ("model", "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
                "variant_options", "runtime", "threads", "model_hash", "artifact_hash", "model_manifest_sha256",
@@ -346,9 +373,9 @@ SERVING_COLUMNS: list[Column] = [
     Column("server_ttft_mean_ms", F64, "ms", "the server's own mean TTFT over the point (vllm:time_to_first_token_seconds sum/count delta); empty when it has no metrics"),
     Column("server_itl_mean_ms", F64, "ms", "the server's own mean inter-token latency (vllm:inter_token_latency_seconds or time_per_output_token)"),
     Column("prefix_cache_hit_rate", F64, "share", "the server's prefix-cache hits / queries over the point (vLLM); empty when it reports none"),
-    Column("usd_per_hour", F64, "US$/h", "config `pricing` for the line's device; empty without an entry (remote endpoints: whatever device_name says)"),
+    Column("usd_per_hour", F64, "US$/h", "config `pricing` for the line's device × the devices the server ran on (tensor_parallel_size of the variant's options, else 1); empty without an entry (remote endpoints: whatever device_name says)"),
     Column("price_source", pa.string(), "", "where that price comes from, and when it was read (config)"),
-    Column("usd_per_1m_output_tokens", F64, "US$", "usd_per_hour / 3600 × 10^6 / output_throughput: a million output tokens at this point's measured throughput (one device)"),
+    Column("usd_per_1m_output_tokens", F64, "US$", "usd_per_hour / 3600 × 10^6 / output_throughput: a million output tokens at this point's measured throughput, on all the server's devices"),
     Column("perplexity", F64, "", "held-out perplexity of this artifact scored by this variant's own engine (quality table); empty when it cannot score"),
     Column("ppl_ratio", F64, "ratio", "perplexity / the quality reference's"),
     Column("kl_mean", F64, "nats", "mean KL divergence from the reference's next-token distribution (quality table's lower bound)"),

@@ -98,6 +98,20 @@ def gpus(name: str, options: dict) -> int:
     return int(placement(name, options).gpus)
 
 
+def launcher(name: str, options: dict) -> list[str]:
+    """Interpreter arguments a benchmark job of this variant runs under before ``-m llmbench`` (the module's
+    ``launcher(options)``, e.g. HF tensor parallel: torchrun's module form with N ranks); none by default."""
+    fn = getattr(module(name), "launcher", None)
+    return list(fn(resolved(name, options))) if fn is not None else []
+
+
+def rank() -> int:
+    """This process's rank in a job started by torchrun (RANK), 0 otherwise: only rank 0 writes a job's outputs."""
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
 def create(name: str) -> Any:
     return adapter_class(name)()
 

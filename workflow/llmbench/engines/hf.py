@@ -4,6 +4,25 @@ Options: ``OPTIONS`` below (docs/options.md). ``max_cache_len`` matters because 
 transformers sizes the cache to each request's prompt + max_new_tokens and GROWS it when a longer request
 comes, which recompiles the forward inside that measured request (40 s seen on an H200); set it to at least
 the longest prompt + max_new_tokens so one compiled graph serves every request.
+
+Tensor parallel (``tp_size`` N > 1): the job runs as N processes under ``python -m torch.distributed.run
+--standalone --nproc-per-node N`` (``launcher``), each joining a torch.distributed process group (nccl on cuda,
+each rank on cuda:LOCAL_RANK; gloo on cpu) and loading the model with transformers' ``tp_plan="auto"``
+(``DistributedConfig(tp_plan="auto", tp_size=N)``; sharded weights become DTensors). Every rank runs every
+forward (the collectives need all of them); rank 0's prompt ids are broadcast to the others at ``encode``, outside
+the timed region; only rank 0 writes rows (job/bench.py). On cuda the job claims N GPUs (``placement``), and the
+plan's fit check (planning/fit.py) counts weights and KV cache / N per GPU. Verified on CPU with 2 gloo ranks
+(tests/test_hf_tp.py); not yet run on several GPUs with nccl.
+
+Random weights per shard (a synthetic model not materialized, e.g. a 70B shape): ``from_config`` has no TP
+argument in transformers 5.17, but ``from_pretrained(None, config=..., state_dict={}, distributed_config=...)``
+of the architecture's class builds the model on the meta device, applies the TP plan (DTensor placeholders of each
+rank's shard), then initializes the "missing" weights, i.e. each rank draws only its own shard
+(``_init_weights``: normal(0, initializer_range), norms 1), so the whole model never exists on one device.
+Measured on CPU (2 gloo ranks, a 353 M-parameter Llama shape, fp32): 176.5 M local parameters and 1.07 GB peak
+RSS per rank against 1.74 GB for one process. Each rank seeds with ``seed + rank``, so a TP=N draw is another
+random model than the TP=1 draw of the same seed (speed only; synthetic weights never give a quality figure); a
+materialized synthetic model or a real checkpoint is loaded shard by shard from its files, the same weights as TP=1.
 """
 
 from __future__ import annotations
@@ -39,8 +58,13 @@ OPTIONS = {
                            "env hf-bnb", choices=(None, "bnb-nf4", "bnb-int8")),
     "bnb_4bit_compute_dtype": Option(str, "auto", "bnb-nf4's matmul dtype; auto: the dtype option's (float32 when "
                                      "that is auto)", choices=DTYPES),
+    "tp_size": Option(int, 1, "tensor parallel degree: N > 1 runs the job as N torch.distributed ranks (torchrun; "
+                      "nccl on cuda, gloo on cpu) with transformers' tp_plan auto; on cuda the job claims N GPUs",
+                      check=at_least(1)),
 }
-CHECKS = [lambda o: "max_cache_len applies to cache_implementation static only"
+CHECKS = [lambda o: "tp_size > 1 does not combine with quantization (bitsandbytes)"
+          if o["tp_size"] > 1 and o["quantization"] else None,
+          lambda o: "max_cache_len applies to cache_implementation static only"
           if o["max_cache_len"] is not None and o["cache_implementation"] != "static" else None,
           lambda o: "sdpa_backend applies to attn_implementation sdpa only"
           if o["sdpa_backend"] is not None and o["attn_implementation"] != "sdpa" else None]
@@ -52,10 +76,23 @@ def env_for(options: dict[str, Any]) -> str:
 
 
 def placement(options: dict[str, Any]) -> Placement:
-    """cuda/auto: one GPU (auto falls back to the CPU at load when torch sees none); cpu: num_threads."""
+    """cuda/auto: tp_size GPUs (auto falls back to the CPU at load when torch sees none); cpu: num_threads (per
+    rank under tensor parallel)."""
     if options.get("device", "auto") in ("cuda", "auto"):
-        return Placement(device="cuda", gpus=1)
+        return Placement(device="cuda", gpus=int(options.get("tp_size", 1)))
     return Placement(device="cpu", gpus=0, cpu_threads=options.get("num_threads"))
+
+
+def launcher(options: dict[str, Any]) -> list[str]:
+    """The interpreter arguments a job runs under before ``-m llmbench``: tp_size N > 1 starts N ranks with
+    torchrun (its module form, so the env's own torch launches them); none otherwise."""
+    n = int(options.get("tp_size", 1))
+    return ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n)] if n > 1 else []
+
+
+def _local(t):
+    """A tensor parallel DTensor's local shard; any other tensor as it is."""
+    return t.to_local() if hasattr(t, "to_local") else t
 
 
 def _weight_bytes(model) -> int:
@@ -126,7 +163,7 @@ def _weight_facts(model, torch) -> dict[str, Any]:
         "weight_bytes_method": "parameters + buffers of the model as held (tied weights once)",
         "input_embedding_bytes": emb.numel() * emb.element_size(),
         "embedding_row_bytes": emb.shape[1] * emb.element_size(),
-        "tied_embeddings": out is not None and out.weight.data_ptr() == emb.data_ptr(),
+        "tied_embeddings": out is not None and _local(out.weight).data_ptr() == _local(emb).data_ptr(),
         # DynamicCache/StaticCache keep K and V in the model's activation dtype
         "kv_bytes_per_token": kv_bytes_per_token(model.config.to_dict(), torch.empty(0, dtype=act).element_size()),
         "ran_as": _ran_as(model),
@@ -170,6 +207,10 @@ def _model(torch, artifact_dir: Path, manifest: dict[str, Any], options: dict[st
     attn = options["attn_implementation"]
     _refuse_hub_flash_attention(attn)
     synthetic = manifest.get("synthetic")
+    if options["tp_size"] > 1:
+        model = _tp_model(torch, artifact_dir, manifest, options, device, dtype, attn)
+        model.eval()
+        return model
     if options["quantization"]:
         return _bnb_model(torch, artifact_dir, synthetic, manifest, options, device, dtype, attn)
     if synthetic and not synthetic.get("materialized"):  # materialized: the random weights are files
@@ -192,6 +233,46 @@ def _synthetic_model(torch, artifact_dir: Path, manifest: dict[str, Any], dtype,
     torch.manual_seed(int(manifest["synthetic"]["seed"]))
     with torch.device(device):
         return AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
+
+
+def _process_group(torch, device: str, n: int):
+    """Join the job's torch.distributed group (torchrun's environment: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*):
+    nccl on cuda, each rank on cuda:LOCAL_RANK; gloo on cpu. Returns the 1-D device mesh of the N ranks."""
+    import os
+
+    dist = torch.distributed
+    if "RANK" not in os.environ:
+        raise RuntimeError(f"tp_size = {n} needs the job started by torchrun (the benchmark rule does this: "
+                           "engine hook `launcher`); RANK is not set in this process")
+    if not dist.is_initialized():
+        if device == "cuda":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    if dist.get_world_size() != n:
+        raise RuntimeError(f"tp_size = {n} but torchrun started {dist.get_world_size()} ranks")
+    return dist.device_mesh.init_device_mesh(device, (n,))
+
+
+def _tp_model(torch, artifact_dir: Path, manifest: dict[str, Any], options: dict[str, Any], device: str, dtype,
+              attn: str):
+    """The model split over the process group's ranks by transformers' tp_plan auto. A synthetic model that is not
+    materialized is drawn per shard (module docstring): each rank initializes only its own shard."""
+    from transformers import AutoConfig, AutoModelForCausalLM, MODEL_FOR_CAUSAL_LM_MAPPING
+    from transformers.distributed import DistributedConfig
+
+    n = int(options["tp_size"])
+    mesh = _process_group(torch, device, n)
+    kwargs = {"attn_implementation": attn, "device_mesh": mesh,
+              "distributed_config": DistributedConfig(tp_plan="auto", tp_size=n)}
+    synthetic = manifest.get("synthetic")
+    if synthetic and not synthetic.get("materialized"):
+        config = AutoConfig.from_pretrained(artifact_dir)
+        if dtype == "auto":
+            dtype = getattr(torch, manifest.get("params", {}).get("dtype", "float16"))
+        torch.manual_seed(int(synthetic["seed"]) + torch.distributed.get_rank())
+        return MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(None, config=config, state_dict={},
+                                                                         dtype=dtype, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(artifact_dir, dtype=dtype, **kwargs)
 
 
 def _bnb_model(torch, artifact_dir: Path, synthetic, manifest, options, device: str, dtype, attn: str):
@@ -280,7 +361,8 @@ class HFEngine(HFTokenizerMixin, Engine):
         self.vocab_size = self.model.config.vocab_size
         self.fold_vocab = self.vocab_size  # encode: identity unless a synthetic shape has a smaller vocab
         self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
-        self.device = torch.device(device)
+        self.tp = options["tp_size"] > 1
+        self.device = torch.device(device, torch.cuda.current_device()) if self.tp and device == "cuda" else torch.device(device)
         self.sdpa_backend = options["sdpa_backend"]
         self.attention = _sdpa_context(torch, self.sdpa_backend)
         self._probe_sdpa_backend()
@@ -307,6 +389,42 @@ class HFEngine(HFTokenizerMixin, Engine):
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise EngineUnavailable(f"SDPA backend {self.sdpa_backend} cannot run here "
                                     f"({self.device}, {self._runtime_dtype()}): {first}") from e
+
+    def encode(self, prompt: str) -> list[int]:
+        """As every HF adapter encodes; under tensor parallel every rank then takes rank 0's ids (a broadcast,
+        outside the timed region), so all ranks run the same forwards."""
+        return self._same_on_every_rank(super().encode(prompt))
+
+    def tokenize_plain(self, text: str) -> list[int]:
+        return self._same_on_every_rank(super().tokenize_plain(text))
+
+    def _same_on_every_rank(self, ids: list[int]) -> list[int]:
+        if not getattr(self, "tp", False):
+            return ids
+        box = [ids]
+        self.torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def _tensor_parallel(self) -> dict[str, Any] | None:
+        """What ran, read back from torch.distributed and the model's device mesh (None without TP)."""
+        if not self.tp:
+            return None
+        from torch.distributed.tensor import DTensor
+
+        dist = self.torch.distributed
+        mesh = getattr(self.model, "_device_mesh", None)
+        params = list(self.model.parameters())
+        return {"degree": mesh.size() if mesh is not None else None, "backend": dist.get_backend(),
+                "world_size": dist.get_world_size(), "mesh_device": getattr(mesh, "device_type", None),
+                "sharded_parameters": sum(isinstance(p, DTensor) for p in params), "parameters": len(params),
+                "rank0_local_parameters": sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in params)}
+
+    def close(self) -> None:
+        """Tensor parallel: wait for every rank, then leave the process group."""
+        dist = self.torch.distributed if getattr(self, "tp", False) else None
+        if dist is not None and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
     def _runtime_dtype(self) -> str:
         """The dtype of the model's first parameter, as the runtime records it."""
@@ -351,6 +469,7 @@ class HFEngine(HFTokenizerMixin, Engine):
             "quantization": _plain((qcfg.to_dict() if hasattr(qcfg, "to_dict") else qcfg) if qcfg else None),
             "torch_threads": self.torch.get_num_threads(),
             "synthetic_weights": synthetic,
+            "tensor_parallel": self._tensor_parallel(),
         }
 
     def _loaded(self) -> Loaded:

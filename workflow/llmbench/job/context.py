@@ -74,15 +74,22 @@ class JobContext:
     idle_power_w: float | None = None
     energy_method: str = ""
     energy_note: str = ""
+    interference: str = "{}"
+    bandwidth_probes: list = field(default_factory=list)
+    bandwidth_threads: int | None = None
+    bandwidth_cpus: str = ""
+    bandwidth_flag: str = ""
 
     @classmethod
     def build(cls, spec: dict[str, Any], art: dict[str, Any], model_manifest: dict[str, Any], started: str,
               loaded: Loaded | None = None, bandwidth: tuple[float, str] | None = None,
-              bandwidth_devices: int = 1, energy: Energy | None = None) -> JobContext:
+              bandwidth_devices: int = 1, energy: Energy | None = None, interference: str = "{}",
+              probe: dict | None = None) -> JobContext:
         """``started``: when the job started (ISO 8601). Give ``loaded`` after the run: its runtime and
         weight_bytes are read now, and some engines learn them only while running. ``bandwidth_devices``:
         memories read in parallel, each at the measured bandwidth (roofline.py). ``energy``: the job's measured
-        window (core/energy.py)."""
+        window (core/energy.py); ``interference``: what else used the machine then (job/interference.py, JSON);
+        ``probe``: the bandwidth probe's columns (job/bandwidth.Probe.columns)."""
         variant = spec["variant"]
         ctx = cls(
             model=spec["model"], artifact=spec["artifact"], engine=variant["engine"],
@@ -112,7 +119,9 @@ class JobContext:
             bandwidth_method=bandwidth[1] if bandwidth else None,
             bandwidth_devices=int(bandwidth_devices) if bandwidth else None,
             **{k: getattr(loaded, k) for k in LOADED_FACTS},
-            **(vars(energy) if energy else {}))
+            **(vars(energy) if energy else {}), interference=interference,
+            **({"bandwidth_probes": probe["probes"], "bandwidth_threads": probe.get("threads"),
+                "bandwidth_cpus": probe.get("cpus", ""), "bandwidth_flag": probe.get("flag", "")} if probe else {}))
 
 
 def _model_shape(spec: dict[str, Any]) -> dict:

@@ -132,7 +132,8 @@ def problems(config: dict[str, Any], workdir: Path = Path(".")) -> list[str]:
             f"{n.per_gpu(headroom) / GIB:.1f} GiB per GPU (weights {n.weights / GIB:.1f} GiB + KV cache "
             f"{n.kv / GIB:.1f} GiB at {n.context} tokens × batch {n.batch}, over {n.gpus} GPU(s), + headroom "
             f"{headroom / GIB:.1f} GiB) but a GPU has {capacity / GIB:.1f} GiB ({which}); at least "
-            f"{_gpus_needed(n, capacity, headroom)} GPUs (tensor_parallel_size) or a smaller artifact would fit")
+            f"{_gpus_needed(n, capacity, headroom)} GPUs (tensor parallel: vLLM tensor_parallel_size, HF tp_size) or a "
+            "smaller artifact would fit")
     return out
 
 

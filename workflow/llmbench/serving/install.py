@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     why = cuda_problem() if a.needs_cuda else None
     if why:
-        rec["skipped"] = f"{why}; these wheels are CUDA builds, installed only where a GPU is visible"
+        rec["skipped"] = f"{why}; the env file marks this install --needs-cuda, so it runs only where a CUDA GPU is visible"
     else:
         proc = subprocess.run(text, shell=True, capture_output=True, text=True)
         rec.update(exit_code=proc.returncode, output=_tail(proc.stdout + proc.stderr))

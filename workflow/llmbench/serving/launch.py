@@ -249,14 +249,16 @@ def _missing(e: Entry) -> str | None:
 
 
 def launcher_problem(e: Entry, opts: dict[str, Any]) -> str | None:
-    """Why this system's server cannot start here (the unverified row's reason), or None."""
+    """Why this system's server cannot start here (the unverified row's reason), or None. The reason is what this
+    run saw (the import or file missing, this env's install record); the entry's dated ``observed`` text follows
+    in a bracket labelled as a static note, never as part of what was seen."""
     from llmbench.serving import install
 
     missing = _missing(e)
     if missing is None:
         return cuda_problem() if e.needs_cuda else None
-    return (f"{missing}: {e.install}; {install.attempt(e.name)}; observed where this entry was written: "
-            f"{e.observed}")
+    return (f"{missing}: {e.install}; {install.attempt(e.name)}. [Static note, written with this entry, not "
+            f"observed in this run: {e.observed}]")
 
 
 # --------------------------------------------------------------------------------------- the engine module

@@ -47,7 +47,7 @@ def _result(engine, input_ids, max_new_tokens, gen: Generation, t0: float, t_end
             stamps: list[float], streamed: list[int]) -> RequestResult:
     device_peak = engine.peak_memory()
     if device_peak is None:
-        device_peak = (memory.peak_rss_bytes(), "process_peak_rss")
+        device_peak = (memory.peak_rss_bytes(), memory.peak_rss_kind())
     out_ids = list(gen.ids)
     n = len(out_ids)
     ttft = stamps[0] - t0 if stamps else None
@@ -147,7 +147,8 @@ def _describe(m: RequestResult) -> str:
     return text + (f"; FAILED: {m.error}" if m.error else "")
 
 
-def run(engine, spec: dict[str, Any], log=print, meter=None) -> list[RequestResult]:
+def run(engine, spec: dict[str, Any], log=print, meter=None, monitor=None) -> list[RequestResult]:
+    """``meter`` (job/energy.py) and ``monitor`` (job/interference.py), when given, span the measured requests."""
     sc = spec["scenario"]
     items = prompts.load(sc["prompts"])
     max_new = int(sc["max_new_tokens"])
@@ -160,9 +161,13 @@ def run(engine, spec: dict[str, Any], log=print, meter=None) -> list[RequestResu
     results, shapes_seen = [], set()
     for i, (p, repeat, warm, n_new) in enumerate(plan):
         ids = encoded[str(p["id"])]
-        if meter is not None and not warm and not any(not r.warmup for r in results):
-            meter.begin()  # before the first measured request
+        if not warm and not any(not r.warmup for r in results):  # before the first measured request
+            for window in (meter, monitor):
+                if window is not None:
+                    window.begin()
         m = measure(engine, ids, n_new)
+        if monitor is not None and not warm:
+            monitor.poll()
         problem = m.error or check_counts(m) or check_time(m, timeout_s)
         m = dataclasses.replace(m, request_index=i, prompt_id=str(p["id"]), repeat=repeat, warmup=warm,
                                 first_of_shape=len(ids) not in shapes_seen, error=problem)
@@ -170,6 +175,7 @@ def run(engine, spec: dict[str, Any], log=print, meter=None) -> list[RequestResu
         results.append(m)
         log("row " + json.dumps(rows.log_fields(m)))
         log(f"[{i + 1}/{len(plan)}] prompt {p['id']}{' (warm-up)' if warm else ''}: {_describe(m)}")
-    if meter is not None:
-        meter.end()
+    for window in (meter, monitor):
+        if window is not None:
+            window.end()
     return results
