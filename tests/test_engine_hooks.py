@@ -11,6 +11,8 @@ from llmbench import artifacts, engines
 from llmbench.core.engine import ContractCase, Engine, MODULE_HOOKS, has_hook
 from llmbench.core import registry
 
+from conftest import REPO
+
 
 class _Complete(Engine):
     def load(self, artifact_dir, manifest, options): ...
@@ -61,6 +63,20 @@ def test_every_built_in_module_passes_the_hook_check_and_every_adapter_subclasse
     for method in artifacts.methods():
         artifacts.module(method)
     assert "CONTRACT" in MODULE_HOOKS
+
+
+def test_every_module_hook_the_harness_reads_is_declared():
+    """A module-level name the harness looks up on an engine module (engines/__init__.py, serving/job.py:
+    ``getattr(mod, "launcher", None)``, ``hasattr(mod, "endpoint")``) is a hook, so MODULE_HOOKS declares it
+    (the registry's misspelling check knows it only from there)."""
+    import re
+
+    read = set()
+    for path in ("engines/__init__.py", "serving/job.py"):
+        text = (REPO / "workflow/llmbench" / path).read_text()
+        read |= set(re.findall(r"(?:getattr|hasattr)\((?:mod|module\(name\)), \"(\w+)\"", text))
+    assert {"launcher", "placement", "env_for", "endpoint", "launcher_problem"} <= read
+    assert sorted(read - set(MODULE_HOOKS)) == []
 
 
 def test_every_in_process_engine_declares_its_contract_cases():
