@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from llmbench.core.engine import Placement
 
 HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 needs_llama_cpp = pytest.mark.skipif(not HAS_LLAMA_CPP, reason="llama_cpp is not importable in this interpreter "
@@ -83,7 +84,7 @@ def test_gpu_layers_claim_a_gpu():
     assert engines.gpus("llamacpp", {"n_gpu_layers": -1}) == 1
     # the job then measures a GPU's read bandwidth for the roofline, not the CPU's
     assert engines.placement("llamacpp", {"n_gpu_layers": -1}).device == "cuda"
-    assert engines.placement("llamacpp", {"n_threads": 3}) == engines.base.Placement("cpu", 0, cpu_threads=3)
+    assert engines.placement("llamacpp", {"n_threads": 3}) == Placement("cpu", 0, cpu_threads=3)
 
 
 def test_engine_and_builder_use_the_llamacpp_env():
