@@ -18,7 +18,7 @@
 # The bundle for config/gpu.yaml (vLLM 0.26.0 and its closure, CTranslate2 4.8.5, llama-cpp-python 0.3.36's
 # source, Snakemake + matplotlib wheels; examples/gpu-h100/README.md lists it) is larger than one call may
 # carry: split it into parts of 56 MB and send one part per call, back to back (a warm machine keeps /tmp
-# for 30 s between calls):
+# for 30 s between calls); rebuild it from PyPI with `bash examples/gpu-bundle-make.sh` (-> .gpu-bundle, .gpu-parts):
 #   run(command="bash examples/gpu-device-run.sh stage", carry=[".gpu-parts/MANIFEST.json", ".gpu-parts/part00"])
 #   ... one call per part ...
 #   run(command="bash examples/gpu-device-run.sh stage && bash examples/gpu-device-run.sh install &&
