@@ -18,7 +18,7 @@
 # The bundle for config/gpu.yaml (vLLM 0.26.0 and its closure, CTranslate2 4.8.5, llama-cpp-python 0.3.36's
 # source, Snakemake + matplotlib wheels; examples/gpu-h100/README.md lists it) is larger than one call may
 # carry: split it into parts of 56 MB and send one part per call, back to back (a warm machine keeps /tmp
-# for 30 s between calls):
+# for 30 s between calls); rebuild it from PyPI with `bash examples/gpu-bundle-make.sh` (-> .gpu-bundle, .gpu-parts):
 #   run(command="bash examples/gpu-device-run.sh stage", carry=[".gpu-parts/MANIFEST.json", ".gpu-parts/part00"])
 #   ... one call per part ...
 #   run(command="bash examples/gpu-device-run.sh stage && bash examples/gpu-device-run.sh install &&
@@ -51,6 +51,8 @@ LLAMA_SITE=/tmp/llama-site      # llama-cpp-python built here with CUDA
 export PYTHONPATH="$LLAMA_SITE${PYTHONPATH:+:$PYTHONPATH}"
 LLMBENCH_LLAMACPP_SRC=$(ls -d $B/src/llama-cpp-python-*/vendor/llama.cpp /tmp/src-early/src/llama-cpp-python-*/vendor/llama.cpp 2>/dev/null | head -1)
 export LLMBENCH_LLAMACPP_SRC  # the GGUF converter (convert_hf_to_gguf.py + gguf-py) of the same source
+# the gguf builder reads GGUFs back with gguf-py: the copy that ships with that source
+[ -n "$LLMBENCH_LLAMACPP_SRC" ] && export PYTHONPATH="$PYTHONPATH:$LLMBENCH_LLAMACPP_SRC/gguf-py"
 WAIT_S=${2:-540}
 OUT=${OUT:-/tmp/llmbench-out}
 RUN=/tmp/llmbench-run          # the workflow runs in a copy, so a later re-sync of the repo cannot touch it
@@ -76,7 +78,7 @@ if [ "$PHASE" = stage ]; then
   if [ ! -f /tmp/llama-build.started ]; then
     mkdir -p /tmp/src-early && cat $(ls "$ST"/part* | sort) | tar -x -C /tmp/src-early 2>/dev/null
     if python3 examples/gpu-bundle.py check-tree "$ST" /tmp/src-early src; then
-      for t in /tmp/src-early/src/*.tar.gz; do tar -xzf "$t" -C /tmp/src-early/src; done
+      for tgz in /tmp/src-early/src/*.tar.gz; do tar -xzf "$tgz" -C /tmp/src-early/src; done
       build_llama "$(ls -d /tmp/src-early/src/llama-cpp-python-*/ | head -1)"
     fi
   fi
@@ -88,11 +90,16 @@ if [ "$PHASE" = install ]; then
   python3 examples/gpu-bundle.py join "$ST" "$B" || exit 2
   python3 -m pip install -q --no-index --no-deps --no-compile "$B"/wh/*.whl 2>&1 | tail -5
   echo "installed $(ls "$B"/wh/*.whl | wc -l) wheels in $(( $(date +%s) - t )) s"
-  for t in "$B"/src/*.tar.gz; do tar -xzf "$t" -C "$B/src"; done
+  # nvidia-cutlass-dsl without its CUDA-toolkit libraries (nvidia-cutlass-dsl-libs-cu13, left out of the bundle)
+  # makes vLLM 0.26.0 fail at model init ("No CTK flavor installed", seen on an H100 2026-12-07), while a
+  # missing `cutlass` module is handled: hide the package's .pth, so `import cutlass` raises ImportError.
+  rm -fv "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/nvidia_cutlass_dsl*.pth
+  for tgz in "$B"/src/*.tar.gz; do tar -xzf "$tgz" -C "$B/src"; done
   [ -f /tmp/llama-build.started ] || build_llama "$(ls -d "$B"/src/llama-cpp-python-*/ | head -1)"
   # CTranslate2 4.8.5 dlopens libcublas.so.12 (CUDA 12); the machine has CUDA 13's cuBLAS from torch's wheels.
   # Offer it under the 12 name in a private folder and let CTranslate2's check below say whether it serves.
-  cub=$(python3 -c "import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], 'lib'))" 2>/dev/null)
+  # (torch's cu130 wheels: site-packages/nvidia/cu13/lib or nvidia/cublas/lib; the first found is offered)
+  cub=$(dirname "$(find "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia" -name 'libcublas.so.13*' 2>/dev/null | head -1)" 2>/dev/null)
   if [ -n "$cub" ] && [ -f "$cub/libcublas.so.13" ]; then
     mkdir -p /tmp/cublas12 && ln -sf "$cub/libcublas.so.13" /tmp/cublas12/libcublas.so.12 &&
       ln -sf "$cub/libcublasLt.so.13" /tmp/cublas12/libcublasLt.so.12
