@@ -2,6 +2,7 @@
 the merge's checks (held-out text, artifact hash). No engine library needed."""
 
 import json
+from pathlib import Path
 import platform
 import sys
 import types
@@ -75,15 +76,39 @@ def test_a_gguf_models_manifest_says_what_it_was_dequantized_from(tmp_path):
                       "quantized": True}
 
 
-def test_the_default_reference_is_not_called_unquantized():
-    import yaml
+def _quality_file(tmp_path, artifact: str, dequantized_from: dict) -> Path:
+    """A quality table as a benchmark job writes it, with only what quality_notes reads filled in."""
+    import pyarrow.parquet as pq
 
-    from conftest import REPO
-    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    ref = cfg["quality"]["reference_artifact"]
-    assert "q4_1" in ref and "dequant" in ref  # the name says it is the 4-bit file dequantized
-    text = (REPO / "config/config.yaml").read_text()
-    assert "the unquantized model" not in text and "4-bit model in fp32 storage" in text
+    from llmbench.core import schema
+
+    row = {c.name: None for c in schema.QUALITY_COLUMNS}
+    row.update({"artifact": artifact, "argmax_ids": [], "topk_ids": [], "topk_logprobs": [],
+                "dequantized_from": json.dumps(dequantized_from, sort_keys=True)})
+    out = tmp_path / f"{artifact}.quality.parquet"
+    pq.write_table(schema.QUALITY.from_records([row]), out)
+    return out
+
+
+def test_a_dequantized_reference_is_named_as_a_quantized_model_under_the_table(tmp_path):
+    """The merged table says that quality figures are relative to a 4-bit model when the reference artifact's
+    quality row says its weights were dequantized from a quantized GGUF (the embedded model's case), and says
+    nothing of the kind for a reference made from unquantized weights."""
+    import pandas as pd
+
+    from llmbench.analysis import tables
+
+    summary = pd.DataFrame({"quality_borrowed": [False], "quality_status": ["scored"], "kl_note": [""]})
+    spec = {"reference_artifact": "ref"}
+    quantized = _quality_file(tmp_path, "ref", {"quantized": True, "file_type": "Q4_1", "file": "m.Q4_1.gguf"})
+    note = tables.quality_notes(summary, [quantized], spec)
+    assert "reference artifact ref is a dequantized Q4_1 model (m.Q4_1.gguf)" in note
+    assert "relative to a quantized model" in note
+    (tmp_path / "plain").mkdir()
+    plain = _quality_file(tmp_path / "plain", "ref", {})
+    assert "dequantized" not in tables.quality_notes(summary, [plain], spec)
+    other = _quality_file(tmp_path, "other", {"quantized": True, "file_type": "Q4_1", "file": "m.Q4_1.gguf"})
+    assert "dequantized" not in tables.quality_notes(summary, [other], spec)  # not the reference: no note
 
 
 # ---------------------------------------------------------------- KL over the reference's top-K (item 4)

@@ -200,7 +200,29 @@ def test_plots_are_drawn_as_png_and_svg_and_say_why_one_is_empty(tmp_path):
         if p.suffix == ".png":
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "no price configured for NVIDIA H200" in (tmp_path / "plots/cost.svg").read_text()
-    assert "Pareto front" in (tmp_path / "plots/quality-vs-speed.svg").read_text()
+
+
+def test_quality_vs_speed_names_the_lines_its_pareto_front_leaves_out(tmp_path):
+    """With KL for two lines and only a PPL ratio for a third, the plot uses KL and says which line it could
+    not place, instead of dropping it silently."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = _summary([_row(variant=v, request_index=i) for v in ("a", "b", "c") for i in range(3)])
+    by = summary["variant"]
+    summary["kl_mean"] = by.map({"a": 0.01, "b": 0.05, "c": float("nan")})
+    summary["ppl_ratio"] = by.map({"a": 1.01, "b": 1.02, "c": 1.03})
+    fig = plots.quality_vs_speed(plt, summary)
+    text = " ".join(t.get_text() for t in fig.texts)
+    assert "left out of the Pareto front (no kl_mean figure)" in text and "/ c on" in text
+    assert "/ a on" not in text.split("left out")[1] and "/ b on" not in text.split("left out")[1]
+    assert "KL" in fig.axes[0].get_ylabel()
+    summary["kl_mean"] = by.map({"a": 0.01, "b": float("nan"), "c": float("nan")})  # < 2 with KL: PPL ratio, all placed
+    fig = plots.quality_vs_speed(plt, summary)
+    assert "PPL ratio" in fig.axes[0].get_ylabel()
+    assert "left out" not in " ".join(t.get_text() for t in fig.texts)
 
 
 def test_priced_cost_plot_names_its_source(tmp_path):
