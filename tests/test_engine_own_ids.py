@@ -1,7 +1,10 @@
-"""The exact-token-count check can fail: each adapter returns its engine's own output ids, obtained
-independently of on_token, so an engine whose output differs from what it streamed is caught by the latency
-scenario's check_counts. Quick: stand-ins shaped like CTranslate2's Generator and llama-cpp-python's Llama
-(NOT those libraries); the real engines are checked by test_engine_contract.py in their envs."""
+"""The exact-token-count check can fail: CTranslate2's adapter returns the ids of the generator's own result,
+obtained independently of on_token, so an output that differs from what was streamed is caught by the latency
+scenario's check_counts; llama.cpp keeps no record of its samples apart from the tokens the adapter feeds back,
+so its adapter's independent figure is the COUNT (the positions llama.cpp's KV cache holds), and a token that
+was streamed but never decoded into the cache is caught as a short count. Quick: stand-ins shaped like
+CTranslate2's Generator and llama-cpp-python's Llama (NOT those libraries); the real engines are checked by
+test_engine_contract.py in their envs (there, every request's count comes from llama.cpp's KV cache)."""
 
 from __future__ import annotations
 
@@ -46,11 +49,11 @@ def _ct2():
 
 
 class FakeLlama:
-    """llama_cpp.Llama's state: eval writes the decoded tokens into input_ids; this one's context holds
-    token 9 where 7 was streamed (OWN)."""
+    """llama_cpp.Llama's state: eval writes the fed tokens into input_ids; ``lost`` decoded tokens never reach
+    the KV cache (what a decode that silently failed would leave)."""
 
-    def __init__(self):
-        self.input_ids, self.n_tokens, self._ctx = [0] * 64, 0, object()
+    def __init__(self, lost: int = 0):
+        self.input_ids, self.n_tokens, self._ctx, self.lost = [0] * 64, 0, SimpleNamespace(ctx="ctx"), lost
 
     def n_ctx(self):
         return 64
@@ -60,11 +63,14 @@ class FakeLlama:
 
     def eval(self, tokens):
         for t in tokens:
-            self.input_ids[self.n_tokens] = 9 if t == 7 else t
+            self.input_ids[self.n_tokens] = t
             self.n_tokens += 1
 
-    def generate(self, tokens, **kw):  # the old path: yields the sampled tokens
-        yield from STREAMED + [1] * 8
+
+def _llama_cpp_api(llm: FakeLlama):
+    """llama_get_memory / llama_memory_seq_pos_max over the fake's cache: the highest position it holds."""
+    return SimpleNamespace(llama_get_memory=lambda ctx: ctx,
+                           llama_memory_seq_pos_max=lambda mem, seq: llm.n_tokens - llm.lost - 1)
 
 
 class FakeSampler:
@@ -75,9 +81,10 @@ class FakeSampler:
         return next(self.stream)
 
 
-def _llamacpp():
+def _llamacpp(lost: int = 0):
     eng = engines.create("llamacpp")
-    eng.llm, eng._sampler = FakeLlama(), FakeSampler()
+    eng.llm, eng._sampler = FakeLlama(lost), FakeSampler()
+    eng.llama_cpp = _llama_cpp_api(eng.llm)
     eng.tokenizer = FakeTokenizer()
     return eng
 
@@ -89,17 +96,21 @@ def test_ct2_returns_ctranslate2s_result_not_the_stream():
     assert isinstance(gen, Generation) and seen == STREAMED and gen.ids == OWN
 
 
-def test_llamacpp_returns_the_contexts_tokens_not_the_stream():
+def test_llamacpp_counts_what_its_kv_cache_holds():
     eng = _llamacpp()
     seen = []
     gen = eng.generate([1, 2, 3], 4, seen.append)
-    assert seen == STREAMED and gen.ids == OWN
+    assert seen == STREAMED and gen.ids == STREAMED and gen.engine_metrics["kv_positions"] == 3 + 4
+    short = _llamacpp(lost=1).generate([1, 2, 3], 4, [].append)
+    assert short.ids == STREAMED[:3] and short.engine_metrics["kv_positions"] == 3 + 3
 
 
 def test_the_scenario_catches_an_engine_whose_output_differs_from_its_stream():
-    for eng in (_ct2(), _llamacpp()):
-        problem = check_counts(measure(eng, [1, 2, 3], 4))
-        assert problem == "streamed token ids differ from the returned ones", (type(eng).__name__, problem)
+    problem = check_counts(measure(_ct2(), [1, 2, 3], 4))
+    assert problem == "streamed token ids differ from the returned ones", problem
+    problem = check_counts(measure(_llamacpp(lost=1), [1, 2, 3], 4))
+    assert problem == "engine returned 3 new tokens, 4 were requested", problem
+    assert check_counts(measure(_llamacpp(), [1, 2, 3], 4)) == ""
 
 
 def test_ct2_an_exception_in_on_token_stops_decoding_and_is_raised():

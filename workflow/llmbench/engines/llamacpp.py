@@ -276,9 +276,12 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory, Engine):  # HostPeakMemor
     # ------------------------------------------------------------------ generation
     def generate(self, input_ids: list[int], max_new_tokens: int, on_token: Callable[[int], None]) -> Generation:
         """Greedy with the end tokens masked, one token per step: sample, hand it to ``on_token``, decode it
-        into the context. The ids returned are the tokens llama.cpp holds in its context after the prompt
-        (``Llama.input_ids[len(prompt):n_tokens]``, written by ``eval``), not a list built from the callback;
-        the last token is decoded too (after its on_token, outside the timed span) so the context holds all N."""
+        into the context; the last token is decoded too (after its on_token, outside the timed span) so the
+        context holds all N. The COUNT returned is llama.cpp's own: the positions its KV cache holds for the
+        sequence (``llama_memory_seq_pos_max`` + 1) minus the prompt, so a token that was streamed but never
+        decoded into the cache shows as a short count. The IDS are the context's tokens up to that count, i.e.
+        the tokens this loop fed back: llama.cpp keeps no record of its samples apart from them, so comparing
+        them with the streamed ids cannot fail (unlike CTranslate2's independent result); only the count can."""
         n_ctx = self.llm.n_ctx()
         if len(input_ids) + max_new_tokens > n_ctx:
             raise ValueError(f"prompt ({len(input_ids)}) + max_new_tokens ({max_new_tokens}) exceed n_ctx={n_ctx}; "
@@ -292,7 +295,13 @@ class LlamaCppEngine(HFTokenizerMixin, HostPeakMemory, Engine):  # HostPeakMemor
             tok = int(sampler.sample(llm._ctx, -1))  # from the logits of the last decoded position
             on_token(tok)
             llm.eval([tok])
-        return Generation([int(t) for t in llm.input_ids[len(input_ids):llm.n_tokens]])
+        held = self._kv_positions()
+        return Generation([int(t) for t in llm.input_ids[len(input_ids):held]], {"kv_positions": held})
+
+    def _kv_positions(self) -> int:
+        """Positions llama.cpp's KV cache holds for sequence 0: its own count, not the adapter's token list."""
+        lc = self.llama_cpp
+        return int(lc.llama_memory_seq_pos_max(lc.llama_get_memory(self.llm._ctx.ctx), 0)) + 1
 
     def _greedy_sampler(self):
         """llama.cpp's sampler chain: logit bias -inf on the end tokens (EOS can never be sampled, as HF's
