@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, copy_workflow, write_yaml
-from llmbench.planning import envs
+from llmbench.planning import env_build, envs
 
 HF_LIKE = """\
 # an env file
@@ -153,7 +153,7 @@ def test_build_tiny_env(tmp_path):
     prefix.mkdir(parents=True)
     (prefix / "leftover").write_text("an interrupted build left this; no env.json, so it is wiped")
     lines = []
-    info = envs.build("tiny", env_yaml, prefix, base_dir=REPO / "envs", log=lines.append)
+    info = env_build.build("tiny", env_yaml, prefix, base_dir=REPO / "envs", log=lines.append)
     # installed without byte-compiling every file; a job's process (run as the workflow runs it, with
     # PYTHONDONTWRITEBYTECODE cleared) writes the .pyc of what it imports into the env, once
     site = next(prefix.glob("lib/python3*/site-packages"))
@@ -178,7 +178,7 @@ def test_build_tiny_env(tmp_path):
     assert any("building env tiny" in line for line in lines)
 
     again = []
-    assert envs.build("tiny", env_yaml, prefix, base_dir=REPO / "envs", log=again.append)["built_at"] == info["built_at"]
+    assert env_build.build("tiny", env_yaml, prefix, base_dir=REPO / "envs", log=again.append)["built_at"] == info["built_at"]
     assert any("up to date" in line for line in again)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO
 from llmbench.planning import config as config_check
-from llmbench.planning import envs, offline, plan, wheelhouse
+from llmbench.planning import env_build, envs, offline, plan, wheelhouse
 
 UNREACHABLE = "http://127.0.0.1:9/simple"  # discard port: nothing answers, so a download fails at once
 SMALL = """\
@@ -126,7 +126,7 @@ def test_a_wheelhouse_of_another_env_file_is_refused_naming_the_package(tmp_path
                    + "      - attrs==26.1.0\n")
     prefix = tmp_path / "envs-built" / "small"
     with pytest.raises(envs.EnvError) as e:
-        envs.build("small", env, prefix, wheelhouse_dir=wh, log=lambda m: None)
+        env_build.build("small", env, prefix, wheelhouse_dir=wh, log=lambda m: None)
     msg = str(e.value)
     assert "tabulate: tabulate==0.9.0 in the wheelhouse, tabulate==0.8.10 in the env file" in msg
     assert "six: in the wheelhouse (pip six==1.17.0), not in the env file" in msg
@@ -197,7 +197,7 @@ def test_env_built_from_a_wheelhouse_with_every_index_closed(tmp_path, monkeypat
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     prefix = tmp_path / "built" / "small"
-    info = envs.build("small", env, prefix, base_dir=REPO / "envs", wheelhouse_dir=tmp_path / "wh",
+    info = env_build.build("small", env, prefix, base_dir=REPO / "envs", wheelhouse_dir=tmp_path / "wh",
                       provided_python=sys.executable, log=lambda m: None)
     assert info["source"]["index"] == "wheelhouse" and info["source"]["provided_python"] == sys.executable
     assert info["provided"]["left_out_of_wheelhouse"] == wheelhouse.read_provided(provided)
@@ -210,6 +210,6 @@ def test_env_built_from_a_wheelhouse_with_every_index_closed(tmp_path, monkeypat
     assert harness == str(REPO / "workflow/llmbench/__init__.py")        # the checkout, editable
 
     # up to date as long as the wheelhouse and the interpreter are the same; without them it is rebuilt
-    assert envs.build("small", env, prefix, base_dir=REPO / "envs", wheelhouse_dir=tmp_path / "wh",
+    assert env_build.build("small", env, prefix, base_dir=REPO / "envs", wheelhouse_dir=tmp_path / "wh",
                       provided_python=sys.executable, log=lambda m: None)["built_at"] == info["built_at"]
     assert offline.recorded_source(info) != offline.source(None, None)

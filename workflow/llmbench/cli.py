@@ -106,8 +106,8 @@ def cmd_options_doc(a):
 
 
 def cmd_build_env(a):
-    from llmbench.planning import envs
-    return envs.main_build(a.name, a.file, a.prefix, a.base_dir, a.installer, a.wheelhouse, a.provided_python)
+    from llmbench.planning import env_build
+    return env_build.main_build(a.name, a.file, a.prefix, a.base_dir, a.installer, a.wheelhouse, a.provided_python)
 
 
 def cmd_wheelhouse(a):

@@ -1,7 +1,7 @@
 # Software envs without conda (software_envs.backend: venv): the venv an envs/<env>.yaml file describes.
 # The params entry is the env file's requirements hash, so a changed pin (not a comment) rebuilds exactly
 # that env, and the jobs that run in it (their input env.json is renewed). The env file itself is ancient():
-# its mtime alone rebuilds nothing. The build runs in the driver's interpreter (llmbench.planning.envs.build).
+# its mtime alone rebuilds nothing. The build runs in the driver's interpreter (llmbench.planning.env_build.build).
 
 
 rule build_env:
