@@ -15,10 +15,10 @@ ALL_TABLES = (*schema.TABLES, *SERVING_TABLES)
 # Bump together with the table's version in rows.py: (version, sha256 of its column list). A column change
 # without a version bump fails here; a version bump without regenerating docs/table-schema.md fails below.
 PINNED = {
-    "requests": (5, "3d4d5920fe8c5f57e8b6d16354975c4ec29b50a23e0b66406e6dcf3a9ed100d7"),
-    "latency": (4, "da11d5ce620efd67a645939022319ced881260747c99a276f196f0b06e03771e"),
+    "requests": (6, "92a459c86d4ccce2964055acd80825ccbcf81c07f19885c544cf6ced2e98a690"),
+    "latency": (5, "79eb49cfc8b2460945a1c4ca9d4890bdeb9a7cd13e54ed24bac718a4bb5c208a"),
     "quality": (3, "fd01064a6a91d237b49002dc8964dab09ef4a24c95ff59927b4ad5f4a45d7b07"),
-    "serving_requests": (1, "0133dd6d3c83f57087f6b47c3dbedc27c98a952d3af31ea549526b9db1cf7aec"),
+    "serving_requests": (2, "7353dd22aa44ed9206e084c2a83d37e1af70eba01234ed47e0bef9896d3c7aaf"),
     "serving": (3, "7568484a3c51276a7c4ef0b0c39417439c8ff6e4992c2ab009b29c53b0de6dd3"),
 }
 
@@ -68,6 +68,22 @@ COLUMNS_BY_VERSION = {
             "timestamp", "schema_version",
         ),
         5: (
+            "request_index", "prompt_id", "repeat", "warmup", "first_of_shape", "success", "error",
+            "input_tokens", "requested_output_tokens", "output_tokens", "streamed_tokens",
+            "retokenized_tokens", "ttft_s", "latency_s", "tpot_s", "tokens_per_s", "itl_s",
+            "peak_memory_bytes", "memory_kind", "output_text", "output_ids", "engine_metrics",
+            "model", "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
+            "variant_options", "runtime", "ran_as", "threads", "weight_bytes",
+            "weight_bytes_method", "input_embedding_bytes", "embedding_row_bytes",
+            "tied_embeddings", "kv_bytes_per_token", "decode_bytes", "read_bandwidth_bytes_per_s",
+            "bandwidth_method", "bandwidth_devices", "bandwidth_probes", "bandwidth_threads",
+            "bandwidth_cpus", "bandwidth_flag", "model_shape", "energy_j", "energy_window_s",
+            "idle_power_w", "energy_method", "energy_note", "interference", "model_hash",
+            "artifact_hash", "model_manifest_sha256", "artifact_manifest_sha256", "artifact_bytes",
+            "engine_version", "library_versions", "device", "device_name", "host", "env_hash",
+            "git_commit", "config_hash", "run_id", "timestamp", "schema_version",
+        ),
+        6: (
             "request_index", "prompt_id", "repeat", "warmup", "first_of_shape", "success", "error",
             "input_tokens", "requested_output_tokens", "output_tokens", "streamed_tokens",
             "retokenized_tokens", "ttft_s", "latency_s", "tpot_s", "tokens_per_s", "itl_s",
@@ -142,6 +158,26 @@ COLUMNS_BY_VERSION = {
             "teacher_forced_agreement", "greedy_agreement", "first_divergence_p50", "quality_by",
             "quality_status", "quality_borrowed",
         ),
+        5: (
+            "model", "artifact", "engine", "variant", "scenario", "status", "device_name",
+            "synthetic_weights", "requests", "failed", "valid", "note", "avg_latency_s",
+            "avg_output_tokens", "tokens_per_s", "tokens_per_s_ci_low", "tokens_per_s_ci_high",
+            "passes", "tokens_per_s_by_pass", "ci_overlaps", "ttft_p50_s", "ttft_p90_s",
+            "tpot_p50_s", "tpot_p50_ci_low_s", "tpot_p50_ci_high_s", "tpot_p90_s",
+            "peak_memory_bytes", "artifact_bytes", "weight_bytes", "ran_as", "threads",
+            "decode_tokens_per_s", "decode_bytes", "read_bandwidth_bytes_per_s", "bandwidth_probes",
+            "bandwidth_spread", "bandwidth_pooled_jobs", "bandwidth_flag", "roofline_tokens_per_s",
+            "mbu", "mbu_flag", "datasheet_bandwidth_bytes_per_s", "mbu_datasheet", "ideal_tpot_s",
+            "prefill_flops", "peak_flops_per_s", "peak_flops_source", "ideal_prefill_s",
+            "mfu_prefill", "kv_bytes_per_token", "max_context", "kv_bytes_at_context",
+            "energy_j_per_output_token", "output_tokens_per_j", "energy_idle_power_w",
+            "energy_method", "energy_note", "outside_cores", "steal_cores", "noisy", "interference",
+            "usd_per_hour", "price_source", "price_date", "usd_per_1m_output_tokens",
+            "usd_per_1m_input_tokens", "memory_kind", "cpu_flags", "runtime", "artifact_hash",
+            "git_commit", "perplexity", "ppl_ratio", "kl_mean", "kl_p99", "kl_note",
+            "teacher_forced_agreement", "greedy_agreement", "first_divergence_p50", "quality_by",
+            "quality_status", "quality_borrowed",
+        ),
     },
     "quality": {
         1: (
@@ -166,6 +202,18 @@ COLUMNS_BY_VERSION = {
     },
     "serving_requests": {
         1: (
+            "point", "point_index", "concurrency", "request_rate", "burstiness", "request_index", "prompt_id",
+            "warmup", "success", "error", "count_flag", "input_tokens", "usage_prompt_tokens",
+            "requested_output_tokens", "usage_completion_tokens", "chunk_tokens_sum", "chunks",
+            "chunk_tokens_method", "retokenized_tokens", "scheduled_s", "send_s", "queue_s", "ttft_s", "latency_s",
+            "tpot_s", "itl_s", "chunk_tokens", "http_status", "finish_reason", "output_text", "point_duration_s",
+            "not_sent", "peak_concurrency", "client_cpu_s", "loop_lag_p99_s", "loop_lag_max_s", "server_metrics",
+            "server_ready_s", "model", "artifact", "engine", "variant", "scenario", "status", "synthetic_weights",
+            "variant_options", "runtime", "threads", "model_hash", "artifact_hash", "model_manifest_sha256",
+            "artifact_manifest_sha256", "artifact_bytes", "engine_version", "library_versions", "device",
+            "device_name", "host", "env_hash", "git_commit", "config_hash", "run_id", "timestamp", "schema_version",
+        ),
+        2: (
             "point", "point_index", "concurrency", "request_rate", "burstiness", "request_index", "prompt_id",
             "warmup", "success", "error", "count_flag", "input_tokens", "usage_prompt_tokens",
             "requested_output_tokens", "usage_completion_tokens", "chunk_tokens_sum", "chunks",

@@ -56,7 +56,7 @@ def _roofline(first: pd.Series, ok: pd.DataFrame) -> dict:
     where the card is known, the datasheet bandwidth. An MBU over 1 is no figure: the line is flagged."""
     nan = float("nan")
     decode = 1 / ok["tpot_s"].median() if len(ok) else nan
-    step = ok["decode_bytes"].median() if len(ok) and ok["decode_bytes"].notna().all() else nan
+    step = round(ok["decode_bytes"].median()) if len(ok) and ok["decode_bytes"].notna().all() else nan
     bandwidth, devices = _bandwidth_used(first), first["bandwidth_devices"]
     probe = _probe_columns(first, bandwidth)
     if pd.isna(step) or pd.isna(bandwidth) or pd.isna(devices):

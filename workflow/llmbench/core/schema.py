@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 5   # requests: 2 added engine_metrics; 3 added first_of_shape (failed requests are rows),
+SCHEMA_VERSION = 6   # 6: threads int64 (as in every other table); requests: 2 added engine_metrics; 3 added first_of_shape (failed requests are rows),
 #                      model/artifact_manifest_sha256, host facts (GPU driver, CUDA, RAM, affinity), env_hash of
 #                      the installed packages under backend none, ran_as, threads, decode bytes and their parts,
 #                      bandwidth_devices; 4 added model_shape, energy_j, energy_window_s, idle_power_w,
 #                      energy_method, energy_note; 5 added interference, bandwidth_probes, bandwidth_threads,
 #                      bandwidth_cpus, bandwidth_flag (probed after loading, before and after the measurement)
-SUMMARY_VERSION = 4  # latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
+SUMMARY_VERSION = 5  # 5: decode_bytes int64 (as in the requests table); latency: 2 added valid, the 95% confidence intervals (failures excluded, noted), ppl_ratio,
 #                      kl_mean, kl_p99, kl_note, quality_borrowed (quality per line), ran_as, threads, weight_bytes,
 #                      decode_bytes, mbu_flag, datasheet MBU; roofline from decode bytes; 3 added ideal_tpot_s,
 #                      prefill FLOPs / ideal time / MFU, KV bytes, energy per token, cost per 1M tokens;
@@ -79,7 +79,7 @@ COLUMNS: list[Column] = [
     Column("variant_options", pa.string(), "json", "options the variant asked for"),
     Column("runtime", pa.string(), "json", "what actually ran, read back from the engine after the run (dtype, attention, kernels, threads); per-request facts are in engine_metrics"),
     Column("ran_as", pa.string(), "", "what ran, in words, read back from the engine (e.g. dense fp32 after decompression, int4 CPUWNA16 kernel, GGUF bits per weight, OpenVINO runtime precisions)"),
-    Column("threads", pa.int32(), "", "CPU threads the engine computed with, read back from it (empty: a GPU engine)"),
+    Column("threads", pa.int64(), "", "CPU threads the engine computed with, read back from it (empty: a GPU engine)"),
     Column("weight_bytes", pa.int64(), "bytes", "bytes of all weight tensors as the engine ran them (every TP worker's shard together), the engine's own figure after the run (Loaded.weight_bytes)"),
     Column("weight_bytes_method", pa.string(), "", "what the engine counted for weight_bytes"),
     Column("input_embedding_bytes", pa.int64(), "bytes", "the input embedding table as run (part of weight_bytes)"),
@@ -154,7 +154,7 @@ SUMMARY_COLUMNS: list[Column] = [
     Column("ran_as", pa.string(), "", "what ran, in words, read back from the engine"),
     Column("threads", pa.int64(), "", "CPU threads the engine computed with, read back (empty: a GPU engine)"),
     Column("decode_tokens_per_s", pa.float64(), "tokens/s", "1 / median TPOT"),
-    Column("decode_bytes", pa.float64(), "bytes", "median over successful requests of the bytes one decode step reads (roofline.decode_bytes)"),
+    Column("decode_bytes", pa.int64(), "bytes", "median over successful requests of the bytes one decode step reads (roofline.decode_bytes), rounded to a byte"),
     Column("read_bandwidth_bytes_per_s", pa.float64(), "bytes/s", "the read bandwidth the roofline divides by: the median of every probe of the run's jobs that ran alike (same host CPU, device, probe threads, CPUs and devices; analysis/pooled_bandwidth.py), else the job's own"),
     Column("bandwidth_probes", pa.list_(pa.float64()), "bytes/s", "this line's own probes (before the warm-ups, after the measured requests)"),
     Column("bandwidth_spread", pa.float64(), "share", "(max - min) / median of the pooled probes: how much the figure moved between probes and jobs"),
@@ -287,7 +287,7 @@ TABLES = (REQUESTS, SUMMARY, QUALITY)
 SCHEMA = REQUESTS.schema
 
 
-SERVING_REQUESTS_VERSION = 1
+SERVING_REQUESTS_VERSION = 2  # 2: threads int64 (shared with the requests table)
 SERVING_VERSION = 3  # 2 added the 95% intervals of TTFT and TPOT p50, cost per 1M output tokens; 3: cost × the
 #                     server's devices (tensor parallel)
 
@@ -388,7 +388,7 @@ SERVING_COLUMNS: list[Column] = [
 ]
 
 SERVING_REQUESTS = Table("serving_requests", "Serving requests", SERVING_REQUESTS_VERSION,
-                         "`results/runs/<model>/<artifact>/<variant>/<scenario>.parquet` of a serving scenario and "
+                         "`results/serving/runs/<model>/<artifact>/<variant>/<scenario>.parquet` of a serving scenario and "
                          "`results/tables/serving-requests.parquet`.", SERVING_REQUEST_COLUMNS)
 SERVING = Table("serving", "Serving lines", SERVING_VERSION,
                 "`results/tables/serving.parquet`: one line per model × artifact × engine × variant × scenario × "
