@@ -26,11 +26,13 @@ from pathlib import Path
 def line_figures(requests_parquet: Path, variant: str) -> dict:
     import pandas as pd
 
+    from llmbench.analysis.tables import json_obj
+
     r = pd.read_parquet(requests_parquet)
     m = r[(r["variant"] == variant) & (~r["warmup"]) & (r["success"])]
     if m.empty:
         raise SystemExit(f"no measured successful requests of variant {variant!r} in {requests_parquet}")
-    opts = json.loads(m["variant_options"].iloc[0]) if isinstance(m["variant_options"].iloc[0], str) else m["variant_options"].iloc[0]
+    opts = json_obj(m["variant_options"].iloc[0])
     return {"requests": int(len(m)), "mean_input_tokens": float(m["input_tokens"].mean()),
             "output_tokens": int(m["output_tokens"].iloc[0]),
             "tokens_per_s": float(m["output_tokens"].sum() / m["latency_s"].sum()),

@@ -38,7 +38,6 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from urllib.parse import urlparse
 
 import yaml
